@@ -1,0 +1,308 @@
+//! Copy-up (the kernel's copy_up.c concern).
+//!
+//! Rules served (OVERLAY-SEMANTICS "Copy-up"): parents first (directories
+//! with mode, owner, xattrs and times); the copy is built under
+//! workdir/work: data (FICLONE, else copy_file_range hole by hole, else
+//! read/write), then owner, mode, xattrs, times last; fsync unless
+//! `volatile`; then renamed into the upper directory, so a crash leaves no
+//! copy or a complete one. Racing copy-ups of one path serialise on a lock
+//! stripe and the loser finds the winner's copy. The overlay inode number
+//! carries over to the upper object.
+
+use crate::lookup::{Entry, split};
+use crate::markers;
+use crate::resolve::{self, Stat, XTarget};
+use crate::stack::Stack;
+use std::ffi::OsStr;
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::Path;
+use std::time::Instant;
+
+/// Copy every xattr except the overlay's private ones; an xattr the upper
+/// filesystem or our privileges refuse is skipped, as the kernel does for
+/// unsupported names.
+pub fn copy_xattrs(src: XTarget, dst: XTarget) -> io::Result<()> {
+    let names = match resolve::listxattr(src) {
+        Ok(n) => n,
+        Err(e) if matches!(resolve::errno(&e), libc::EOPNOTSUPP | libc::EPERM) => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for n in names {
+        if markers::is_private_xattr(&n) {
+            continue;
+        }
+        let v = match resolve::getxattr(src, &n) {
+            Ok(v) => v,
+            Err(e) if resolve::errno(&e) == libc::ENODATA => continue,
+            Err(e) => return Err(e),
+        };
+        match resolve::setxattr(dst, &n, &v, 0) {
+            Ok(()) => {}
+            Err(e)
+                if matches!(
+                    resolve::errno(&e),
+                    libc::EPERM | libc::EOPNOTSUPP | libc::EACCES
+                ) =>
+            {
+                tracing::debug!(xattr = ?n, "copy-up skipped an xattr the upper refuses");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn timespec(sec: i64, nsec: i64) -> resolve::TimeSet {
+    Some(Some(libc::timespec {
+        tv_sec: sec,
+        tv_nsec: nsec,
+    }))
+}
+
+/// Owner where permitted: an unprivileged daemon keeps its own ownership.
+fn chown_maybe(r: io::Result<()>) -> io::Result<()> {
+    match r {
+        Err(e) if resolve::errno(&e) == libc::EPERM && resolve::geteuid() != 0 => Ok(()),
+        r => r,
+    }
+}
+
+/// Apply owner, mode, xattrs and (last) times of `src` to the temporary
+/// object `tmp` in workdir/work.
+fn copy_meta(
+    stack: &Stack,
+    src_dir: BorrowedFd,
+    name: &OsStr,
+    st: &Stat,
+    tmp: &OsStr,
+) -> io::Result<()> {
+    let work = stack.work()?;
+    chown_maybe(resolve::fchownat(work, tmp, st.st_uid, st.st_gid))?;
+    if !resolve::is_lnk(st) {
+        resolve::fchmodat(work, tmp, st.st_mode & 0o7777)?;
+    }
+    copy_xattrs(XTarget::At(src_dir, name), XTarget::At(work, tmp))?;
+    resolve::utimensat(
+        work,
+        tmp,
+        timespec(st.st_atime, st.st_atime_nsec),
+        timespec(st.st_mtime, st.st_mtime_nsec),
+    )
+}
+
+/// Open (creating the chain if needed) the upper directory at `path`.
+pub fn ensure_upper_dir(stack: &Stack, path: &Path) -> io::Result<OwnedFd> {
+    stack.upper_or_erofs()?;
+    match stack.dir(0, path) {
+        Ok(fd) => return Ok(fd),
+        Err(e) if resolve::errno(&e) != libc::ENOENT => return Err(e),
+        Err(_) => {}
+    }
+    let (parent, name) = split(path);
+    let upper_parent = ensure_upper_dir(stack, &parent)?;
+    // The topmost lower directory at `path` is the one the merged view shows.
+    let (layer, src_parent, st) = (stack.first_lower()..stack.layers.len())
+        .find_map(|l| {
+            let d = stack.dir(l, &parent).ok()?;
+            let st = resolve::fstatat(d.as_fd(), &name).ok()?;
+            resolve::is_dir(&st).then_some((l, d, st))
+        })
+        .ok_or_else(|| resolve::err(libc::ENOENT))?;
+    let work = stack.work()?;
+    let tmp = stack.tmp_name();
+    resolve::mkdirat(work, &tmp, 0o700)?;
+    let built = copy_meta(stack, src_parent.as_fd(), &name, &st, &tmp).and_then(|_| {
+        resolve::renameat2(
+            work,
+            &tmp,
+            upper_parent.as_fd(),
+            &name,
+            resolve::RENAME_NOREPLACE,
+        )
+    });
+    match built {
+        Ok(()) => {}
+        // Another request created it first: use theirs.
+        Err(e) if matches!(resolve::errno(&e), libc::EEXIST | libc::ENOTEMPTY) => {
+            let _ = resolve::unlinkat(work, &tmp, true);
+        }
+        Err(e) => {
+            let _ = resolve::unlinkat(work, &tmp, true);
+            return Err(e);
+        }
+    }
+    let fd = resolve::openat(
+        upper_parent.as_fd(),
+        &name,
+        libc::O_PATH | libc::O_DIRECTORY,
+        0,
+    )?;
+    let ust = resolve::fstat(fd.as_fd())?;
+    stack.keep_ino(ust.st_ino, stack.ino(layer, st.st_ino));
+    tracing::debug!(path = ?path, from_layer = layer, "copied up directory");
+    Ok(fd)
+}
+
+/// Copy the data of `src` into `dst`: reflink where possible, else
+/// copy_file_range over the data segments only (holes stay holes), else
+/// plain reads and writes.
+pub fn copy_data(src: BorrowedFd, dst: BorrowedFd, size: u64) -> io::Result<()> {
+    if size == 0 {
+        return Ok(());
+    }
+    if resolve::ficlone(dst, src).is_ok() {
+        return Ok(());
+    }
+    let mut off: i64 = 0;
+    while (off as u64) < size {
+        let data = match resolve::lseek(src, off, libc::SEEK_DATA) {
+            Ok(d) => d,
+            Err(e) if resolve::errno(&e) == libc::ENXIO => break,
+            Err(_) => off,
+        };
+        let hole = resolve::lseek(src, data, libc::SEEK_HOLE).unwrap_or(size as i64);
+        copy_range(src, dst, data, (hole - data) as u64)?;
+        off = hole;
+    }
+    resolve::ftruncate(dst, size)
+}
+
+fn copy_range(src: BorrowedFd, dst: BorrowedFd, start: i64, len: u64) -> io::Result<()> {
+    let (mut inp, mut outp) = (start, start);
+    let end = start + len as i64;
+    while inp < end {
+        let want = ((end - inp) as usize).min(1 << 30);
+        match resolve::copy_file_range(src, &mut inp, dst, &mut outp, want) {
+            Ok(0) => break,
+            Ok(_) => {}
+            Err(e) if resolve::errno(&e) == libc::EINTR => {}
+            Err(e)
+                if matches!(
+                    resolve::errno(&e),
+                    libc::EXDEV | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP
+                ) =>
+            {
+                return copy_rw(src, dst, inp, end);
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
+fn copy_rw(src: BorrowedFd, dst: BorrowedFd, mut off: i64, end: i64) -> io::Result<()> {
+    let mut buf = vec![0u8; 1 << 20];
+    while off < end {
+        let want = ((end - off) as usize).min(buf.len());
+        let n = resolve::pread(src, &mut buf[..want], off as u64)?;
+        if n == 0 {
+            break;
+        }
+        let mut w = 0;
+        while w < n {
+            w += resolve::pwrite(dst, &buf[w..n], (off as usize + w) as u64)?;
+        }
+        off += n as i64;
+    }
+    Ok(())
+}
+
+/// Options of one copy-up.
+#[derive(Debug, Clone, Copy)]
+pub struct CopyUp {
+    /// Copy the file's data (false when the caller truncates to 0 anyway).
+    pub data: bool,
+}
+
+/// Make sure the object at `path` (described by `entry`) exists in the upper
+/// layer. Returns the upper parent directory fd.
+pub fn copy_up(stack: &Stack, path: &Path, entry: &Entry, how: CopyUp) -> io::Result<OwnedFd> {
+    let (parent, name) = split(path);
+    if entry.is_dir() {
+        ensure_upper_dir(stack, path)?;
+        return stack.dir(0, &parent);
+    }
+    let upper_parent = ensure_upper_dir(stack, &parent)?;
+    if entry.in_upper(stack) {
+        return Ok(upper_parent);
+    }
+    let _g = stack.stripe(path);
+    // The loser of a race finds the winner's copy here.
+    if resolve::fstatat(upper_parent.as_fd(), &name).is_ok() {
+        return Ok(upper_parent);
+    }
+    let started = Instant::now();
+    let src_dir = stack.dir(entry.layer, &parent)?;
+    let st = resolve::fstatat(src_dir.as_fd(), &name)?;
+    let work = stack.work()?;
+    let tmp = stack.tmp_name();
+    let built = build_copy(stack, src_dir.as_fd(), &name, &st, &tmp, how);
+    let placed = built.and_then(|_| {
+        resolve::renameat2(
+            work,
+            &tmp,
+            upper_parent.as_fd(),
+            &name,
+            resolve::RENAME_NOREPLACE,
+        )
+    });
+    if let Err(e) = placed {
+        let _ = resolve::unlinkat(work, &tmp, false);
+        return Err(e);
+    }
+    let ust = resolve::fstatat(upper_parent.as_fd(), &name)?;
+    stack.keep_ino(ust.st_ino, entry.ino);
+    stack
+        .copyup_gen
+        .fetch_add(1, std::sync::atomic::Ordering::Release);
+    let us = started.elapsed().as_micros() as u64;
+    let bytes = if how.data && resolve::is_reg(&st) {
+        st.st_size as u64
+    } else {
+        0
+    };
+    stack.stats.copy_up(bytes, us);
+    tracing::debug!(path = ?path, from_layer = entry.layer, bytes, us, "copy-up");
+    Ok(upper_parent)
+}
+
+fn build_copy(
+    stack: &Stack,
+    src_dir: BorrowedFd,
+    name: &OsStr,
+    st: &Stat,
+    tmp: &OsStr,
+    how: CopyUp,
+) -> io::Result<()> {
+    let work = stack.work()?;
+    match st.st_mode & libc::S_IFMT {
+        libc::S_IFREG => {
+            let src = resolve::open_noatime(src_dir, name, libc::O_RDONLY)?;
+            let dst = resolve::openat(
+                work,
+                tmp,
+                libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY,
+                0o600,
+            )?;
+            if how.data {
+                copy_data(src.as_fd(), dst.as_fd(), st.st_size as u64)?;
+            }
+            copy_meta(stack, src_dir, name, st, tmp)?;
+            if !stack.volatile {
+                resolve::fsync(dst.as_fd(), false)?;
+            }
+            Ok(())
+        }
+        libc::S_IFLNK => {
+            let target = resolve::readlinkat(src_dir, name)?;
+            resolve::symlinkat(&target, work, tmp)?;
+            copy_meta(stack, src_dir, name, st, tmp)
+        }
+        libc::S_IFDIR => Err(resolve::err(libc::EISDIR)),
+        _ => {
+            resolve::mknodat(work, tmp, st.st_mode, st.st_rdev)?;
+            copy_meta(stack, src_dir, name, st, tmp)
+        }
+    }
+}

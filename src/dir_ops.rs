@@ -1,0 +1,470 @@
+//! Namespace changes (the kernel's dir.c concern): create, mkdir, mknod,
+//! symlink, link, unlink, rmdir, rename.
+//!
+//! Rules served (OVERLAY-SEMANTICS "Creation and removal", "Rename"):
+//! creating over a whiteout replaces it atomically (a directory created so is
+//! opaque); removing a name a lower layer still has leaves a whiteout, a
+//! pure-upper name is simply removed; rmdir answers ENOTEMPTY while the merged
+//! view lists entries; a directory that comes from or merges with a lower
+//! layer answers EXDEV to rename; new objects belong to the caller.
+
+use crate::copy_up::{self, CopyUp};
+use crate::lookup::{self, DirRef, Entry, child_path};
+use crate::markers;
+use crate::readdir;
+use crate::resolve::{self, XTarget, err, errno};
+use crate::stack::{self, Stack};
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+/// Who is asking: new objects get this owner.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub uid: u32,
+    pub gid: u32,
+}
+
+/// What to create.
+#[derive(Debug, Clone)]
+pub enum NewObject {
+    /// A regular file, opened with these flags (O_CREAT/O_EXCL implied).
+    File {
+        mode: u32,
+        flags: i32,
+    },
+    Dir {
+        mode: u32,
+    },
+    /// mknod: fifo, socket, device (mode carries the type).
+    Node {
+        mode: u32,
+        rdev: u64,
+    },
+    Symlink {
+        target: OsString,
+    },
+}
+
+/// State of one name in the upper layer.
+enum UpperName {
+    Absent,
+    Whiteout,
+    Present(resolve::Stat),
+}
+
+fn upper_name(parent: BorrowedFd, name: &OsStr) -> io::Result<UpperName> {
+    match resolve::fstatat(parent, name) {
+        Ok(st) if markers::is_whiteout(parent, name, &st) => Ok(UpperName::Whiteout),
+        Ok(st) => Ok(UpperName::Present(st)),
+        Err(e) if errno(&e) == libc::ENOENT => Ok(UpperName::Absent),
+        Err(e) => Err(e),
+    }
+}
+
+/// The owner a new object gets: the caller, but the group of a setgid parent.
+fn owner_for(parent: BorrowedFd, who: Caller) -> io::Result<(u32, u32, bool)> {
+    let pst = resolve::fstat(parent)?;
+    let sgid = pst.st_mode & libc::S_ISGID != 0;
+    Ok((who.uid, if sgid { pst.st_gid } else { who.gid }, sgid))
+}
+
+/// Build `obj` named `name` in directory `dir` (the upper parent or the work
+/// dir), owned by `owner`. Returns an fd for new regular files.
+fn make(
+    stack: &Stack,
+    dir: BorrowedFd,
+    name: &OsStr,
+    obj: &NewObject,
+    owner: (u32, u32, bool),
+) -> io::Result<Option<OwnedFd>> {
+    let mut fd = None;
+    match obj {
+        NewObject::File { mode, flags } => {
+            let acc = flags & (libc::O_ACCMODE | libc::O_APPEND);
+            fd = Some(resolve::openat(
+                dir,
+                name,
+                acc | libc::O_CREAT | libc::O_EXCL,
+                mode & 0o7777,
+            )?);
+        }
+        NewObject::Dir { mode } => resolve::mkdirat(dir, name, mode & 0o7777)?,
+        NewObject::Node { mode, rdev } => resolve::mknodat(dir, name, *mode, *rdev)?,
+        NewObject::Symlink { target } => resolve::symlinkat(target, dir, name)?,
+    }
+    let (uid, gid, sgid) = owner;
+    let cur = resolve::fstatat(dir, name)?;
+    if cur.st_uid != uid || cur.st_gid != gid {
+        let r = resolve::fchownat(dir, name, uid, gid);
+        if let Err(e) = r
+            && !(errno(&e) == libc::EPERM && resolve::geteuid() != 0)
+        {
+            let _ = resolve::unlinkat(dir, name, matches!(obj, NewObject::Dir { .. }));
+            return Err(e);
+        }
+    }
+    // chown cleared set-id bits and a work-dir build missed setgid
+    // inheritance: put back exactly what was asked for.
+    let want = match obj {
+        NewObject::File { mode, .. } | NewObject::Node { mode, .. } => Some(mode & 0o7777),
+        NewObject::Dir { mode } => Some((mode & 0o7777) | if sgid { libc::S_ISGID } else { 0 }),
+        NewObject::Symlink { .. } => None,
+    };
+    if let Some(m) = want
+        && resolve::fstatat(dir, name)?.st_mode & 0o7777 != m
+    {
+        resolve::fchmodat(dir, name, m)?;
+    }
+    let _ = stack;
+    Ok(fd)
+}
+
+/// Create a new object. Fails with EEXIST if the merged view has the name.
+pub fn create(
+    stack: &Stack,
+    dir: &DirRef,
+    name: &OsStr,
+    obj: &NewObject,
+    who: Caller,
+) -> io::Result<(Entry, Option<OwnedFd>)> {
+    stack.upper_or_erofs()?;
+    if lookup::lookup(stack, dir, name)?.is_some() {
+        return Err(err(libc::EEXIST));
+    }
+    let upper = copy_up::ensure_upper_dir(stack, dir.path)?;
+    let owner = owner_for(upper.as_fd(), who)?;
+    let is_dir = matches!(obj, NewObject::Dir { .. });
+    let fd = match upper_name(upper.as_fd(), name)? {
+        UpperName::Present(_) => return Err(err(libc::EEXIST)),
+        UpperName::Absent => {
+            let fd = make(stack, upper.as_fd(), name, obj, owner)?;
+            // Like the kernel: a new directory inside a merged one is marked
+            // opaque, so nothing below can ever show through it.
+            if is_dir && !dir.lowers.is_empty() {
+                let _ = markers::set_opaque(stack, XTarget::At(upper.as_fd(), name));
+            }
+            fd
+        }
+        UpperName::Whiteout => {
+            let work = stack.work()?;
+            let tmp = stack.tmp_name();
+            let fd = make(stack, work, &tmp, obj, owner)?;
+            let placed = if is_dir {
+                markers::set_opaque(stack, XTarget::At(work, &tmp))
+                    .and_then(|_| {
+                        resolve::renameat2(
+                            work,
+                            &tmp,
+                            upper.as_fd(),
+                            name,
+                            resolve::RENAME_EXCHANGE,
+                        )
+                    })
+                    .map(|_| {
+                        // The whiteout now sits at tmp.
+                        let _ = resolve::unlinkat(work, &tmp, false);
+                    })
+            } else {
+                resolve::renameat2(work, &tmp, upper.as_fd(), name, 0)
+            };
+            if let Err(e) = placed {
+                let _ = resolve::unlinkat(work, &tmp, is_dir);
+                return Err(e);
+            }
+            fd
+        }
+    };
+    let st = resolve::fstatat(upper.as_fd(), name)?;
+    let entry = Entry {
+        layer: 0,
+        st,
+        layers: vec![0],
+        opaque: is_dir,
+        ino: stack.ino(0, st.st_ino),
+    };
+    Ok((entry, fd))
+}
+
+/// Remove the non-directory `name`. Returns the removed entry.
+pub fn unlink(stack: &Stack, dir: &DirRef, name: &OsStr) -> io::Result<Entry> {
+    stack.upper_or_erofs()?;
+    let e = lookup::lookup(stack, dir, name)?.ok_or_else(|| err(libc::ENOENT))?;
+    if e.is_dir() {
+        return Err(err(libc::EISDIR));
+    }
+    remove_name(stack, dir, name, &e)?;
+    Ok(e)
+}
+
+/// Remove a name known to exist, leaving a whiteout where a lower still has it.
+fn remove_name(stack: &Stack, dir: &DirRef, name: &OsStr, e: &Entry) -> io::Result<()> {
+    let upper = copy_up::ensure_upper_dir(stack, dir.path)?;
+    if !e.in_upper(stack) {
+        return markers::whiteout_at(stack, upper.as_fd(), name);
+    }
+    let needs_whiteout = lookup::lower_positive(stack, dir, name)?;
+    if e.is_dir() {
+        let sub = resolve::openat(upper.as_fd(), name, libc::O_PATH | libc::O_DIRECTORY, 0)?;
+        if needs_whiteout {
+            // Swap a fresh whiteout in for the directory, then clear it away.
+            let work = stack.work()?;
+            let tmp = markers::make_tmp_whiteout(stack)?;
+            if let Err(e) =
+                resolve::renameat2(work, &tmp, upper.as_fd(), name, resolve::RENAME_EXCHANGE)
+            {
+                let _ = resolve::unlinkat(work, &tmp, false);
+                return Err(e);
+            }
+            markers::note_xattr_whiteout(stack, upper.as_fd(), name)?;
+            stack.stats.whiteout();
+            stack::clear_dir(sub.as_fd())?;
+            resolve::unlinkat(work, &tmp, true)?;
+        } else {
+            // Only whiteouts can be left inside (the merged view is empty).
+            stack::clear_dir(sub.as_fd())?;
+            resolve::unlinkat(upper.as_fd(), name, true)?;
+        }
+    } else if needs_whiteout {
+        markers::whiteout_at(stack, upper.as_fd(), name)?;
+    } else {
+        resolve::unlinkat(upper.as_fd(), name, false)?;
+    }
+    if e.st.st_nlink <= 1 || e.is_dir() {
+        stack.drop_upper_ino(e.st.st_ino);
+    }
+    Ok(())
+}
+
+/// Remove the directory `name` if its merged view is empty.
+pub fn rmdir(stack: &Stack, dir: &DirRef, name: &OsStr) -> io::Result<Entry> {
+    stack.upper_or_erofs()?;
+    let e = lookup::lookup(stack, dir, name)?.ok_or_else(|| err(libc::ENOENT))?;
+    if !e.is_dir() {
+        return Err(err(libc::ENOTDIR));
+    }
+    let path = child_path(dir.path, name);
+    let lowers = e.lowers(stack);
+    let sub = DirRef {
+        path: &path,
+        lowers: &lowers,
+    };
+    if !readdir::is_empty(stack, &sub)? {
+        return Err(err(libc::ENOTEMPTY));
+    }
+    remove_name(stack, dir, name, &e)?;
+    Ok(e)
+}
+
+/// What a rename did, for the caller's inode bookkeeping.
+#[derive(Debug)]
+pub struct Renamed {
+    /// The object that moved.
+    pub src: Entry,
+    /// The object that was at the destination and is now gone (not for
+    /// exchange).
+    pub replaced: Option<Entry>,
+    /// With RENAME_EXCHANGE: the object that moved the other way.
+    pub exchanged: Option<Entry>,
+}
+
+/// Rename `oname` in `odir` to `nname` in `ndir`, with renameat2 flags.
+pub fn rename(
+    stack: &Stack,
+    odir: &DirRef,
+    oname: &OsStr,
+    ndir: &DirRef,
+    nname: &OsStr,
+    flags: u32,
+) -> io::Result<Renamed> {
+    stack.upper_or_erofs()?;
+    let exchange = flags & resolve::RENAME_EXCHANGE != 0;
+    let noreplace = flags & resolve::RENAME_NOREPLACE != 0;
+    if flags & !(resolve::RENAME_EXCHANGE | resolve::RENAME_NOREPLACE) != 0
+        || (exchange && noreplace)
+    {
+        return Err(err(libc::EINVAL));
+    }
+    let src = lookup::lookup(stack, odir, oname)?.ok_or_else(|| err(libc::ENOENT))?;
+    let dst = lookup::lookup(stack, ndir, nname)?;
+    if odir.path == ndir.path && oname == nname {
+        return Ok(Renamed {
+            src,
+            replaced: None,
+            exchanged: None,
+        });
+    }
+    if noreplace && dst.is_some() {
+        return Err(err(libc::EEXIST));
+    }
+    if exchange && dst.is_none() {
+        return Err(err(libc::ENOENT));
+    }
+    // Type checks come before the EXDEV refusal, as on any filesystem.
+    if let (Some(d), false) = (&dst, exchange) {
+        match (src.is_dir(), d.is_dir()) {
+            (true, false) => return Err(err(libc::ENOTDIR)),
+            (false, true) => return Err(err(libc::EISDIR)),
+            (true, true) => {
+                let p = child_path(ndir.path, nname);
+                let l = d.lowers(stack);
+                if !readdir::is_empty(
+                    stack,
+                    &DirRef {
+                        path: &p,
+                        lowers: &l,
+                    },
+                )? {
+                    return Err(err(libc::ENOTEMPTY));
+                }
+            }
+            _ => {}
+        }
+    }
+    let from_lower = |e: &Entry| e.is_dir() && e.has_lower(stack);
+    if from_lower(&src) || (exchange && dst.as_ref().is_some_and(from_lower)) {
+        stack.stats.exdev();
+        tracing::debug!(from = ?oname, "rename of a directory from a lower layer: EXDEV");
+        return Err(err(libc::EXDEV));
+    }
+    let opath = child_path(odir.path, oname);
+    let npath = child_path(ndir.path, nname);
+    copy_up::copy_up(stack, &opath, &src, CopyUp { data: true })?;
+    if let (true, Some(d)) = (exchange, &dst) {
+        copy_up::copy_up(stack, &npath, d, CopyUp { data: true })?;
+    }
+    let oup = copy_up::ensure_upper_dir(stack, odir.path)?;
+    let nup = copy_up::ensure_upper_dir(stack, ndir.path)?;
+    // A directory landing on a name some lower layer has must be opaque, or
+    // that lower directory would merge into it.
+    let opaque_if_needed = |e: &Entry,
+                            dir: &DirRef,
+                            name: &OsStr,
+                            at: BorrowedFd,
+                            at_name: &OsStr|
+     -> io::Result<()> {
+        if e.is_dir() && lookup::lower_positive(stack, dir, name)? {
+            markers::set_opaque(stack, XTarget::At(at, at_name))?;
+        }
+        Ok(())
+    };
+    if exchange {
+        let d = dst.as_ref().ok_or_else(|| err(libc::ENOENT))?;
+        opaque_if_needed(&src, ndir, nname, oup.as_fd(), oname)?;
+        opaque_if_needed(d, odir, oname, nup.as_fd(), nname)?;
+        resolve::renameat2(
+            oup.as_fd(),
+            oname,
+            nup.as_fd(),
+            nname,
+            resolve::RENAME_EXCHANGE,
+        )?;
+        return Ok(Renamed {
+            src,
+            replaced: None,
+            exchanged: Some(d.clone()),
+        });
+    }
+    let old_needs_whiteout = lookup::lower_positive(stack, odir, oname)?;
+    opaque_if_needed(&src, ndir, nname, oup.as_fd(), oname)?;
+    match upper_name(nup.as_fd(), nname)? {
+        UpperName::Present(st) if resolve::is_dir(&st) => {
+            // An empty merged directory may still hold whiteouts.
+            let sub = resolve::openat(nup.as_fd(), nname, libc::O_PATH | libc::O_DIRECTORY, 0)?;
+            stack::clear_dir(sub.as_fd())?;
+        }
+        UpperName::Whiteout if src.is_dir() => {
+            // rename(2) cannot put a directory over a device: swap them, and
+            // the whiteout lands at the old name, where it may be wanted.
+            resolve::renameat2(
+                oup.as_fd(),
+                oname,
+                nup.as_fd(),
+                nname,
+                resolve::RENAME_EXCHANGE,
+            )?;
+            if !old_needs_whiteout {
+                resolve::unlinkat(oup.as_fd(), oname, false)?;
+            }
+            return Ok(Renamed {
+                src,
+                replaced: dst,
+                exchanged: None,
+            });
+        }
+        _ => {}
+    }
+    if old_needs_whiteout {
+        match resolve::renameat2(
+            oup.as_fd(),
+            oname,
+            nup.as_fd(),
+            nname,
+            resolve::RENAME_WHITEOUT,
+        ) {
+            Ok(()) => {
+                markers::note_xattr_whiteout(stack, oup.as_fd(), oname)?;
+                stack.stats.whiteout();
+            }
+            Err(e) if matches!(errno(&e), libc::EINVAL | libc::EPERM | libc::EOPNOTSUPP) => {
+                resolve::renameat2(oup.as_fd(), oname, nup.as_fd(), nname, 0)?;
+                markers::whiteout_at(stack, oup.as_fd(), oname)?;
+            }
+            Err(e) => return Err(e),
+        }
+    } else {
+        resolve::renameat2(oup.as_fd(), oname, nup.as_fd(), nname, 0)?;
+    }
+    if let Some(d) = &dst
+        && d.in_upper(stack)
+        && (d.st.st_nlink <= 1 || d.is_dir())
+    {
+        stack.drop_upper_ino(d.st.st_ino);
+    }
+    Ok(Renamed {
+        src,
+        replaced: dst,
+        exchanged: None,
+    })
+}
+
+/// Hard-link the object at `src_path` (a non-directory) as `nname` in `ndir`.
+pub fn link(
+    stack: &Stack,
+    src_path: &std::path::Path,
+    src: &Entry,
+    ndir: &DirRef,
+    nname: &OsStr,
+) -> io::Result<Entry> {
+    stack.upper_or_erofs()?;
+    if src.is_dir() {
+        return Err(err(libc::EPERM));
+    }
+    if lookup::lookup(stack, ndir, nname)?.is_some() {
+        return Err(err(libc::EEXIST));
+    }
+    let sup = copy_up::copy_up(stack, src_path, src, CopyUp { data: true })?;
+    let (_, sname) = lookup::split(src_path);
+    let nup = copy_up::ensure_upper_dir(stack, ndir.path)?;
+    match upper_name(nup.as_fd(), nname)? {
+        UpperName::Present(_) => return Err(err(libc::EEXIST)),
+        UpperName::Absent => resolve::linkat(sup.as_fd(), &sname, nup.as_fd(), nname)?,
+        UpperName::Whiteout => {
+            let work = stack.work()?;
+            let tmp = stack.tmp_name();
+            resolve::linkat(sup.as_fd(), &sname, work, &tmp)?;
+            if let Err(e) = resolve::renameat2(work, &tmp, nup.as_fd(), nname, 0) {
+                let _ = resolve::unlinkat(work, &tmp, false);
+                return Err(e);
+            }
+        }
+    }
+    let st = resolve::fstatat(nup.as_fd(), nname)?;
+    Ok(Entry {
+        layer: 0,
+        st,
+        layers: vec![0],
+        opaque: false,
+        ino: src.ino,
+    })
+}

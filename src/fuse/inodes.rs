@@ -1,0 +1,174 @@
+//! The inode table: FUSE node id <-> where the object sits in the overlay
+//! (parent node and name), with the kernel's lookup counts.
+//!
+//! Node ids are the overlay inode numbers the core computes, so `st_ino`,
+//! `d_ino` and the node id agree. Paths are rebuilt from parent links, so a
+//! rename only touches one node.
+
+use dashmap::DashMap;
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+pub const ROOT: u64 = 1;
+
+#[derive(Debug)]
+pub struct Node {
+    pub parent: u64,
+    pub name: OsString,
+    /// For directories: the lower layers merged into it (lowers never change).
+    pub lowers: Arc<[usize]>,
+    pub lookups: u64,
+    pub generation: u64,
+    /// Removed from the namespace; a new object with this number gets a new
+    /// generation so the kernel never confuses the two.
+    pub dead: bool,
+}
+
+#[derive(Debug, Default)]
+pub struct Inodes {
+    map: DashMap<u64, Node>,
+}
+
+/// Where a node sits: its path and its parent's path and merged lowers.
+#[derive(Debug, Clone)]
+pub struct Place {
+    pub path: PathBuf,
+    pub parent_path: PathBuf,
+    pub parent_lowers: Arc<[usize]>,
+    pub name: OsString,
+    pub lowers: Arc<[usize]>,
+}
+
+fn stale() -> io::Error {
+    io::Error::from_raw_os_error(libc::ESTALE)
+}
+
+impl Inodes {
+    pub fn new(root_lowers: Vec<usize>) -> Self {
+        let map = DashMap::new();
+        map.insert(
+            ROOT,
+            Node {
+                parent: ROOT,
+                name: OsString::new(),
+                lowers: root_lowers.into(),
+                lookups: 1,
+                generation: 0,
+                dead: false,
+            },
+        );
+        Inodes { map }
+    }
+
+    /// Record one kernel lookup of `ino` as `name` in `parent`; returns the
+    /// generation to report.
+    pub fn remember(&self, ino: u64, parent: u64, name: &OsStr, lowers: Vec<usize>) -> u64 {
+        if ino == ROOT {
+            return 0;
+        }
+        let mut n = self.map.entry(ino).or_insert_with(|| Node {
+            parent,
+            name: name.to_os_string(),
+            lowers: lowers.clone().into(),
+            lookups: 0,
+            generation: 0,
+            dead: false,
+        });
+        if n.dead {
+            n.dead = false;
+            n.generation += 1;
+            n.lowers = lowers.into();
+        }
+        // The latest name the kernel used is a valid path (hard links, or a
+        // move we were not told about).
+        if n.parent != parent || n.name != name {
+            n.parent = parent;
+            n.name = name.to_os_string();
+        }
+        n.lookups += 1;
+        n.generation
+    }
+
+    pub fn forget(&self, ino: u64, count: u64) {
+        if ino == ROOT {
+            return;
+        }
+        let gone = match self.map.get_mut(&ino) {
+            Some(mut n) => {
+                n.lookups = n.lookups.saturating_sub(count);
+                n.lookups == 0
+            }
+            None => false,
+        };
+        if gone {
+            self.map.remove_if(&ino, |_, n| n.lookups == 0);
+        }
+    }
+
+    pub fn mark_dead(&self, ino: u64) {
+        if let Some(mut n) = self.map.get_mut(&ino) {
+            n.dead = true;
+        }
+    }
+
+    pub fn moved(&self, ino: u64, parent: u64, name: &OsStr) {
+        if let Some(mut n) = self.map.get_mut(&ino) {
+            n.parent = parent;
+            n.name = name.to_os_string();
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.map.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.map.is_empty()
+    }
+
+    /// Path and merged lowers of a directory node.
+    pub fn dir(&self, ino: u64) -> io::Result<(PathBuf, Arc<[usize]>)> {
+        let lowers = self.map.get(&ino).ok_or_else(stale)?.lowers.clone();
+        Ok((self.path(ino)?, lowers))
+    }
+
+    pub fn parent_of(&self, ino: u64) -> u64 {
+        self.map.get(&ino).map_or(ROOT, |n| n.parent)
+    }
+
+    pub fn path(&self, ino: u64) -> io::Result<PathBuf> {
+        let mut names = Vec::new();
+        let mut cur = ino;
+        while cur != ROOT {
+            let n = self.map.get(&cur).ok_or_else(stale)?;
+            names.push(n.name.clone());
+            cur = n.parent;
+            if names.len() > 4096 {
+                return Err(stale());
+            }
+        }
+        Ok(names.iter().rev().collect())
+    }
+
+    pub fn place(&self, ino: u64) -> io::Result<Place> {
+        let (parent, name, lowers) = {
+            let n = self.map.get(&ino).ok_or_else(stale)?;
+            (n.parent, n.name.clone(), n.lowers.clone())
+        };
+        let (parent_path, parent_lowers) = self.dir(parent)?;
+        let path = if ino == ROOT {
+            PathBuf::new()
+        } else {
+            crate::lookup::child_path(&parent_path, &name)
+        };
+        Ok(Place {
+            path,
+            parent_path,
+            parent_lowers,
+            name,
+            lowers,
+        })
+    }
+}

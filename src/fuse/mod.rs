@@ -1,0 +1,1081 @@
+//! The FUSE adapter: the only code that imports fuser. Each handler decodes
+//! the request, finds the node's place, calls the core and encodes the reply
+//! or the errno. No overlay rule is decided here.
+
+pub mod handles;
+pub mod inodes;
+
+use crate::attr::{self, SetAttr};
+use crate::copy_up::{self, CopyUp};
+use crate::dir_ops::{self, Caller, NewObject};
+use crate::lookup::{self, DirRef, Entry};
+use crate::readdir;
+use crate::resolve::{self, Stat, errno};
+use crate::stack::Stack;
+use crate::xattr;
+use fuser::{
+    AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
+    INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen,
+    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+};
+use handles::{DirHandle, DirItem, Handles};
+use inodes::{Inodes, ROOT};
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::path::Path;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+/// The virtual xattr of the mount root that `ovlfuse stats` reads.
+pub const STATS_XATTR: &str = "ovlfuse.stats";
+
+/// Lowers are immutable and only this mount writes the upper, so the
+/// kernel may cache entries and attributes for long.
+const TTL: Duration = Duration::from_secs(86400);
+
+pub struct OvlFs {
+    pub stack: Arc<Stack>,
+    inodes: Inodes,
+    handles: Handles,
+    requests: AtomicU64,
+}
+
+fn ftype(mode: u32) -> FileType {
+    match mode & libc::S_IFMT {
+        libc::S_IFDIR => FileType::Directory,
+        libc::S_IFLNK => FileType::Symlink,
+        libc::S_IFCHR => FileType::CharDevice,
+        libc::S_IFBLK => FileType::BlockDevice,
+        libc::S_IFIFO => FileType::NamedPipe,
+        libc::S_IFSOCK => FileType::Socket,
+        _ => FileType::RegularFile,
+    }
+}
+
+fn dtype_ftype(d: u8) -> FileType {
+    match d {
+        libc::DT_DIR => FileType::Directory,
+        libc::DT_LNK => FileType::Symlink,
+        libc::DT_CHR => FileType::CharDevice,
+        libc::DT_BLK => FileType::BlockDevice,
+        libc::DT_FIFO => FileType::NamedPipe,
+        libc::DT_SOCK => FileType::Socket,
+        _ => FileType::RegularFile,
+    }
+}
+
+fn systime(sec: i64, nsec: i64) -> SystemTime {
+    if sec >= 0 {
+        UNIX_EPOCH + Duration::new(sec as u64, nsec as u32)
+    } else {
+        UNIX_EPOCH - Duration::from_secs(sec.unsigned_abs()) + Duration::from_nanos(nsec as u64)
+    }
+}
+
+fn to_attr(st: &Stat) -> FileAttr {
+    FileAttr {
+        ino: INodeNo(st.st_ino),
+        size: st.st_size as u64,
+        blocks: st.st_blocks as u64,
+        atime: systime(st.st_atime, st.st_atime_nsec),
+        mtime: systime(st.st_mtime, st.st_mtime_nsec),
+        ctime: systime(st.st_ctime, st.st_ctime_nsec),
+        crtime: UNIX_EPOCH,
+        kind: ftype(st.st_mode),
+        perm: (st.st_mode & 0o7777) as u16,
+        nlink: st.st_nlink as u32,
+        uid: st.st_uid,
+        gid: st.st_gid,
+        rdev: st.st_rdev as u32,
+        blksize: st.st_blksize as u32,
+        flags: 0,
+    }
+}
+
+fn eno(e: &io::Error) -> Errno {
+    Errno::from_i32(errno(e))
+}
+
+fn time_set(t: Option<TimeOrNow>) -> resolve::TimeSet {
+    match t {
+        None => None,
+        Some(TimeOrNow::Now) => Some(None),
+        Some(TimeOrNow::SpecificTime(t)) => {
+            let (sec, nsec) = match t.duration_since(UNIX_EPOCH) {
+                Ok(d) => (d.as_secs() as i64, d.subsec_nanos() as i64),
+                Err(e) => {
+                    let d = e.duration();
+                    let mut s = -(d.as_secs() as i64);
+                    let mut n = d.subsec_nanos() as i64;
+                    if n > 0 {
+                        s -= 1;
+                        n = 1_000_000_000 - n;
+                    }
+                    (s, n)
+                }
+            };
+            Some(Some(libc::timespec {
+                tv_sec: sec,
+                tv_nsec: nsec,
+            }))
+        }
+    }
+}
+
+/// Run a handler; a panic inside answers EIO (the dropped reply does) and
+/// the daemon keeps serving.
+fn guarded<F: FnOnce()>(op: &'static str, f: F) {
+    if catch_unwind(AssertUnwindSafe(f)).is_err() {
+        tracing::error!(op, "handler panicked; answered EIO");
+    }
+}
+
+/// Test hook: a lookup of this name panics (proves the EIO guard).
+fn panic_hook(name: &OsStr) {
+    if let Some(p) = std::env::var_os("OVLFUSE_PANIC_ON_LOOKUP")
+        && p == name
+    {
+        panic!("test panic on lookup of {name:?}");
+    }
+}
+
+impl OvlFs {
+    pub fn new(stack: Stack) -> Self {
+        let lowers: Vec<usize> = (stack.first_lower()..stack.layers.len()).collect();
+        OvlFs {
+            stack: Arc::new(stack),
+            inodes: Inodes::new(lowers),
+            handles: Handles::default(),
+            requests: AtomicU64::new(0),
+        }
+    }
+
+    fn count(&self) {
+        self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Current entry of a node: re-resolved from its parent, so a copy-up
+    /// since the last look is seen.
+    fn entry_of(&self, ino: u64) -> io::Result<(inodes::Place, Entry)> {
+        let place = self.inodes.place(ino)?;
+        if ino == ROOT {
+            return Ok((place, lookup::root(&self.stack)?));
+        }
+        let d = DirRef {
+            path: &place.parent_path,
+            lowers: &place.parent_lowers,
+        };
+        let e = lookup::lookup(&self.stack, &d, &place.name)?
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))?;
+        Ok((place, e))
+    }
+
+    fn reply_new_entry(&self, parent: u64, name: &OsStr, e: &Entry, reply: ReplyEntry) {
+        let g = self
+            .inodes
+            .remember(e.ino, parent, name, e.lowers(&self.stack));
+        reply.entry(&TTL, &to_attr(&attr::merged_stat(e)), Generation(g));
+    }
+
+    fn create_obj(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        obj: NewObject,
+    ) -> io::Result<(Entry, Option<OwnedFd>)> {
+        let (ppath, plowers) = self.inodes.dir(parent.0)?;
+        let d = DirRef {
+            path: &ppath,
+            lowers: &plowers,
+        };
+        let who = Caller {
+            uid: req.uid(),
+            gid: req.gid(),
+        };
+        let r = dir_ops::create(&self.stack, &d, name, &obj, who);
+        tracing::debug!(
+            op = "create",
+            parent = parent.0,
+            ?name,
+            ok = r.is_ok(),
+            "upper layer"
+        );
+        r
+    }
+
+    fn file(&self, fh: FileHandle) -> io::Result<Arc<handles::FileHandle>> {
+        self.handles
+            .files
+            .get(&fh.0)
+            .map(|h| h.clone())
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))
+    }
+
+    /// A read-only lower handle follows a copy-up made after it was opened.
+    fn follow_copy_up(&self, h: &handles::FileHandle) -> io::Result<()> {
+        if h.in_upper.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        let g = self.stack.copyup_gen.load(Ordering::Acquire);
+        if h.seen_gen.swap(g, Ordering::AcqRel) == g {
+            return Ok(());
+        }
+        let (place, e) = match self.entry_of(h.ino) {
+            Ok(x) => x,
+            Err(_) => return Ok(()),
+        };
+        if e.in_upper(&self.stack) {
+            let dir = self.stack.dir(0, &place.parent_path)?;
+            let fd = resolve::openat(dir.as_fd(), &place.name, libc::O_RDONLY, 0)?;
+            *h.fd.write().unwrap_or_else(|p| p.into_inner()) = fd;
+            h.in_upper.store(true, Ordering::Release);
+        }
+        Ok(())
+    }
+
+    fn build_listing(&self, ino: u64) -> io::Result<Vec<DirItem>> {
+        let (path, lowers) = self.inodes.dir(ino)?;
+        let merged = readdir::read_merged(
+            &self.stack,
+            &DirRef {
+                path: &path,
+                lowers: &lowers,
+            },
+        )?;
+        let parent = self.inodes.parent_of(ino);
+        let mut v = Vec::with_capacity(merged.len() + 2);
+        v.push(DirItem {
+            name: ".".into(),
+            ino,
+            dtype: libc::DT_DIR,
+        });
+        v.push(DirItem {
+            name: "..".into(),
+            ino: parent,
+            dtype: libc::DT_DIR,
+        });
+        v.extend(merged.into_iter().map(|m| DirItem {
+            name: m.name,
+            ino: m.ino,
+            dtype: m.dtype,
+        }));
+        Ok(v)
+    }
+
+    fn listing(&self, ino: u64, fh: FileHandle, offset: u64) -> io::Result<Vec<DirItem>> {
+        let h = self
+            .handles
+            .dirs
+            .get(&fh.0)
+            .map(|h| h.clone())
+            .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))?;
+        let mut items = h.items.lock().unwrap_or_else(|p| p.into_inner());
+        if offset == 0 || items.is_none() {
+            *items = Some(self.build_listing(ino)?);
+        }
+        Ok(items
+            .as_ref()
+            .map(|v| v.iter().skip(offset as usize).cloned().collect())
+            .unwrap_or_default())
+    }
+
+    fn xattr_reply(data: &[u8], size: u32, reply: ReplyXattr) {
+        if size == 0 {
+            reply.size(data.len() as u32);
+        } else if data.len() > size as usize {
+            reply.error(Errno::from_i32(libc::ERANGE));
+        } else {
+            reply.data(data);
+        }
+    }
+
+    pub fn stats_text(&self) -> String {
+        let names: Vec<String> = self
+            .stack
+            .layers
+            .iter()
+            .map(|l| {
+                format!(
+                    "{}:{}",
+                    if l.is_upper { "upper" } else { "lower" },
+                    l.path.display()
+                )
+            })
+            .collect();
+        format!(
+            "requests {}\ncached_inodes {}\n{}",
+            self.requests.load(Ordering::Relaxed),
+            self.inodes.len(),
+            self.stack.stats.render(&names)
+        )
+    }
+}
+
+macro_rules! try_reply {
+    ($reply:expr, $e:expr) => {
+        match $e {
+            Ok(v) => v,
+            Err(e) => {
+                $reply.error(eno(&e));
+                return;
+            }
+        }
+    };
+}
+
+impl Filesystem for OvlFs {
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        for cap in [
+            InitFlags::FUSE_DO_READDIRPLUS,
+            InitFlags::FUSE_READDIRPLUS_AUTO,
+            InitFlags::FUSE_ATOMIC_O_TRUNC,
+            InitFlags::FUSE_PARALLEL_DIROPS,
+            InitFlags::FUSE_EXPORT_SUPPORT,
+        ] {
+            let _ = config.add_capabilities(cap);
+        }
+        Ok(())
+    }
+
+    fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
+        self.count();
+        guarded("lookup", || {
+            panic_hook(name);
+            let (ppath, plowers) = try_reply!(reply, self.inodes.dir(parent.0));
+            let d = DirRef {
+                path: &ppath,
+                lowers: &plowers,
+            };
+            match lookup::lookup(&self.stack, &d, name) {
+                Ok(Some(e)) => {
+                    tracing::debug!(
+                        op = "lookup",
+                        parent = parent.0,
+                        ?name,
+                        layer = e.layer,
+                        "found"
+                    );
+                    self.reply_new_entry(parent.0, name, &e, reply)
+                }
+                Ok(None) => {
+                    tracing::debug!(op = "lookup", parent = parent.0, ?name, "negative");
+                    // A negative entry (node id 0) the kernel may cache.
+                    let mut a = to_attr(&unsafe { std::mem::zeroed::<Stat>() });
+                    a.ino = INodeNo(0);
+                    reply.entry(&TTL, &a, Generation(0));
+                }
+                Err(e) => reply.error(eno(&e)),
+            }
+        })
+    }
+
+    fn forget(&self, _req: &Request, ino: INodeNo, nlookup: u64) {
+        self.inodes.forget(ino.0, nlookup);
+    }
+
+    fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
+        self.count();
+        guarded("getattr", || match self.entry_of(ino.0) {
+            Ok((_, e)) => reply.attr(&TTL, &to_attr(&attr::merged_stat(&e))),
+            Err(err) => {
+                // An unlinked but open file still answers through its fd.
+                if let Some(h) = fh.and_then(|f| self.file(f).ok()) {
+                    let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
+                    if let Ok(mut st) = resolve::fstat(fd.as_fd()) {
+                        st.st_ino = ino.0;
+                        return reply.attr(&TTL, &to_attr(&st));
+                    }
+                }
+                reply.error(eno(&err))
+            }
+        })
+    }
+
+    fn setattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        mode: Option<u32>,
+        uid: Option<u32>,
+        gid: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        _ctime: Option<SystemTime>,
+        fh: Option<FileHandle>,
+        _crtime: Option<SystemTime>,
+        _chgtime: Option<SystemTime>,
+        _bkuptime: Option<SystemTime>,
+        _flags: Option<fuser::BsdFileFlags>,
+        reply: ReplyAttr,
+    ) {
+        self.count();
+        guarded("setattr", || {
+            let (place, e) = try_reply!(reply, self.entry_of(ino.0));
+            let sa = SetAttr {
+                mode,
+                uid,
+                gid,
+                size,
+                atime: time_set(atime),
+                mtime: time_set(mtime),
+            };
+            let h = fh.and_then(|f| self.file(f).ok());
+            let guard = h
+                .as_ref()
+                .filter(|h| h.in_upper.load(Ordering::Acquire))
+                .map(|h| h.fd.read().unwrap_or_else(|p| p.into_inner()));
+            let r = attr::setattr(
+                &self.stack,
+                &place.path,
+                &e,
+                &sa,
+                guard.as_ref().map(|g| g.as_fd()),
+            );
+            let st = try_reply!(reply, r);
+            let mut e2 = e.clone();
+            e2.st = st;
+            reply.attr(&TTL, &to_attr(&attr::merged_stat(&e2)));
+        })
+    }
+
+    fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
+        self.count();
+        guarded("readlink", || {
+            let (place, e) = try_reply!(reply, self.entry_of(ino.0));
+            let dir = try_reply!(reply, self.stack.dir(e.layer, &place.parent_path));
+            let t = try_reply!(reply, resolve::readlinkat(dir.as_fd(), &place.name));
+            reply.data(std::os::unix::ffi::OsStrExt::as_bytes(t.as_os_str()));
+        })
+    }
+
+    fn mknod(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        rdev: u32,
+        reply: ReplyEntry,
+    ) {
+        self.count();
+        guarded("mknod", || {
+            let obj = if mode & libc::S_IFMT == libc::S_IFREG || mode & libc::S_IFMT == 0 {
+                NewObject::File {
+                    mode,
+                    flags: libc::O_WRONLY,
+                }
+            } else {
+                NewObject::Node {
+                    mode,
+                    rdev: rdev as u64,
+                }
+            };
+            let (e, _) = try_reply!(reply, self.create_obj(req, parent, name, obj));
+            self.reply_new_entry(parent.0, name, &e, reply);
+        })
+    }
+
+    fn mkdir(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        reply: ReplyEntry,
+    ) {
+        self.count();
+        guarded("mkdir", || {
+            let (e, _) = try_reply!(
+                reply,
+                self.create_obj(req, parent, name, NewObject::Dir { mode })
+            );
+            self.reply_new_entry(parent.0, name, &e, reply);
+        })
+    }
+
+    fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.count();
+        guarded("unlink", || {
+            let (ppath, plowers) = try_reply!(reply, self.inodes.dir(parent.0));
+            let d = DirRef {
+                path: &ppath,
+                lowers: &plowers,
+            };
+            let e = try_reply!(reply, dir_ops::unlink(&self.stack, &d, name));
+            tracing::debug!(
+                op = "unlink",
+                parent = parent.0,
+                ?name,
+                layer = e.layer,
+                "removed"
+            );
+            if e.st.st_nlink <= 1 {
+                self.inodes.mark_dead(e.ino);
+            }
+            reply.ok();
+        })
+    }
+
+    fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.count();
+        guarded("rmdir", || {
+            let (ppath, plowers) = try_reply!(reply, self.inodes.dir(parent.0));
+            let d = DirRef {
+                path: &ppath,
+                lowers: &plowers,
+            };
+            let e = try_reply!(reply, dir_ops::rmdir(&self.stack, &d, name));
+            tracing::debug!(
+                op = "rmdir",
+                parent = parent.0,
+                ?name,
+                layer = e.layer,
+                "removed"
+            );
+            self.inodes.mark_dead(e.ino);
+            reply.ok();
+        })
+    }
+
+    fn symlink(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        link_name: &OsStr,
+        target: &Path,
+        reply: ReplyEntry,
+    ) {
+        self.count();
+        guarded("symlink", || {
+            let obj = NewObject::Symlink {
+                target: target.as_os_str().to_os_string(),
+            };
+            let (e, _) = try_reply!(reply, self.create_obj(req, parent, link_name, obj));
+            self.reply_new_entry(parent.0, link_name, &e, reply);
+        })
+    }
+
+    fn rename(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        newparent: INodeNo,
+        newname: &OsStr,
+        flags: RenameFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.count();
+        guarded("rename", || {
+            let (op, ol) = try_reply!(reply, self.inodes.dir(parent.0));
+            let (np, nl) = try_reply!(reply, self.inodes.dir(newparent.0));
+            let od = DirRef {
+                path: &op,
+                lowers: &ol,
+            };
+            let nd = DirRef {
+                path: &np,
+                lowers: &nl,
+            };
+            let r = dir_ops::rename(&self.stack, &od, name, &nd, newname, flags.bits());
+            tracing::debug!(op = "rename", ?name, ?newname, result = ?r.as_ref().err(), "rename");
+            let r = try_reply!(reply, r);
+            if let Some(d) = &r.replaced
+                && (d.st.st_nlink <= 1 || d.is_dir())
+            {
+                self.inodes.mark_dead(d.ino);
+            }
+            self.inodes.moved(r.src.ino, newparent.0, newname);
+            if let Some(x) = &r.exchanged {
+                self.inodes.moved(x.ino, parent.0, name);
+            }
+            reply.ok();
+        })
+    }
+
+    fn link(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        newparent: INodeNo,
+        newname: &OsStr,
+        reply: ReplyEntry,
+    ) {
+        self.count();
+        guarded("link", || {
+            let (place, e) = try_reply!(reply, self.entry_of(ino.0));
+            let (np, nl) = try_reply!(reply, self.inodes.dir(newparent.0));
+            let nd = DirRef {
+                path: &np,
+                lowers: &nl,
+            };
+            let ne = try_reply!(
+                reply,
+                dir_ops::link(&self.stack, &place.path, &e, &nd, newname)
+            );
+            self.reply_new_entry(newparent.0, newname, &ne, reply);
+        })
+    }
+
+    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        self.count();
+        guarded("open", || {
+            let flags = flags.0;
+            let (place, e) = try_reply!(reply, self.entry_of(ino.0));
+            let acc = flags & libc::O_ACCMODE;
+            let write = acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
+            let keep = flags
+                & (libc::O_ACCMODE | libc::O_APPEND | libc::O_TRUNC | libc::O_SYNC | libc::O_DSYNC);
+            let (fd, in_upper) = if write {
+                let trunc = flags & libc::O_TRUNC != 0;
+                let up = try_reply!(
+                    reply,
+                    copy_up::copy_up(&self.stack, &place.path, &e, CopyUp { data: !trunc })
+                );
+                (
+                    try_reply!(reply, resolve::openat(up.as_fd(), &place.name, keep, 0)),
+                    true,
+                )
+            } else {
+                let dir = try_reply!(reply, self.stack.dir(e.layer, &place.parent_path));
+                let fd = if e.in_upper(&self.stack) {
+                    resolve::openat(dir.as_fd(), &place.name, keep, 0)
+                } else {
+                    resolve::open_noatime(dir.as_fd(), &place.name, keep)
+                };
+                (try_reply!(reply, fd), e.in_upper(&self.stack))
+            };
+            tracing::debug!(
+                op = "open",
+                ino = ino.0,
+                layer = if in_upper { 0 } else { e.layer },
+                write,
+                "opened"
+            );
+            let id = self.handles.next_id();
+            self.handles.files.insert(
+                id,
+                Arc::new(handles::FileHandle {
+                    ino: ino.0,
+                    fd: std::sync::RwLock::new(fd),
+                    in_upper: AtomicBool::new(in_upper),
+                    seen_gen: AtomicU64::new(self.stack.copyup_gen.load(Ordering::Acquire)),
+                    flags,
+                    backing: None,
+                }),
+            );
+            reply.opened(FileHandle(id), FopenFlags::FOPEN_KEEP_CACHE);
+        })
+    }
+
+    fn read(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        size: u32,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyData,
+    ) {
+        self.count();
+        guarded("read", || {
+            let h = try_reply!(reply, self.file(fh));
+            try_reply!(reply, self.follow_copy_up(&h));
+            let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
+            let mut buf = vec![0u8; size as usize];
+            let mut got = 0;
+            while got < buf.len() {
+                let n = try_reply!(
+                    reply,
+                    resolve::pread(fd.as_fd(), &mut buf[got..], offset + got as u64)
+                );
+                if n == 0 {
+                    break;
+                }
+                got += n;
+            }
+            reply.data(&buf[..got]);
+        })
+    }
+
+    fn write(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        data: &[u8],
+        _write_flags: WriteFlags,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        reply: ReplyWrite,
+    ) {
+        self.count();
+        guarded("write", || {
+            let h = try_reply!(reply, self.file(fh));
+            let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
+            let mut done = 0;
+            while done < data.len() {
+                let n = try_reply!(
+                    reply,
+                    resolve::pwrite(fd.as_fd(), &data[done..], offset + done as u64)
+                );
+                if n == 0 {
+                    break;
+                }
+                done += n;
+            }
+            reply.written(done as u32);
+        })
+    }
+
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
+        reply.ok();
+    }
+
+    fn release(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        _lock_owner: Option<LockOwner>,
+        _flush: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.handles.files.remove(&fh.0);
+        reply.ok();
+    }
+
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.count();
+        guarded("fsync", || {
+            let h = try_reply!(reply, self.file(fh));
+            let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
+            try_reply!(reply, resolve::fsync(fd.as_fd(), datasync));
+            reply.ok();
+        })
+    }
+
+    fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+        self.count();
+        let id = self.handles.next_id();
+        self.handles.dirs.insert(
+            id,
+            Arc::new(DirHandle {
+                ino: ino.0,
+                items: std::sync::Mutex::new(None),
+            }),
+        );
+        reply.opened(FileHandle(id), FopenFlags::empty());
+    }
+
+    fn readdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
+        self.count();
+        guarded("readdir", || {
+            let items = try_reply!(reply, self.listing(ino.0, fh, offset));
+            for (i, it) in items.iter().enumerate() {
+                let off = offset + i as u64 + 1;
+                if reply.add(INodeNo(it.ino), off, dtype_ftype(it.dtype), &it.name) {
+                    break;
+                }
+            }
+            reply.ok();
+        })
+    }
+
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        self.count();
+        guarded("readdirplus", || {
+            let items = try_reply!(reply, self.listing(ino.0, fh, offset));
+            let (path, lowers) = try_reply!(reply, self.inodes.dir(ino.0));
+            let d = DirRef {
+                path: &path,
+                lowers: &lowers,
+            };
+            for (i, it) in items.iter().enumerate() {
+                let off = offset + i as u64 + 1;
+                if it.name == "." || it.name == ".." {
+                    // The kernel takes no reference for these: no attributes needed.
+                    let mut a = to_attr(&unsafe { std::mem::zeroed::<Stat>() });
+                    a.ino = INodeNo(it.ino);
+                    a.kind = FileType::Directory;
+                    if reply.add(
+                        INodeNo(0),
+                        off,
+                        &it.name,
+                        &Duration::ZERO,
+                        &a,
+                        Generation(0),
+                    ) {
+                        break;
+                    }
+                    continue;
+                }
+                let e = match lookup::lookup(&self.stack, &d, &it.name) {
+                    Ok(Some(e)) => e,
+                    _ => continue,
+                };
+                let attr = to_attr(&attr::merged_stat(&e));
+                let gen_now = self
+                    .inodes
+                    .remember(e.ino, ino.0, &it.name, e.lowers(&self.stack));
+                if reply.add(
+                    INodeNo(e.ino),
+                    off,
+                    &it.name,
+                    &TTL,
+                    &attr,
+                    Generation(gen_now),
+                ) {
+                    // Not sent: give the reference back.
+                    self.inodes.forget(e.ino, 1);
+                    break;
+                }
+            }
+            reply.ok();
+        })
+    }
+
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
+        self.handles.dirs.remove(&fh.0);
+        reply.ok();
+    }
+
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
+        self.count();
+        guarded("fsyncdir", || {
+            if self.stack.has_upper
+                && let Ok(p) = self.inodes.path(ino.0)
+                && let Ok(d) = self.stack.dir(0, &p)
+                && let Ok(fd) = resolve::openat(
+                    d.as_fd(),
+                    OsStr::new("."),
+                    libc::O_RDONLY | libc::O_DIRECTORY,
+                    0,
+                )
+            {
+                try_reply!(reply, resolve::fsync(fd.as_fd(), false));
+            }
+            reply.ok();
+        })
+    }
+
+    fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
+        self.count();
+        let s = try_reply!(reply, self.stack.statfs());
+        reply.statfs(
+            s.f_blocks,
+            s.f_bfree,
+            s.f_bavail,
+            s.f_files,
+            s.f_ffree,
+            s.f_bsize as u32,
+            s.f_namemax as u32,
+            s.f_frsize as u32,
+        );
+    }
+
+    fn setxattr(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        name: &OsStr,
+        value: &[u8],
+        flags: i32,
+        _position: u32,
+        reply: ReplyEmpty,
+    ) {
+        self.count();
+        guarded("setxattr", || {
+            let (place, e) = try_reply!(reply, self.entry_of(ino.0));
+            try_reply!(
+                reply,
+                xattr::set(&self.stack, &place.path, &e, name, value, flags)
+            );
+            reply.ok();
+        })
+    }
+
+    fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        self.count();
+        guarded("getxattr", || {
+            if ino.0 == ROOT && name == STATS_XATTR {
+                return Self::xattr_reply(self.stats_text().as_bytes(), size, reply);
+            }
+            let (place, e) = try_reply!(reply, self.entry_of(ino.0));
+            let v = try_reply!(reply, xattr::get(&self.stack, &place.path, &e, name));
+            Self::xattr_reply(&v, size, reply);
+        })
+    }
+
+    fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
+        self.count();
+        guarded("listxattr", || {
+            let (place, e) = try_reply!(reply, self.entry_of(ino.0));
+            let names = try_reply!(reply, xattr::list(&self.stack, &place.path, &e));
+            let mut buf = Vec::new();
+            for n in names {
+                buf.extend_from_slice(std::os::unix::ffi::OsStrExt::as_bytes(n.as_os_str()));
+                buf.push(0);
+            }
+            Self::xattr_reply(&buf, size, reply);
+        })
+    }
+
+    fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
+        self.count();
+        guarded("removexattr", || {
+            let (place, e) = try_reply!(reply, self.entry_of(ino.0));
+            try_reply!(reply, xattr::remove(&self.stack, &place.path, &e, name));
+            reply.ok();
+        })
+    }
+
+    fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
+        self.count();
+        guarded("access", || {
+            try_reply!(reply, self.entry_of(ino.0));
+            if mask.bits() & libc::W_OK != 0 && !self.stack.has_upper {
+                return reply.error(Errno::from_i32(libc::EROFS));
+            }
+            reply.ok();
+        })
+    }
+
+    fn create(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        _umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        self.count();
+        guarded("create", || {
+            let obj = NewObject::File { mode, flags };
+            let (e, fd) = try_reply!(reply, self.create_obj(req, parent, name, obj));
+            let fd = match fd {
+                Some(fd) => fd,
+                None => return reply.error(Errno::from_i32(libc::EIO)),
+            };
+            let g = self.inodes.remember(e.ino, parent.0, name, Vec::new());
+            let id = self.handles.next_id();
+            self.handles.files.insert(
+                id,
+                Arc::new(handles::FileHandle {
+                    ino: e.ino,
+                    fd: std::sync::RwLock::new(fd),
+                    in_upper: AtomicBool::new(true),
+                    seen_gen: AtomicU64::new(0),
+                    flags,
+                    backing: None,
+                }),
+            );
+            reply.created(
+                &TTL,
+                &to_attr(&attr::merged_stat(&e)),
+                Generation(g),
+                FileHandle(id),
+                FopenFlags::FOPEN_KEEP_CACHE,
+            );
+        })
+    }
+
+    fn fallocate(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        length: u64,
+        mode: i32,
+        reply: ReplyEmpty,
+    ) {
+        self.count();
+        guarded("fallocate", || {
+            let h = try_reply!(reply, self.file(fh));
+            let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
+            try_reply!(reply, resolve::fallocate(fd.as_fd(), mode, offset, length));
+            reply.ok();
+        })
+    }
+
+    fn lseek(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: i64,
+        whence: i32,
+        reply: ReplyLseek,
+    ) {
+        self.count();
+        guarded("lseek", || {
+            let h = try_reply!(reply, self.file(fh));
+            try_reply!(reply, self.follow_copy_up(&h));
+            let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
+            let r = try_reply!(reply, resolve::lseek(fd.as_fd(), offset, whence));
+            reply.offset(r);
+        })
+    }
+}
+
+/// Names used by tools that read a live mount.
+pub fn stats_xattr_name() -> OsString {
+    OsString::from(STATS_XATTR)
+}

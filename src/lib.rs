@@ -1,0 +1,32 @@
+//! ovlfuse: a userspace overlay filesystem.
+//!
+//! The overlay rules live in this library, which knows nothing of FUSE; the
+//! adapter in [`fuse`] only decodes requests, calls these modules and encodes
+//! replies. One module per concern, as the kernel's fs/overlayfs:
+//!
+//! - [`options`]: `-o` parsing; [`stack`]: layers, workdir, inode numbers
+//! - [`resolve`]: fd-relative, no-follow access inside a layer
+//! - [`markers`]: whiteouts and opaque marks
+//! - [`lookup`]: top-down resolution; [`readdir`]: merged listings
+//! - [`copy_up`]: copy-up; [`dir_ops`]: create/unlink/rmdir/rename/link
+//! - [`attr`]: getattr/setattr; [`xattr`]: extended attributes
+//! - [`stats`]: counters since mount
+
+pub mod attr;
+pub mod copy_up;
+pub mod dir_ops;
+pub mod fuse;
+pub mod lookup;
+pub mod markers;
+pub mod mount;
+pub mod options;
+pub mod readdir;
+pub mod resolve;
+pub mod stack;
+pub mod stats;
+pub mod tools;
+pub mod xattr;
+
+pub use lookup::{DirRef, Entry};
+pub use options::MountOptions;
+pub use stack::Stack;

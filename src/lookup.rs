@@ -1,0 +1,215 @@
+//! Top-down name resolution (the kernel's namei.c concern).
+//!
+//! Rules served (OVERLAY-SEMANTICS "Lookup"): visit the layers where the
+//! parent directory exists, top to bottom; a whiteout ends the search (the
+//! name does not exist); a non-directory ends it and is the result; a
+//! directory merges with same-named directories below until an opaque one or
+//! a non-directory stops the merge. Only the topmost object's metadata shows.
+
+use crate::markers;
+use crate::resolve::{self, Stat};
+use crate::stack::Stack;
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::path::{Path, PathBuf};
+
+/// A merged directory as the core sees it: its path inside the overlay and
+/// the lower layers merged into it (top first). Whether the upper layer has
+/// it is checked on the spot, since only this mount changes the upper.
+#[derive(Debug, Clone, Copy)]
+pub struct DirRef<'a> {
+    pub path: &'a Path,
+    pub lowers: &'a [usize],
+}
+
+/// What a name resolves to.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    /// Topmost layer holding the object; its metadata is the one shown.
+    pub layer: usize,
+    pub st: Stat,
+    /// Every layer in the merge, top first (`layers[0] == layer`); a
+    /// non-directory has just its own.
+    pub layers: Vec<usize>,
+    pub opaque: bool,
+    /// The overlay inode number (stable across copy-up).
+    pub ino: u64,
+}
+
+impl Entry {
+    pub fn is_dir(&self) -> bool {
+        resolve::is_dir(&self.st)
+    }
+    /// Lower layers merged into this directory (empty for non-directories).
+    pub fn lowers(&self, stack: &Stack) -> Vec<usize> {
+        if !self.is_dir() {
+            return Vec::new();
+        }
+        self.layers
+            .iter()
+            .copied()
+            .filter(|l| !stack.is_upper(*l))
+            .collect()
+    }
+    pub fn in_upper(&self, stack: &Stack) -> bool {
+        stack.is_upper(self.layer)
+    }
+    /// Does any lower layer contribute to this object?
+    pub fn has_lower(&self, stack: &Stack) -> bool {
+        self.layers.iter().any(|l| !stack.is_upper(*l))
+    }
+}
+
+/// `parent/name` as one relative path ("" parent for the root's children).
+pub fn child_path(parent: &Path, name: &OsStr) -> PathBuf {
+    if parent.as_os_str().is_empty() {
+        PathBuf::from(name)
+    } else {
+        parent.join(name)
+    }
+}
+
+/// Split a relative path into its parent and final name; the root is
+/// `("", ".")`.
+pub fn split(path: &Path) -> (PathBuf, OsString) {
+    match (path.parent(), path.file_name()) {
+        (Some(p), Some(n)) => (p.to_path_buf(), n.to_os_string()),
+        _ => (PathBuf::new(), OsString::from(".")),
+    }
+}
+
+/// The layers to visit for children of `dir`: upper (if any) then its lowers.
+pub fn visit_order(stack: &Stack, dir: &DirRef) -> Vec<usize> {
+    let mut v = Vec::with_capacity(dir.lowers.len() + 1);
+    if stack.has_upper {
+        v.push(0);
+    }
+    v.extend_from_slice(dir.lowers);
+    v
+}
+
+fn aufs_whiteout(dir: std::os::fd::BorrowedFd, name: &OsStr) -> bool {
+    let mut w = OsString::from(std::str::from_utf8(markers::AUFS_PREFIX).unwrap_or(".wh."));
+    w.push(name);
+    w.as_bytes().len() <= 255 && resolve::fstatat(dir, &w).is_ok()
+}
+
+/// Resolve `name` in the merged directory `dir`. `Ok(None)`: no such name.
+pub fn lookup(stack: &Stack, dir: &DirRef, name: &OsStr) -> io::Result<Option<Entry>> {
+    lookup_in(stack, dir, name, &visit_order(stack, dir))
+}
+
+/// Does some lower layer still show `name` (so removing the upper object
+/// must leave a whiteout)?
+pub fn lower_positive(stack: &Stack, dir: &DirRef, name: &OsStr) -> io::Result<bool> {
+    Ok(lookup_in(stack, dir, name, dir.lowers)?.is_some())
+}
+
+fn lookup_in(
+    stack: &Stack,
+    dir: &DirRef,
+    name: &OsStr,
+    order: &[usize],
+) -> io::Result<Option<Entry>> {
+    if name.as_bytes().len() > 255 {
+        return Err(resolve::err(libc::ENAMETOOLONG));
+    }
+    let mut found: Option<Entry> = None;
+    for &l in order {
+        let is_lower = !stack.is_upper(l);
+        let dfd = match stack.dir(l, dir.path) {
+            Ok(d) => d,
+            Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => continue,
+            Err(e) => return Err(e),
+        };
+        if is_lower && markers::is_aufs_marker(name) {
+            // The AUFS markers themselves never show.
+            continue;
+        }
+        let st = match resolve::fstatat(dfd.as_fd(), name) {
+            Ok(st) => st,
+            Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => {
+                if is_lower && aufs_whiteout(dfd.as_fd(), name) {
+                    break;
+                }
+                continue;
+            }
+            Err(e) => return Err(e),
+        };
+        if markers::is_whiteout(dfd.as_fd(), name, &st) {
+            break;
+        }
+        let is_dir = resolve::is_dir(&st);
+        match &mut found {
+            None => {
+                let opaque = is_dir && markers::is_opaque(dfd.as_fd(), name, is_lower);
+                found = Some(Entry {
+                    layer: l,
+                    st,
+                    layers: vec![l],
+                    opaque,
+                    ino: stack.ino(l, st.st_ino),
+                });
+                if !is_dir || opaque {
+                    break;
+                }
+            }
+            Some(e) => {
+                if !is_dir {
+                    break;
+                }
+                e.layers.push(l);
+                if markers::is_opaque(dfd.as_fd(), name, is_lower) {
+                    break;
+                }
+            }
+        }
+    }
+    stack.stats.lookup(found.as_ref().map(|e| e.layer));
+    Ok(found)
+}
+
+/// The root of the overlay: the upper root (or top lower) with every lower
+/// merged beneath.
+pub fn root(stack: &Stack) -> io::Result<Entry> {
+    let st = resolve::fstat(stack.layers[0].root.as_fd())?;
+    Ok(Entry {
+        layer: 0,
+        st,
+        layers: (0..stack.layers.len()).collect(),
+        opaque: false,
+        ino: 1,
+    })
+}
+
+/// Resolve a whole relative path from the root, component by component.
+/// Returns the entry and, for a directory, its merged lowers. Used by tools
+/// and tests; the FUSE adapter walks one name at a time.
+pub fn resolve_path(stack: &Stack, path: &Path) -> io::Result<Option<(Entry, Vec<usize>)>> {
+    let mut cur = root(stack)?;
+    let mut lowers = cur.lowers(stack);
+    let mut cur_path = PathBuf::new();
+    for comp in path.iter() {
+        if comp == OsStr::new(".") || comp.is_empty() {
+            continue;
+        }
+        if !cur.is_dir() {
+            return Err(resolve::err(libc::ENOTDIR));
+        }
+        let d = DirRef {
+            path: &cur_path,
+            lowers: &lowers,
+        };
+        match lookup(stack, &d, comp)? {
+            None => return Ok(None),
+            Some(e) => {
+                lowers = e.lowers(stack);
+                cur = e;
+                cur_path = child_path(&cur_path, comp);
+            }
+        }
+    }
+    Ok(Some((cur, lowers)))
+}

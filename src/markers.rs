@@ -1,0 +1,137 @@
+//! Whiteouts and opaque marks: every on-disk form read, the kernel's written.
+//!
+//! Rules served (OVERLAY-SEMANTICS "Whiteouts and opaque directories"):
+//! read 0/0 character devices, xattr whiteouts (`overlay.whiteout` on an
+//! empty regular file), `overlay.opaque=y` in the trusted and user
+//! namespaces, `user.fuseoverlayfs.opaque`, and the OCI/AUFS files `.wh.NAME`
+//! and `.wh..wh..opq` (honoured in lower layers, which is where image layers
+//! are unpacked); write 0/0 whiteouts (xattr whiteout where mknod is refused)
+//! and `overlay.opaque=y` in the mount's namespace.
+
+use crate::resolve::{self, Stat, XTarget};
+use crate::stack::Stack;
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd};
+use std::os::unix::ffi::OsStrExt;
+
+pub const AUFS_PREFIX: &[u8] = b".wh.";
+pub const AUFS_OPAQUE: &str = ".wh..wh..opq";
+const OPAQUE_NAMES: [&str; 3] = [
+    "trusted.overlay.opaque",
+    "user.overlay.opaque",
+    "user.fuseoverlayfs.opaque",
+];
+const WHITEOUT_NAMES: [&str; 2] = ["trusted.overlay.whiteout", "user.overlay.whiteout"];
+
+/// Names that belong to the overlay and never show through the merged view.
+pub fn is_private_xattr(name: &OsStr) -> bool {
+    let b = name.as_bytes();
+    b.starts_with(b"trusted.overlay.")
+        || b.starts_with(b"user.overlay.")
+        || b.starts_with(b"user.fuseoverlayfs.")
+}
+
+/// `.wh.NAME` -> `NAME` (not for the opaque marker itself).
+pub fn aufs_target(name: &OsStr) -> Option<&OsStr> {
+    let b = name.as_bytes();
+    if b.starts_with(AUFS_PREFIX) && name != OsStr::new(AUFS_OPAQUE) {
+        Some(OsStr::from_bytes(&b[AUFS_PREFIX.len()..]))
+    } else {
+        None
+    }
+}
+
+pub fn is_aufs_marker(name: &OsStr) -> bool {
+    name.as_bytes().starts_with(AUFS_PREFIX)
+}
+
+/// Is the object `name` in `dir` (already stat'ed) a whiteout?
+pub fn is_whiteout(dir: BorrowedFd, name: &OsStr, st: &Stat) -> bool {
+    match st.st_mode & libc::S_IFMT {
+        libc::S_IFCHR => st.st_rdev == 0,
+        libc::S_IFREG if st.st_size == 0 => has_any_xattr(XTarget::At(dir, name), &WHITEOUT_NAMES),
+        _ => false,
+    }
+}
+
+fn has_any_xattr(t: XTarget, names: &[&str]) -> bool {
+    names
+        .iter()
+        .any(|n| resolve::getxattr(t, OsStr::new(n)).is_ok())
+}
+
+/// Is the directory `name` in `dir` opaque? `aufs` enables the
+/// `.wh..wh..opq` check (lower layers only).
+pub fn is_opaque(dir: BorrowedFd, name: &OsStr, aufs: bool) -> bool {
+    let t = XTarget::At(dir, name);
+    // One listxattr answers "no" for the common, unmarked directory.
+    match resolve::listxattr(t) {
+        Ok(names) => {
+            for n in names {
+                if OPAQUE_NAMES.iter().any(|o| OsStr::new(o) == n)
+                    && resolve::getxattr(t, &n).is_ok_and(|v| v == b"y")
+                {
+                    return true;
+                }
+            }
+        }
+        Err(_) => return false,
+    }
+    aufs && resolve::openat(dir, name, libc::O_PATH | libc::O_DIRECTORY, 0)
+        .and_then(|d| resolve::fstatat(d.as_fd(), OsStr::new(AUFS_OPAQUE)))
+        .is_ok()
+}
+
+/// Build a whiteout under workdir/work and return its temporary name. The
+/// caller renames it into place, so the upper layer never shows a half-made
+/// one.
+pub fn make_tmp_whiteout(stack: &Stack) -> io::Result<OsString> {
+    let work = stack.work()?;
+    let tmp = stack.tmp_name();
+    match resolve::mknodat(work, &tmp, libc::S_IFCHR, 0) {
+        Ok(()) => Ok(tmp),
+        Err(e) if matches!(resolve::errno(&e), libc::EPERM | libc::EOPNOTSUPP) => {
+            // Fallback where a 0/0 device is refused: the kernel's xattr form.
+            let fd = resolve::openat(work, &tmp, libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY, 0)?;
+            let name = stack.xattr_ns.name("whiteout");
+            resolve::setxattr(XTarget::Fd(fd.as_fd()), &name, b"y", 0)?;
+            Ok(tmp)
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// After an xattr whiteout lands in `dir`, the kernel wants the parent to
+/// say so (`overlay.opaque=x`), or it ignores the whiteout.
+pub fn note_xattr_whiteout(stack: &Stack, parent: BorrowedFd, name: &OsStr) -> io::Result<()> {
+    let st = resolve::fstatat(parent, name)?;
+    if resolve::is_reg(&st) {
+        let n = stack.xattr_ns.name("opaque");
+        let t = XTarget::Fd(parent);
+        if resolve::getxattr(t, &n).is_err() {
+            resolve::setxattr(t, &n, b"x", 0)?;
+        }
+    }
+    Ok(())
+}
+
+/// Mark an upper directory opaque.
+pub fn set_opaque(stack: &Stack, dir: XTarget) -> io::Result<()> {
+    resolve::setxattr(dir, &stack.xattr_ns.name("opaque"), b"y", 0)
+}
+
+/// Put a whiteout at `name` in the upper directory `parent`, atomically
+/// replacing whatever non-directory is there.
+pub fn whiteout_at(stack: &Stack, parent: BorrowedFd, name: &OsStr) -> io::Result<()> {
+    let tmp = make_tmp_whiteout(stack)?;
+    let work = stack.work()?;
+    if let Err(e) = resolve::renameat2(work, &tmp, parent, name, 0) {
+        let _ = resolve::unlinkat(work, &tmp, false);
+        return Err(e);
+    }
+    note_xattr_whiteout(stack, parent, name)?;
+    stack.stats.whiteout();
+    tracing::debug!(name = ?name, "whiteout created");
+    Ok(())
+}

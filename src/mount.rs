@@ -1,0 +1,281 @@
+//! Mount lifecycle: mount point checks, the FUSE session, daemonizing with a
+//! readiness pipe (exit 0 only once the mount is live), and a clean unmount
+//! on SIGTERM/SIGINT.
+
+use crate::fuse::OvlFs;
+use crate::options::MountOptions;
+use crate::stack::Stack;
+use fuser::{Config, MountOption, SessionACL};
+use std::io::{Read, Write};
+use std::os::fd::{FromRawFd, OwnedFd};
+use std::path::{Path, PathBuf};
+
+/// Filesystem type our mounts show in /proc/self/mountinfo.
+pub const FSTYPE: &str = "fuse.ovlfuse";
+
+/// What the command line asked for.
+#[derive(Debug, Clone)]
+pub struct MountRequest {
+    pub options: MountOptions,
+    pub source: Option<String>,
+    pub mountpoint: PathBuf,
+    pub foreground: bool,
+    pub debug: bool,
+}
+
+fn unescape_mountinfo(s: &str) -> String {
+    // mountinfo escapes space, tab, newline and backslash as \ooo.
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() + 1 && i + 3 <= b.len() {
+            if let Ok(v) = u8::from_str_radix(&s[i + 1..i + 4], 8) {
+                out.push(v);
+                i += 4;
+                continue;
+            }
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// The filesystem type mounted exactly at `path`, if any.
+pub fn mounted_fstype(path: &Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let want = path.to_string_lossy();
+    let mut found = None;
+    for line in info.lines() {
+        let mut parts = line.split(" - ");
+        let (Some(left), Some(right)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        let mp = left.split(' ').nth(4).map(unescape_mountinfo);
+        if mp.as_deref() == Some(&want) {
+            // The last mount stacked there is the one that shows.
+            found = right.split(' ').next().map(str::to_string);
+        }
+    }
+    found
+}
+
+/// Detach a dead FUSE mount (daemon killed): as root directly, otherwise
+/// through fusermount3.
+fn detach(mp: &Path) -> bool {
+    if crate::resolve::geteuid() == 0 {
+        if let Ok(c) = std::ffi::CString::new(mp.as_os_str().as_encoded_bytes()) {
+            return unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0;
+        }
+        return false;
+    }
+    std::process::Command::new("fusermount3")
+        .args(["-u", "-z"])
+        .arg(mp)
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Check the mount point; recover a dead mount of ours.
+pub fn check_mountpoint(mp: &Path) -> Result<PathBuf, String> {
+    match std::fs::metadata(mp) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(format!("mount point {} is not a directory", mp.display())),
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
+            // A killed daemon left "transport endpoint is not connected".
+            if !detach(mp) {
+                return Err(format!(
+                    "mount point {} is a dead FUSE mount: run 'fusermount3 -u {}' and retry",
+                    mp.display(),
+                    mp.display()
+                ));
+            }
+            return check_mountpoint(mp);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(format!("mount point {} does not exist", mp.display()));
+        }
+        Err(e) => return Err(format!("mount point {}: {e}", mp.display())),
+    }
+    let canon = mp
+        .canonicalize()
+        .map_err(|e| format!("mount point {}: {e}", mp.display()))?;
+    if mounted_fstype(&canon).as_deref() == Some(FSTYPE) {
+        return Err(format!(
+            "mount point {} is already an ovlfuse mount",
+            canon.display()
+        ));
+    }
+    Ok(canon)
+}
+
+fn fuse_config(r: &MountRequest, stack: &Stack) -> Config {
+    let o = &r.options;
+    let mut m = vec![
+        MountOption::FSName(
+            o.fsname
+                .clone()
+                .or_else(|| r.source.clone())
+                .unwrap_or_else(|| "ovlfuse".into()),
+        ),
+        MountOption::Subtype(o.subtype.clone().unwrap_or_else(|| "ovlfuse".into())),
+        MountOption::DefaultPermissions,
+    ];
+    if o.ro || !stack.has_upper {
+        m.push(MountOption::RO);
+    }
+    for (on, opt) in [
+        (o.nosuid, MountOption::NoSuid),
+        (o.nodev, MountOption::NoDev),
+        (o.noexec, MountOption::NoExec),
+        (o.noatime, MountOption::NoAtime),
+        (o.suid && !o.nosuid, MountOption::Suid),
+        (o.dev && !o.nodev, MountOption::Dev),
+    ] {
+        if on {
+            m.push(opt);
+        }
+    }
+    let mut c = Config::default();
+    c.mount_options = m;
+    c.acl = if o.allow_other {
+        SessionACL::All
+    } else if o.allow_root {
+        SessionACL::RootAndOwner
+    } else {
+        SessionACL::Owner
+    };
+    let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
+    c.n_threads = Some(if o.threads > 0 {
+        o.threads
+    } else {
+        cpus.clamp(2, 8)
+    });
+    c.clone_fd = true;
+    c
+}
+
+fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Block SIGTERM/SIGINT/SIGHUP in every thread; one thread waits for them
+/// and unmounts, which ends the event loops.
+fn block_signals() -> libc::sigset_t {
+    unsafe {
+        let mut set: libc::sigset_t = std::mem::zeroed();
+        libc::sigemptyset(&mut set);
+        for s in [libc::SIGTERM, libc::SIGINT, libc::SIGHUP] {
+            libc::sigaddset(&mut set, s);
+        }
+        libc::pthread_sigmask(libc::SIG_BLOCK, &set, std::ptr::null_mut());
+        set
+    }
+}
+
+/// Mount and serve. Returns the process exit code.
+pub fn run(r: MountRequest) -> i32 {
+    let fail = |msg: String| -> i32 {
+        eprintln!("ovlfuse: {msg}");
+        1
+    };
+    let mp = match check_mountpoint(&r.mountpoint) {
+        Ok(p) => p,
+        Err(e) => return fail(e),
+    };
+    let stack = match Stack::open(&r.options) {
+        Ok(s) => s,
+        Err(e) => return fail(e),
+    };
+    // Exact modes for what we create: the kernel already applied the
+    // caller's umask.
+    unsafe { libc::umask(0) };
+    crate::resolve::raise_nofile();
+    let mut ready: Option<OwnedFd> = None;
+    if !r.foreground {
+        let (rd, wr) = match pipe() {
+            Ok(p) => p,
+            Err(e) => return fail(format!("pipe: {e}")),
+        };
+        // Fork before any thread exists; the parent only waits for word.
+        match unsafe { libc::fork() } {
+            -1 => return fail(format!("fork: {}", std::io::Error::last_os_error())),
+            0 => {
+                drop(rd);
+                unsafe { libc::setsid() };
+                ready = Some(wr);
+            }
+            _ => {
+                drop(wr);
+                drop(stack);
+                let mut f = std::fs::File::from(rd);
+                let mut msg = String::new();
+                let _ = f.read_to_string(&mut msg);
+                return match msg.strip_prefix("OK") {
+                    Some(_) => 0,
+                    None if msg.is_empty() => {
+                        fail("the daemon exited before the mount was live".into())
+                    }
+                    None => {
+                        eprint!("{msg}");
+                        1
+                    }
+                };
+            }
+        }
+    }
+    let report = |ready: &mut Option<OwnedFd>, msg: &str| {
+        if let Some(fd) = ready.take() {
+            let _ = std::fs::File::from(fd).write_all(msg.as_bytes());
+        }
+    };
+    let config = fuse_config(&r, &stack);
+    let sigs = block_signals();
+    let fs = OvlFs::new(stack);
+    let mut session = match fuser::Session::new(fs, &mp, &config) {
+        Ok(s) => s,
+        Err(e) => {
+            let msg = format!("ovlfuse: cannot mount on {}: {e}\n", mp.display());
+            if ready.is_some() {
+                report(&mut ready, &msg);
+            } else {
+                eprint!("{msg}");
+            }
+            return 1;
+        }
+    };
+    let mut unmounter = session.unmount_callable();
+    std::thread::spawn(move || {
+        let mut sig: libc::c_int = 0;
+        unsafe { libc::sigwait(&sigs, &mut sig) };
+        tracing::info!(sig, "signal: unmounting");
+        let _ = unmounter.unmount();
+    });
+    tracing::info!(mountpoint = %mp.display(), "mounted");
+    report(&mut ready, "OK");
+    if !r.foreground && !r.debug {
+        // Detach from the terminal: nothing more to say there.
+        if let Ok(null) = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open("/dev/null")
+        {
+            use std::os::fd::AsRawFd;
+            for fd in 0..3 {
+                unsafe { libc::dup2(null.as_raw_fd(), fd) };
+            }
+        }
+    }
+    match session.run() {
+        Ok(()) => 0,
+        Err(e) => {
+            tracing::error!("session ended: {e}");
+            0
+        }
+    }
+}

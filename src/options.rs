@@ -1,0 +1,238 @@
+//! `-o` parsing into [`MountOptions`] (the kernel's params.c concern).
+//!
+//! Rules served (OVERLAY-SEMANTICS "Layers"): `lowerdir=a:b:c` stacks `a` on
+//! top; `\:` escapes a colon and `\,` a comma inside a path; relative paths
+//! resolve against the caller's cwd. Generic flags that mount(8),
+//! mount.fuse3 and fstab add are accepted quietly; an unknown option is an
+//! error.
+
+use std::path::{Path, PathBuf};
+
+/// Everything a mount was asked for, before any directory is opened.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MountOptions {
+    pub lowerdirs: Vec<PathBuf>,
+    pub upperdir: Option<PathBuf>,
+    pub workdir: Option<PathBuf>,
+    /// Force `user.overlay.*` naming of the private xattrs.
+    pub userxattr: bool,
+    /// Skip the fsync of copied-up files (the kernel's `volatile`).
+    pub volatile: bool,
+    /// Mount read-only (also implied by a missing upperdir).
+    pub ro: bool,
+    pub allow_other: bool,
+    pub allow_root: bool,
+    pub nosuid: bool,
+    pub nodev: bool,
+    pub noexec: bool,
+    pub noatime: bool,
+    /// Explicit `suid`/`dev`/`exec` (a root FUSE mount defaults to nosuid,nodev).
+    pub suid: bool,
+    pub dev: bool,
+    pub fsname: Option<String>,
+    pub subtype: Option<String>,
+    /// FUSE event loops; 0 means "pick from the CPU count".
+    pub threads: usize,
+}
+
+/// Flags the mount tools add on their own; they change nothing for us.
+const QUIET: &[&str] = &[
+    "rw",
+    "relatime",
+    "norelatime",
+    "strictatime",
+    "nostrictatime",
+    "lazytime",
+    "nolazytime",
+    "sync",
+    "async",
+    "dirsync",
+    "diratime",
+    "nodiratime",
+    "defaults",
+    "auto",
+    "noauto",
+    "user",
+    "nouser",
+    "users",
+    "owner",
+    "group",
+    "_netdev",
+    "nofail",
+    "default_permissions",
+    "atime",
+    "iversion",
+    "noiversion",
+    "mand",
+    "nomand",
+];
+
+/// Split on commas not preceded by a backslash, keeping other escapes.
+fn split_unescaped(s: &str, sep: char) -> Vec<String> {
+    let mut out = Vec::new();
+    let mut cur = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            match chars.next() {
+                Some(n) if n == sep => cur.push(n),
+                Some(n) => {
+                    cur.push('\\');
+                    cur.push(n);
+                }
+                None => cur.push('\\'),
+            }
+        } else if c == sep {
+            out.push(std::mem::take(&mut cur));
+        } else {
+            cur.push(c);
+        }
+    }
+    out.push(cur);
+    out
+}
+
+/// Remove the remaining escapes (`\:` `\,` `\\`) from one path.
+fn unescape(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c == '\\' {
+            if let Some(n) = chars.next() {
+                out.push(n);
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn absolute(p: &str, cwd: &Path) -> PathBuf {
+    let p = PathBuf::from(p);
+    if p.is_absolute() { p } else { cwd.join(p) }
+}
+
+impl MountOptions {
+    /// Parse every `-o` argument (each comma separated) in order.
+    pub fn parse<S: AsRef<str>>(opts: &[S], cwd: &Path) -> Result<Self, String> {
+        let mut m = MountOptions::default();
+        for o in opts {
+            for item in split_unescaped(o.as_ref(), ',') {
+                m.apply(&item, cwd)?;
+            }
+        }
+        Ok(m)
+    }
+
+    fn apply(&mut self, item: &str, cwd: &Path) -> Result<(), String> {
+        let (key, val) = match item.split_once('=') {
+            Some((k, v)) => (k, Some(v)),
+            None => (item, None),
+        };
+        let need = |v: Option<&str>| -> Result<String, String> {
+            match v {
+                Some(v) if !v.is_empty() => Ok(v.to_string()),
+                _ => Err(format!("option '{key}' needs a value")),
+            }
+        };
+        match key {
+            "" => {}
+            "lowerdir" => {
+                let v = need(val)?;
+                self.lowerdirs = split_unescaped(&v, ':')
+                    .iter()
+                    .map(|p| {
+                        if p.is_empty() {
+                            Err("lowerdir has an empty path".to_string())
+                        } else {
+                            Ok(absolute(&unescape(p), cwd))
+                        }
+                    })
+                    .collect::<Result<_, _>>()?;
+            }
+            "upperdir" => self.upperdir = Some(absolute(&unescape(&need(val)?), cwd)),
+            "workdir" => self.workdir = Some(absolute(&unescape(&need(val)?), cwd)),
+            "userxattr" => self.userxattr = true,
+            "volatile" => self.volatile = true,
+            "ro" => self.ro = true,
+            "allow_other" => self.allow_other = true,
+            "allow_root" => self.allow_root = true,
+            "nosuid" => self.nosuid = true,
+            "nodev" => self.nodev = true,
+            "noexec" => self.noexec = true,
+            "noatime" => self.noatime = true,
+            "suid" => self.suid = true,
+            "dev" => self.dev = true,
+            "exec" => {}
+            "fsname" => self.fsname = Some(need(val)?),
+            "subtype" => self.subtype = Some(need(val)?),
+            "threads" => {
+                self.threads = need(val)?
+                    .parse()
+                    .map_err(|_| format!("threads={} is not a number", val.unwrap_or("")))?
+            }
+            k if k.starts_with("x-") || k == "comment" => {}
+            k if val.is_none() && QUIET.contains(&k) => {}
+            _ => return Err(format!("unknown option '{item}'")),
+        }
+        Ok(())
+    }
+
+    /// Every layer path with its role, for validation messages.
+    pub fn roles(&self) -> Vec<(String, &Path)> {
+        let mut v: Vec<(String, &Path)> = Vec::new();
+        if let Some(u) = &self.upperdir {
+            v.push(("upperdir".into(), u));
+        }
+        if let Some(w) = &self.workdir {
+            v.push(("workdir".into(), w));
+        }
+        for (i, l) in self.lowerdirs.iter().enumerate() {
+            v.push((format!("lowerdir #{}", i + 1), l));
+        }
+        v
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(o: &[&str]) -> Result<MountOptions, String> {
+        MountOptions::parse(o, Path::new("/cwd"))
+    }
+
+    #[test]
+    fn lowerdir_order_escapes_and_relative_paths() {
+        let m = parse(&[r"lowerdir=a\:b:/abs/c\,d,upperdir=u", "workdir=w"]).unwrap();
+        assert_eq!(
+            m.lowerdirs,
+            vec![PathBuf::from("/cwd/a:b"), PathBuf::from("/abs/c,d")]
+        );
+        assert_eq!(m.upperdir, Some(PathBuf::from("/cwd/u")));
+        assert_eq!(m.workdir, Some(PathBuf::from("/cwd/w")));
+    }
+
+    #[test]
+    fn generic_flags_are_quiet_and_unknown_ones_fail() {
+        let m = parse(&["lowerdir=a,rw,relatime,defaults,_netdev,x-systemd.automount,dev,suid"])
+            .unwrap();
+        assert_eq!(m.lowerdirs.len(), 1);
+        assert!(m.dev && m.suid);
+        let e = parse(&["lowerdir=a,frobnicate"]).unwrap_err();
+        assert!(e.contains("frobnicate"), "{e}");
+        assert!(parse(&["lowerdir="]).is_err());
+        assert!(parse(&["lowerdir=a::b"]).is_err());
+    }
+
+    #[test]
+    fn fuse_options_pass_through() {
+        let m =
+            parse(&["lowerdir=a,allow_other,ro,nosuid,nodev,noexec,noatime,fsname=x,subtype=y"])
+                .unwrap();
+        assert!(m.allow_other && m.ro && m.nosuid && m.nodev && m.noexec && m.noatime);
+        assert_eq!(m.fsname.as_deref(), Some("x"));
+        assert_eq!(m.subtype.as_deref(), Some("y"));
+    }
+}

@@ -1,0 +1,109 @@
+//! Merged directory listings (the kernel's readdir.c concern).
+//!
+//! Rules served (OVERLAY-SEMANTICS "Directory listing"): upper first, then
+//! lowers in order; each name once, from its topmost layer; whiteouts hide
+//! the name; an opaque directory stops the merge (its lowers are already cut
+//! by lookup); markers never show; `d_ino` is the `st_ino` stat reports.
+
+use crate::lookup::{DirRef, visit_order};
+use crate::markers;
+use crate::resolve::{self, XTarget};
+use crate::stack::Stack;
+use std::collections::HashSet;
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::AsFd;
+
+/// One name of a merged listing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MergedEntry {
+    pub name: OsString,
+    /// `DT_*` type of the topmost object.
+    pub dtype: u8,
+    pub layer: usize,
+    /// Overlay inode number (equals what lookup/stat report).
+    pub ino: u64,
+}
+
+/// List the merged directory `dir` (without `.` and `..`).
+pub fn read_merged(stack: &Stack, dir: &DirRef) -> io::Result<Vec<MergedEntry>> {
+    let mut seen: HashSet<OsString> = HashSet::new();
+    let mut out = Vec::new();
+    for l in visit_order(stack, dir) {
+        let is_lower = !stack.is_upper(l);
+        let dfd = match stack.dir(l, dir.path) {
+            Ok(d) => d,
+            Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => continue,
+            Err(e) => return Err(e),
+        };
+        // Open for reading without touching the lower directory's atime.
+        let rd = resolve::open_noatime(
+            dfd.as_fd(),
+            OsStr::new("."),
+            libc::O_RDONLY | libc::O_DIRECTORY,
+        )?;
+        // The kernel only looks for xattr whiteouts where the parent says
+        // it holds some (overlay.opaque=x); so do we, to keep listing cheap.
+        let xattr_wh = ["trusted.overlay.opaque", "user.overlay.opaque"]
+            .iter()
+            .any(|n| {
+                resolve::getxattr(XTarget::Fd(dfd.as_fd()), OsStr::new(n)).is_ok_and(|v| v == b"x")
+            });
+        let mut aufs_hidden = Vec::new();
+        for e in resolve::read_dir_fd(rd)? {
+            if is_lower && markers::is_aufs_marker(&e.name) {
+                if let Some(t) = markers::aufs_target(&e.name) {
+                    aufs_hidden.push(t.to_os_string());
+                }
+                continue;
+            }
+            if seen.contains(&e.name) {
+                continue;
+            }
+            let mut dtype = e.dtype;
+            let mut real_ino = e.ino;
+            let needs_stat = dtype == libc::DT_UNKNOWN
+                || dtype == libc::DT_CHR
+                || (xattr_wh && dtype == libc::DT_REG);
+            if needs_stat {
+                let st = match resolve::fstatat(dfd.as_fd(), &e.name) {
+                    Ok(st) => st,
+                    Err(_) => continue,
+                };
+                if markers::is_whiteout(dfd.as_fd(), &e.name, &st) {
+                    seen.insert(e.name);
+                    continue;
+                }
+                dtype = dtype_of(st.st_mode);
+                real_ino = st.st_ino;
+            }
+            seen.insert(e.name.clone());
+            out.push(MergedEntry {
+                ino: stack.ino(l, real_ino),
+                name: e.name,
+                dtype,
+                layer: l,
+            });
+        }
+        seen.extend(aufs_hidden);
+    }
+    Ok(out)
+}
+
+/// Is the merged directory empty (ENOTEMPTY check for rmdir and rename)?
+pub fn is_empty(stack: &Stack, dir: &DirRef) -> io::Result<bool> {
+    Ok(read_merged(stack, dir)?.is_empty())
+}
+
+pub fn dtype_of(mode: u32) -> u8 {
+    match mode & libc::S_IFMT {
+        libc::S_IFDIR => libc::DT_DIR,
+        libc::S_IFREG => libc::DT_REG,
+        libc::S_IFLNK => libc::DT_LNK,
+        libc::S_IFCHR => libc::DT_CHR,
+        libc::S_IFBLK => libc::DT_BLK,
+        libc::S_IFIFO => libc::DT_FIFO,
+        libc::S_IFSOCK => libc::DT_SOCK,
+        _ => libc::DT_UNKNOWN,
+    }
+}

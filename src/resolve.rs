@@ -1,0 +1,633 @@
+//! Fd-relative, no-follow access to the objects inside one layer.
+//!
+//! Rule served (Standards): the daemon never follows a symlink inside a layer
+//! while resolving a path. Directories are opened with openat2
+//! `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS` relative to the layer's root fd
+//! (with a component-by-component `O_NOFOLLOW` walk where openat2 is missing),
+//! and every final component is touched with `*at(..., AT_SYMLINK_NOFOLLOW)`
+//! or `O_NOFOLLOW`. All unsafe libc calls of the crate live here.
+
+use std::ffi::{CString, OsStr, OsString};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+pub type Stat = libc::stat;
+
+fn cstr(name: &OsStr) -> io::Result<CString> {
+    CString::new(name.as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
+}
+
+fn check(ret: libc::c_int) -> io::Result<libc::c_int> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret)
+    }
+}
+
+fn check_ssize(ret: isize) -> io::Result<usize> {
+    if ret < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(ret as usize)
+    }
+}
+
+pub fn errno(e: &io::Error) -> i32 {
+    e.raw_os_error().unwrap_or(libc::EIO)
+}
+
+pub fn err(code: i32) -> io::Error {
+    io::Error::from_raw_os_error(code)
+}
+
+/// Open a path (absolute, outside any layer) as given by the user.
+pub fn open_path(path: &Path, flags: i32) -> io::Result<OwnedFd> {
+    let c = cstr(path.as_os_str())?;
+    let fd = check(unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) })?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+static NO_OPENAT2: AtomicBool = AtomicBool::new(false);
+
+#[repr(C)]
+struct OpenHow {
+    flags: u64,
+    mode: u64,
+    resolve: u64,
+}
+const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
+const RESOLVE_NO_SYMLINKS: u64 = 0x04;
+const RESOLVE_BENEATH: u64 = 0x08;
+
+/// Open `rel` (relative, may be empty for the root itself) beneath `root`
+/// without following any symlink and without leaving `root`.
+pub fn open_beneath(root: BorrowedFd, rel: &Path, flags: i32) -> io::Result<OwnedFd> {
+    let rel_os = if rel.as_os_str().is_empty() {
+        OsStr::new(".")
+    } else {
+        rel.as_os_str()
+    };
+    if !NO_OPENAT2.load(Ordering::Relaxed) {
+        let c = cstr(rel_os)?;
+        let how = OpenHow {
+            flags: (flags | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64,
+            mode: 0,
+            resolve: RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+        };
+        let ret = unsafe {
+            libc::syscall(
+                libc::SYS_openat2,
+                root.as_raw_fd(),
+                c.as_ptr(),
+                &how as *const OpenHow,
+                std::mem::size_of::<OpenHow>(),
+            )
+        };
+        if ret >= 0 {
+            return Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) });
+        }
+        let e = io::Error::last_os_error();
+        if errno(&e) != libc::ENOSYS {
+            return Err(e);
+        }
+        NO_OPENAT2.store(true, Ordering::Relaxed);
+    }
+    // Fallback: walk one component at a time, refusing `..` and symlinks.
+    let mut cur = dup(root)?;
+    let comps: Vec<&OsStr> = rel
+        .iter()
+        .filter(|c| !c.is_empty() && *c != OsStr::new("."))
+        .collect();
+    for (i, c) in comps.iter().enumerate() {
+        if *c == OsStr::new("..") || c.as_bytes().contains(&b'/') {
+            return Err(err(libc::EXDEV));
+        }
+        let last = i + 1 == comps.len();
+        let f = if last {
+            flags
+        } else {
+            libc::O_PATH | libc::O_DIRECTORY
+        };
+        cur = openat(cur.as_fd_b(), c, f | libc::O_NOFOLLOW, 0)?;
+    }
+    if comps.is_empty() {
+        return openat(root, OsStr::new("."), flags | libc::O_NOFOLLOW, 0);
+    }
+    Ok(cur)
+}
+
+trait AsFdB {
+    fn as_fd_b(&self) -> BorrowedFd<'_>;
+}
+impl AsFdB for OwnedFd {
+    fn as_fd_b(&self) -> BorrowedFd<'_> {
+        use std::os::fd::AsFd;
+        self.as_fd()
+    }
+}
+
+/// Open a directory beneath root for use as a `*at` anchor.
+pub fn open_dir(root: BorrowedFd, rel: &Path) -> io::Result<OwnedFd> {
+    open_beneath(root, rel, libc::O_PATH | libc::O_DIRECTORY)
+}
+
+pub fn dup(fd: BorrowedFd) -> io::Result<OwnedFd> {
+    let n = check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) })?;
+    Ok(unsafe { OwnedFd::from_raw_fd(n) })
+}
+
+/// openat of a single name, never following a final symlink.
+pub fn openat(dir: BorrowedFd, name: &OsStr, flags: i32, mode: u32) -> io::Result<OwnedFd> {
+    let c = cstr(name)?;
+    let fd = check(unsafe {
+        libc::openat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            flags | libc::O_CLOEXEC | libc::O_NOFOLLOW,
+            mode as libc::c_uint,
+        )
+    })?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Open a lower-layer object for reading without touching its atime where
+/// the kernel lets us (owner or CAP_FOWNER).
+pub fn open_noatime(dir: BorrowedFd, name: &OsStr, flags: i32) -> io::Result<OwnedFd> {
+    match openat(dir, name, flags | libc::O_NOATIME, 0) {
+        Err(e) if errno(&e) == libc::EPERM => openat(dir, name, flags, 0),
+        r => r,
+    }
+}
+
+pub fn fstatat(dir: BorrowedFd, name: &OsStr) -> io::Result<Stat> {
+    let c = cstr(name)?;
+    let mut st: Stat = unsafe { std::mem::zeroed() };
+    check(unsafe {
+        libc::fstatat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            &mut st,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })?;
+    Ok(st)
+}
+
+pub fn fstat(fd: BorrowedFd) -> io::Result<Stat> {
+    let mut st: Stat = unsafe { std::mem::zeroed() };
+    check(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
+    Ok(st)
+}
+
+pub fn mkdirat(dir: BorrowedFd, name: &OsStr, mode: u32) -> io::Result<()> {
+    let c = cstr(name)?;
+    check(unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), mode) })?;
+    Ok(())
+}
+
+pub fn mknodat(dir: BorrowedFd, name: &OsStr, mode: u32, rdev: u64) -> io::Result<()> {
+    let c = cstr(name)?;
+    check(unsafe { libc::mknodat(dir.as_raw_fd(), c.as_ptr(), mode, rdev) })?;
+    Ok(())
+}
+
+pub fn symlinkat(target: &OsStr, dir: BorrowedFd, name: &OsStr) -> io::Result<()> {
+    let t = cstr(target)?;
+    let c = cstr(name)?;
+    check(unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), c.as_ptr()) })?;
+    Ok(())
+}
+
+pub fn linkat(odir: BorrowedFd, oname: &OsStr, ndir: BorrowedFd, nname: &OsStr) -> io::Result<()> {
+    let o = cstr(oname)?;
+    let n = cstr(nname)?;
+    check(unsafe {
+        libc::linkat(
+            odir.as_raw_fd(),
+            o.as_ptr(),
+            ndir.as_raw_fd(),
+            n.as_ptr(),
+            0,
+        )
+    })?;
+    Ok(())
+}
+
+pub fn unlinkat(dir: BorrowedFd, name: &OsStr, is_dir: bool) -> io::Result<()> {
+    let c = cstr(name)?;
+    let flags = if is_dir { libc::AT_REMOVEDIR } else { 0 };
+    check(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), flags) })?;
+    Ok(())
+}
+
+pub const RENAME_NOREPLACE: u32 = 1;
+pub const RENAME_EXCHANGE: u32 = 2;
+pub const RENAME_WHITEOUT: u32 = 4;
+
+pub fn renameat2(
+    odir: BorrowedFd,
+    oname: &OsStr,
+    ndir: BorrowedFd,
+    nname: &OsStr,
+    flags: u32,
+) -> io::Result<()> {
+    let o = cstr(oname)?;
+    let n = cstr(nname)?;
+    check(unsafe {
+        libc::renameat2(
+            odir.as_raw_fd(),
+            o.as_ptr(),
+            ndir.as_raw_fd(),
+            n.as_ptr(),
+            flags,
+        )
+    })?;
+    Ok(())
+}
+
+pub fn readlinkat(dir: BorrowedFd, name: &OsStr) -> io::Result<OsString> {
+    let c = cstr(name)?;
+    let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
+    let n = check_ssize(unsafe {
+        libc::readlinkat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            buf.as_mut_ptr() as *mut libc::c_char,
+            buf.len(),
+        )
+    })?;
+    buf.truncate(n);
+    Ok(OsString::from_vec(buf))
+}
+
+pub fn fchownat(dir: BorrowedFd, name: &OsStr, uid: u32, gid: u32) -> io::Result<()> {
+    let c = cstr(name)?;
+    check(unsafe {
+        libc::fchownat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            uid,
+            gid,
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })?;
+    Ok(())
+}
+
+/// chmod of an entry without following it (symlinks have no mode to change).
+pub fn fchmodat(dir: BorrowedFd, name: &OsStr, mode: u32) -> io::Result<()> {
+    let st = fstatat(dir, name)?;
+    if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
+        return Err(err(libc::EOPNOTSUPP));
+    }
+    check(unsafe { libc::chmod(proc_path(dir, Some(name))?.as_ptr(), mode) })?;
+    Ok(())
+}
+
+pub fn fchmod(fd: BorrowedFd, mode: u32) -> io::Result<()> {
+    check(unsafe { libc::fchmod(fd.as_raw_fd(), mode) })?;
+    Ok(())
+}
+
+pub fn fchown(fd: BorrowedFd, uid: u32, gid: u32) -> io::Result<()> {
+    check(unsafe { libc::fchown(fd.as_raw_fd(), uid, gid) })?;
+    Ok(())
+}
+
+/// Times: `None` leaves a time alone, `Some(None)` sets it to now.
+pub type TimeSet = Option<Option<libc::timespec>>;
+
+fn ts(t: TimeSet) -> libc::timespec {
+    match t {
+        None => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_OMIT,
+        },
+        Some(None) => libc::timespec {
+            tv_sec: 0,
+            tv_nsec: libc::UTIME_NOW,
+        },
+        Some(Some(t)) => t,
+    }
+}
+
+pub fn utimensat(dir: BorrowedFd, name: &OsStr, atime: TimeSet, mtime: TimeSet) -> io::Result<()> {
+    let c = cstr(name)?;
+    let times = [ts(atime), ts(mtime)];
+    check(unsafe {
+        libc::utimensat(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            times.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW,
+        )
+    })?;
+    Ok(())
+}
+
+pub fn futimens(fd: BorrowedFd, atime: TimeSet, mtime: TimeSet) -> io::Result<()> {
+    let times = [ts(atime), ts(mtime)];
+    check(unsafe { libc::futimens(fd.as_raw_fd(), times.as_ptr()) })?;
+    Ok(())
+}
+
+pub fn ftruncate(fd: BorrowedFd, size: u64) -> io::Result<()> {
+    check(unsafe { libc::ftruncate(fd.as_raw_fd(), size as libc::off_t) })?;
+    Ok(())
+}
+
+pub fn fsync(fd: BorrowedFd, datasync: bool) -> io::Result<()> {
+    check(unsafe {
+        if datasync {
+            libc::fdatasync(fd.as_raw_fd())
+        } else {
+            libc::fsync(fd.as_raw_fd())
+        }
+    })?;
+    Ok(())
+}
+
+pub fn fallocate(fd: BorrowedFd, mode: i32, offset: u64, len: u64) -> io::Result<()> {
+    check(unsafe {
+        libc::fallocate(
+            fd.as_raw_fd(),
+            mode,
+            offset as libc::off_t,
+            len as libc::off_t,
+        )
+    })?;
+    Ok(())
+}
+
+pub fn pread(fd: BorrowedFd, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    check_ssize(unsafe {
+        libc::pread(
+            fd.as_raw_fd(),
+            buf.as_mut_ptr() as *mut libc::c_void,
+            buf.len(),
+            offset as libc::off_t,
+        )
+    })
+}
+
+pub fn pwrite(fd: BorrowedFd, buf: &[u8], offset: u64) -> io::Result<usize> {
+    check_ssize(unsafe {
+        libc::pwrite(
+            fd.as_raw_fd(),
+            buf.as_ptr() as *const libc::c_void,
+            buf.len(),
+            offset as libc::off_t,
+        )
+    })
+}
+
+pub fn lseek(fd: BorrowedFd, offset: i64, whence: i32) -> io::Result<i64> {
+    let r = unsafe { libc::lseek(fd.as_raw_fd(), offset, whence) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(r)
+    }
+}
+
+/// Reflink the whole of `src` into `dst` (FICLONE).
+pub fn ficlone(dst: BorrowedFd, src: BorrowedFd) -> io::Result<()> {
+    const FICLONE: libc::c_ulong = 0x4004_9409;
+    check(unsafe { libc::ioctl(dst.as_raw_fd(), FICLONE, src.as_raw_fd()) })?;
+    Ok(())
+}
+
+pub fn copy_file_range(
+    src: BorrowedFd,
+    off_in: &mut i64,
+    dst: BorrowedFd,
+    off_out: &mut i64,
+    len: usize,
+) -> io::Result<usize> {
+    check_ssize(unsafe {
+        libc::copy_file_range(src.as_raw_fd(), off_in, dst.as_raw_fd(), off_out, len, 0)
+    })
+}
+
+pub fn fstatfs(fd: BorrowedFd) -> io::Result<libc::statvfs> {
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    check(unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut st) })?;
+    Ok(st)
+}
+
+pub fn flock(fd: BorrowedFd, op: i32) -> io::Result<()> {
+    check(unsafe { libc::flock(fd.as_raw_fd(), op) })?;
+    Ok(())
+}
+
+/// A `/proc/self/fd/N[/name]` path: lets the path-based xattr and chmod calls
+/// reach an object we hold an fd for (or a name in a directory we hold) while
+/// the `l*` variants keep the final component unfollowed.
+fn proc_path(dir: BorrowedFd, name: Option<&OsStr>) -> io::Result<CString> {
+    let mut s = format!("/proc/self/fd/{}", dir.as_raw_fd()).into_bytes();
+    if let Some(n) = name {
+        s.push(b'/');
+        s.extend_from_slice(n.as_bytes());
+    }
+    CString::new(s).map_err(|_| err(libc::EINVAL))
+}
+
+/// Where an xattr call lands: a name in a directory, or the object an fd
+/// holds (an O_PATH fd works too).
+#[derive(Clone, Copy)]
+pub enum XTarget<'a> {
+    At(BorrowedFd<'a>, &'a OsStr),
+    Fd(BorrowedFd<'a>),
+}
+
+impl XTarget<'_> {
+    fn path(&self) -> io::Result<(CString, bool)> {
+        match *self {
+            XTarget::At(d, n) => Ok((proc_path(d, Some(n))?, true)),
+            XTarget::Fd(f) => Ok((proc_path(f, None)?, false)),
+        }
+    }
+}
+
+pub fn getxattr(t: XTarget, name: &OsStr) -> io::Result<Vec<u8>> {
+    let (p, nofollow) = t.path()?;
+    let n = cstr(name)?;
+    let mut buf = vec![0u8; 256];
+    loop {
+        let r = unsafe {
+            if nofollow {
+                libc::lgetxattr(
+                    p.as_ptr(),
+                    n.as_ptr(),
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    buf.len(),
+                )
+            } else {
+                libc::getxattr(
+                    p.as_ptr(),
+                    n.as_ptr(),
+                    buf.as_mut_ptr() as *mut libc::c_void,
+                    buf.len(),
+                )
+            }
+        };
+        if r >= 0 {
+            buf.truncate(r as usize);
+            return Ok(buf);
+        }
+        let e = io::Error::last_os_error();
+        if errno(&e) == libc::ERANGE && buf.len() < 65536 {
+            buf.resize(65536, 0);
+            continue;
+        }
+        return Err(e);
+    }
+}
+
+/// All xattr names of the object (NUL separated parsed into a list).
+pub fn listxattr(t: XTarget) -> io::Result<Vec<OsString>> {
+    let (p, nofollow) = t.path()?;
+    let mut buf = vec![0u8; 1024];
+    loop {
+        let r = unsafe {
+            if nofollow {
+                libc::llistxattr(p.as_ptr(), buf.as_mut_ptr() as *mut libc::c_char, buf.len())
+            } else {
+                libc::listxattr(p.as_ptr(), buf.as_mut_ptr() as *mut libc::c_char, buf.len())
+            }
+        };
+        if r >= 0 {
+            buf.truncate(r as usize);
+            return Ok(buf
+                .split(|b| *b == 0)
+                .filter(|s| !s.is_empty())
+                .map(|s| OsString::from_vec(s.to_vec()))
+                .collect());
+        }
+        let e = io::Error::last_os_error();
+        if errno(&e) == libc::ERANGE && buf.len() < 1 << 20 {
+            let len = buf.len() * 8;
+            buf.resize(len, 0);
+            continue;
+        }
+        return Err(e);
+    }
+}
+
+pub fn setxattr(t: XTarget, name: &OsStr, value: &[u8], flags: i32) -> io::Result<()> {
+    let (p, nofollow) = t.path()?;
+    let n = cstr(name)?;
+    check(unsafe {
+        if nofollow {
+            libc::lsetxattr(
+                p.as_ptr(),
+                n.as_ptr(),
+                value.as_ptr() as *const libc::c_void,
+                value.len(),
+                flags,
+            )
+        } else {
+            libc::setxattr(
+                p.as_ptr(),
+                n.as_ptr(),
+                value.as_ptr() as *const libc::c_void,
+                value.len(),
+                flags,
+            )
+        }
+    })?;
+    Ok(())
+}
+
+pub fn removexattr(t: XTarget, name: &OsStr) -> io::Result<()> {
+    let (p, nofollow) = t.path()?;
+    let n = cstr(name)?;
+    check(unsafe {
+        if nofollow {
+            libc::lremovexattr(p.as_ptr(), n.as_ptr())
+        } else {
+            libc::removexattr(p.as_ptr(), n.as_ptr())
+        }
+    })?;
+    Ok(())
+}
+
+/// One raw directory entry.
+pub struct RawDirent {
+    pub name: OsString,
+    pub ino: u64,
+    pub dtype: u8,
+}
+
+/// Read every entry of a directory (without `.` and `..`).
+pub fn read_dir_fd(dir: OwnedFd) -> io::Result<Vec<RawDirent>> {
+    let fd = dir.as_raw_fd();
+    let dirp = unsafe { libc::fdopendir(fd) };
+    if dirp.is_null() {
+        return Err(io::Error::last_os_error());
+    }
+    // fdopendir took ownership of the fd.
+    std::mem::forget(dir);
+    let mut out = Vec::new();
+    loop {
+        unsafe { *libc::__errno_location() = 0 };
+        let ent = unsafe { libc::readdir64(dirp) };
+        if ent.is_null() {
+            let e = unsafe { *libc::__errno_location() };
+            unsafe { libc::closedir(dirp) };
+            if e != 0 {
+                return Err(err(e));
+            }
+            return Ok(out);
+        }
+        let ent = unsafe { &*ent };
+        let name = unsafe { std::ffi::CStr::from_ptr(ent.d_name.as_ptr()) };
+        let b = name.to_bytes();
+        if b == b"." || b == b".." {
+            continue;
+        }
+        out.push(RawDirent {
+            name: OsString::from_vec(b.to_vec()),
+            ino: ent.d_ino,
+            dtype: ent.d_type,
+        });
+    }
+}
+
+pub fn geteuid() -> u32 {
+    unsafe { libc::geteuid() }
+}
+
+pub fn is_dir(st: &Stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFDIR
+}
+
+pub fn is_reg(st: &Stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFREG
+}
+
+pub fn is_lnk(st: &Stat) -> bool {
+    st.st_mode & libc::S_IFMT == libc::S_IFLNK
+}
+
+/// Switch this thread's filesystem uid/gid (used to create objects as the
+/// caller); returns the previous values.
+pub fn set_fs_ids(uid: u32, gid: u32) -> (u32, u32) {
+    let og = unsafe { libc::setfsgid(gid) } as u32;
+    let ou = unsafe { libc::setfsuid(uid) } as u32;
+    (ou, og)
+}
+
+/// Best-effort: raise our open-file limit to the hard maximum (open handles
+/// are fds).
+pub fn raise_nofile() {
+    let mut rl: libc::rlimit = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0 && rl.rlim_cur < rl.rlim_max {
+        rl.rlim_cur = rl.rlim_max;
+        unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) };
+    }
+}

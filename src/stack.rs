@@ -1,0 +1,342 @@
+//! Layers and the stack they form (the kernel's super.c concern).
+//!
+//! Rules served (OVERLAY-SEMANTICS "Layers", "Inodes and attributes"):
+//! upper above all lowers, lowers top to bottom; no upper means read-only;
+//! workdir on the upper's filesystem, layers not overlapping, one mount per
+//! upper/workdir (flock); leftovers in workdir cleared at mount; `st_ino`
+//! unique and stable for the mount's life, also across copy-up.
+
+use crate::options::MountOptions;
+use crate::resolve::{self, Stat};
+use dashmap::DashMap;
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+/// One layer directory.
+#[derive(Debug)]
+pub struct Layer {
+    /// Root directory fd; every access inside the layer is relative to it.
+    pub root: OwnedFd,
+    pub path: PathBuf,
+    pub dev: u64,
+    pub is_upper: bool,
+}
+
+/// Which xattr namespace carries the overlay's private marks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XattrNs {
+    Trusted,
+    User,
+}
+
+impl XattrNs {
+    pub fn prefix(self) -> &'static str {
+        match self {
+            XattrNs::Trusted => "trusted.overlay.",
+            XattrNs::User => "user.overlay.",
+        }
+    }
+    pub fn name(self, suffix: &str) -> OsString {
+        OsString::from(format!("{}{}", self.prefix(), suffix))
+    }
+}
+
+/// Number of copy-up lock stripes: racing copy-ups of one path serialise.
+const STRIPES: usize = 64;
+/// Overlay inode numbers: (layer index + 1) in the top bits, the real inode
+/// below, so lookups compute them without a table (the idea of xino).
+const INO_SHIFT: u32 = 48;
+
+/// The ordered layers plus the workdir: everything one mount stands on.
+#[derive(Debug)]
+pub struct Stack {
+    /// `layers[0]` is the upper layer when `has_upper`, then the lowers, top first.
+    pub layers: Vec<Layer>,
+    pub has_upper: bool,
+    /// `workdir/work`: where copy-ups and whiteouts are built before rename.
+    pub work: Option<OwnedFd>,
+    pub workdir: Option<PathBuf>,
+    pub xattr_ns: XattrNs,
+    pub volatile: bool,
+    /// Keeps the flocks on upperdir and workdir for the life of the mount.
+    _locks: Vec<OwnedFd>,
+    tmp_counter: AtomicU64,
+    /// Upper real inode -> overlay inode, for objects whose overlay inode was
+    /// fixed before they reached the upper layer (copy-up keeps st_ino).
+    upper_ino: DashMap<u64, u64>,
+    /// Overlay inodes that could not be encoded (huge real inodes).
+    spill: DashMap<(usize, u64), u64>,
+    spill_next: AtomicU64,
+    stripes: Vec<Mutex<()>>,
+    /// Bumped by every file copy-up: lets open lower handles notice one.
+    pub copyup_gen: AtomicU64,
+    pub stats: crate::stats::Stats,
+}
+
+fn is_within(a: &Path, b: &Path) -> bool {
+    a != b && a.starts_with(b)
+}
+
+fn check_dir(role: &str, p: &Path) -> Result<PathBuf, String> {
+    match std::fs::metadata(p) {
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            Err(format!("{role} {} does not exist", p.display()))
+        }
+        Err(e) => Err(format!("{role} {}: {e}", p.display())),
+        Ok(m) if !m.is_dir() => Err(format!("{role} {} is not a directory", p.display())),
+        Ok(_) => p
+            .canonicalize()
+            .map_err(|e| format!("{role} {}: {e}", p.display())),
+    }
+}
+
+impl Stack {
+    /// Validate the options and open every layer. Errors are one line naming
+    /// the problem.
+    pub fn open(o: &MountOptions) -> Result<Stack, String> {
+        if o.lowerdirs.is_empty() {
+            return Err("lowerdir is missing: give at least one lower layer".into());
+        }
+        match (&o.upperdir, &o.workdir) {
+            (Some(_), None) => return Err("upperdir given without workdir".into()),
+            (None, Some(_)) => return Err("workdir given without upperdir".into()),
+            _ => {}
+        }
+        let mut canon: Vec<(String, PathBuf)> = Vec::new();
+        for (role, p) in o.roles() {
+            canon.push((role.clone(), check_dir(&role, p)?));
+        }
+        for (i, (ra, a)) in canon.iter().enumerate() {
+            for (rb, b) in canon.iter().skip(i + 1) {
+                if a == b {
+                    return Err(format!(
+                        "{ra} and {rb} are the same directory {}",
+                        a.display()
+                    ));
+                }
+                if is_within(a, b) {
+                    return Err(format!(
+                        "{ra} {} is inside {rb} {}",
+                        a.display(),
+                        b.display()
+                    ));
+                }
+                if is_within(b, a) {
+                    return Err(format!(
+                        "{rb} {} is inside {ra} {}",
+                        b.display(),
+                        a.display()
+                    ));
+                }
+            }
+        }
+        let mut layers = Vec::new();
+        let mut locks = Vec::new();
+        let mut work = None;
+        let mut workdir = None;
+        let open_root = |p: &Path| -> Result<(OwnedFd, Stat), String> {
+            let fd = resolve::open_path(p, libc::O_PATH | libc::O_DIRECTORY)
+                .map_err(|e| format!("cannot open {}: {e}", p.display()))?;
+            let st = resolve::fstat(fd.as_fd()).map_err(|e| format!("{}: {e}", p.display()))?;
+            Ok((fd, st))
+        };
+        let lock = |role: &str, p: &Path| -> Result<OwnedFd, String> {
+            let fd = resolve::open_path(p, libc::O_RDONLY | libc::O_DIRECTORY)
+                .map_err(|e| format!("cannot open {role} {}: {e}", p.display()))?;
+            resolve::flock(fd.as_fd(), libc::LOCK_EX | libc::LOCK_NB).map_err(|_| {
+                format!("{role} {} is in use by another ovlfuse mount", p.display())
+            })?;
+            Ok(fd)
+        };
+        if let (Some(u), Some(w)) = (&o.upperdir, &o.workdir) {
+            let u = u.canonicalize().map_err(|e| e.to_string())?;
+            let w = w.canonicalize().map_err(|e| e.to_string())?;
+            let (ufd, ust) = open_root(&u)?;
+            let (wfd, wst) = open_root(&w)?;
+            if ust.st_dev != wst.st_dev {
+                return Err(format!(
+                    "workdir {} is on a different filesystem from upperdir {}",
+                    w.display(),
+                    u.display()
+                ));
+            }
+            locks.push(lock("workdir", &w)?);
+            locks.push(lock("upperdir", &u)?);
+            work = Some(prepare_work(wfd.as_fd(), &w)?);
+            workdir = Some(w);
+            layers.push(Layer {
+                root: ufd,
+                path: u,
+                dev: ust.st_dev,
+                is_upper: true,
+            });
+        }
+        for l in &o.lowerdirs {
+            let l = l.canonicalize().map_err(|e| e.to_string())?;
+            let (fd, st) = open_root(&l)?;
+            layers.push(Layer {
+                root: fd,
+                path: l,
+                dev: st.st_dev,
+                is_upper: false,
+            });
+        }
+        let xattr_ns = if o.userxattr || resolve::geteuid() != 0 {
+            XattrNs::User
+        } else {
+            XattrNs::Trusted
+        };
+        Ok(Stack {
+            layers,
+            has_upper: work.is_some(),
+            work,
+            workdir,
+            xattr_ns,
+            volatile: o.volatile,
+            _locks: locks,
+            tmp_counter: AtomicU64::new(0),
+            upper_ino: DashMap::new(),
+            spill: DashMap::new(),
+            spill_next: AtomicU64::new(2),
+            stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
+            copyup_gen: AtomicU64::new(0),
+            stats: Default::default(),
+        })
+    }
+
+    /// Open the layers for inspection only: no workdir lock, no clearing,
+    /// and the upper layer (if given) read as the top layer.
+    pub fn open_readonly(o: &MountOptions) -> Result<Stack, String> {
+        let mut lowers = Vec::new();
+        lowers.extend(o.upperdir.iter().cloned());
+        lowers.extend(o.lowerdirs.iter().cloned());
+        let ro = MountOptions {
+            lowerdirs: lowers,
+            ..Default::default()
+        };
+        let mut s = Stack::open(&ro)?;
+        if o.upperdir.is_some()
+            && let Some(l) = s.layers.first_mut()
+        {
+            l.is_upper = true;
+        }
+        Ok(s)
+    }
+
+    pub fn upper(&self) -> Option<&Layer> {
+        if self.has_upper {
+            self.layers.first()
+        } else {
+            None
+        }
+    }
+
+    /// The upper layer, or EROFS for a read-only stack.
+    pub fn upper_or_erofs(&self) -> io::Result<&Layer> {
+        self.upper().ok_or_else(|| resolve::err(libc::EROFS))
+    }
+
+    pub fn work(&self) -> io::Result<BorrowedFd<'_>> {
+        self.work
+            .as_ref()
+            .map(|w| w.as_fd())
+            .ok_or_else(|| resolve::err(libc::EROFS))
+    }
+
+    /// Index of the first lower layer.
+    pub fn first_lower(&self) -> usize {
+        usize::from(self.has_upper)
+    }
+
+    pub fn is_upper(&self, layer: usize) -> bool {
+        self.has_upper && layer == 0
+    }
+
+    /// A fresh name for a temporary object under workdir/work.
+    pub fn tmp_name(&self) -> OsString {
+        let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
+        OsString::from(format!("#ovl{:x}.{n:x}", std::process::id()))
+    }
+
+    /// The overlay inode number of the object with real inode `ino` found in
+    /// `layer`.
+    pub fn ino(&self, layer: usize, ino: u64) -> u64 {
+        if self.is_upper(layer)
+            && let Some(v) = self.upper_ino.get(&ino)
+        {
+            return *v;
+        }
+        let tag = layer as u64 + 1;
+        if ino < (1 << INO_SHIFT) && tag < (1 << (64 - INO_SHIFT)) {
+            return (tag << INO_SHIFT) | ino;
+        }
+        *self
+            .spill
+            .entry((layer, ino))
+            .or_insert_with(|| self.spill_next.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Remember that an upper object carries an existing overlay inode.
+    pub fn keep_ino(&self, upper_real: u64, overlay_ino: u64) {
+        let own = self.ino(0, upper_real);
+        if own != overlay_ino {
+            self.upper_ino.insert(upper_real, overlay_ino);
+        }
+    }
+
+    /// An upper object is gone for good: its real inode may be reused.
+    pub fn drop_upper_ino(&self, upper_real: u64) {
+        self.upper_ino.remove(&upper_real);
+    }
+
+    /// Serialise copy-ups of one path.
+    pub fn stripe(&self, path: &Path) -> std::sync::MutexGuard<'_, ()> {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        path.hash(&mut h);
+        let i = (h.finish() as usize) % STRIPES;
+        self.stripes[i].lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// statfs of the upper layer, or of the top lower on a read-only stack.
+    pub fn statfs(&self) -> io::Result<libc::statvfs> {
+        resolve::fstatfs(self.layers[0].root.as_fd())
+    }
+
+    /// Open a directory of one layer by its path inside the overlay.
+    pub fn dir(&self, layer: usize, rel: &Path) -> io::Result<OwnedFd> {
+        resolve::open_dir(self.layers[layer].root.as_fd(), rel)
+    }
+}
+
+/// Create (or empty) workdir/work, clearing what a crashed mount left.
+fn prepare_work(wfd: BorrowedFd, w: &Path) -> Result<OwnedFd, String> {
+    let name = OsStr::new("work");
+    match resolve::mkdirat(wfd, name, 0o700) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
+        Err(e) => return Err(format!("cannot create {}/work: {e}", w.display())),
+    }
+    let work = resolve::open_dir(wfd, Path::new("work"))
+        .map_err(|e| format!("workdir {}/work: {e}", w.display()))?;
+    clear_dir(work.as_fd()).map_err(|e| format!("cannot clear {}/work: {e}", w.display()))?;
+    Ok(work)
+}
+
+/// Remove everything inside a directory (never following symlinks).
+pub fn clear_dir(dir: BorrowedFd) -> io::Result<()> {
+    let rd = resolve::openat(dir, OsStr::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+    for e in resolve::read_dir_fd(rd)? {
+        let st = resolve::fstatat(dir, &e.name)?;
+        if resolve::is_dir(&st) {
+            let sub = resolve::openat(dir, &e.name, libc::O_PATH | libc::O_DIRECTORY, 0)?;
+            clear_dir(sub.as_fd())?;
+        }
+        resolve::unlinkat(dir, &e.name, resolve::is_dir(&st))?;
+    }
+    Ok(())
+}

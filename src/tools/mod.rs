@@ -1,0 +1,6 @@
+//! Teaching and inspection tools, each a thin user of the library.
+
+pub mod demo;
+pub mod stats;
+pub mod tree;
+pub mod which;

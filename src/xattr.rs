@@ -1,0 +1,66 @@
+//! Extended attributes through the merged view (the kernel's xattrs.c
+//! concern).
+//!
+//! Rules served (OVERLAY-SEMANTICS "Whiteouts and opaque directories",
+//! "Copy-up"): the overlay-private names (`trusted.overlay.*`,
+//! `user.overlay.*`, `user.fuseoverlayfs.*`) are hidden from get/list and
+//! cannot be set or removed; set/remove copy the object up first; only the
+//! topmost object's xattrs show.
+
+use crate::copy_up::{self, CopyUp};
+use crate::lookup::{Entry, split};
+use crate::markers::is_private_xattr;
+use crate::resolve::{self, XTarget, err};
+use crate::stack::Stack;
+use std::ffi::{OsStr, OsString};
+use std::io;
+use std::os::fd::AsFd;
+use std::path::Path;
+
+/// What a private name answers, as the kernel answers for its own.
+const PRIVATE: i32 = libc::EOPNOTSUPP;
+
+pub fn get(stack: &Stack, path: &Path, entry: &Entry, name: &OsStr) -> io::Result<Vec<u8>> {
+    if is_private_xattr(name) {
+        return Err(err(PRIVATE));
+    }
+    let (parent, n) = split(path);
+    let dir = stack.dir(entry.layer, &parent)?;
+    resolve::getxattr(XTarget::At(dir.as_fd(), &n), name)
+}
+
+pub fn list(stack: &Stack, path: &Path, entry: &Entry) -> io::Result<Vec<OsString>> {
+    let (parent, n) = split(path);
+    let dir = stack.dir(entry.layer, &parent)?;
+    Ok(resolve::listxattr(XTarget::At(dir.as_fd(), &n))?
+        .into_iter()
+        .filter(|x| !is_private_xattr(x))
+        .collect())
+}
+
+pub fn set(
+    stack: &Stack,
+    path: &Path,
+    entry: &Entry,
+    name: &OsStr,
+    value: &[u8],
+    flags: i32,
+) -> io::Result<()> {
+    stack.upper_or_erofs()?;
+    if is_private_xattr(name) {
+        return Err(err(PRIVATE));
+    }
+    let up = copy_up::copy_up(stack, path, entry, CopyUp { data: true })?;
+    let (_, n) = split(path);
+    resolve::setxattr(XTarget::At(up.as_fd(), &n), name, value, flags)
+}
+
+pub fn remove(stack: &Stack, path: &Path, entry: &Entry, name: &OsStr) -> io::Result<()> {
+    stack.upper_or_erofs()?;
+    if is_private_xattr(name) {
+        return Err(err(PRIVATE));
+    }
+    let up = copy_up::copy_up(stack, path, entry, CopyUp { data: true })?;
+    let (_, n) = split(path);
+    resolve::removexattr(XTarget::At(up.as_fd(), &n), name)
+}
