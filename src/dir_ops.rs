@@ -138,13 +138,7 @@ pub fn create(
     let fd = match upper_name(upper.as_fd(), name)? {
         UpperName::Present(_) => return Err(err(libc::EEXIST)),
         UpperName::Absent => {
-            let fd = make(stack, upper.as_fd(), name, obj, owner)?;
-            // Like the kernel: a new directory inside a merged one is marked
-            // opaque, so nothing below can ever show through it.
-            if is_dir && !dir.lowers.is_empty() {
-                let _ = markers::set_opaque(stack, XTarget::At(upper.as_fd(), name));
-            }
-            fd
+            make(stack, upper.as_fd(), name, obj, owner)?
         }
         UpperName::Whiteout => {
             let work = stack.work()?;
@@ -180,7 +174,7 @@ pub fn create(
         layer: 0,
         st,
         layers: vec![0],
-        opaque: is_dir,
+        opaque: false,
         ino: stack.ino(0, st.st_ino),
     };
     Ok((entry, fd))

@@ -17,12 +17,15 @@ use std::io;
 use std::os::fd::AsFd;
 use std::path::Path;
 
-/// What a private name answers, as the kernel answers for its own.
-const PRIVATE: i32 = libc::EOPNOTSUPP;
+/// A private name reads as absent (the kernel answers ENODATA too); setting
+/// one is refused (the kernel >= 6.7 would store an escaped copy instead,
+/// which the rule book forbids).
+const HIDDEN: i32 = libc::ENODATA;
+const REFUSED: i32 = libc::EOPNOTSUPP;
 
 pub fn get(stack: &Stack, path: &Path, entry: &Entry, name: &OsStr) -> io::Result<Vec<u8>> {
     if is_private_xattr(name) {
-        return Err(err(PRIVATE));
+        return Err(err(HIDDEN));
     }
     let (parent, n) = split(path);
     let dir = stack.dir(entry.layer, &parent)?;
@@ -48,7 +51,7 @@ pub fn set(
 ) -> io::Result<()> {
     stack.upper_or_erofs()?;
     if is_private_xattr(name) {
-        return Err(err(PRIVATE));
+        return Err(err(REFUSED));
     }
     let up = copy_up::copy_up(stack, path, entry, CopyUp { data: true })?;
     let (_, n) = split(path);
@@ -58,7 +61,7 @@ pub fn set(
 pub fn remove(stack: &Stack, path: &Path, entry: &Entry, name: &OsStr) -> io::Result<()> {
     stack.upper_or_erofs()?;
     if is_private_xattr(name) {
-        return Err(err(PRIVATE));
+        return Err(err(HIDDEN));
     }
     let up = copy_up::copy_up(stack, path, entry, CopyUp { data: true })?;
     let (_, n) = split(path);
