@@ -137,9 +137,7 @@ pub fn create(
     let is_dir = matches!(obj, NewObject::Dir { .. });
     let fd = match upper_name(upper.as_fd(), name)? {
         UpperName::Present(_) => return Err(err(libc::EEXIST)),
-        UpperName::Absent => {
-            make(stack, upper.as_fd(), name, obj, owner)?
-        }
+        UpperName::Absent => make(stack, upper.as_fd(), name, obj, owner)?,
         UpperName::Whiteout => {
             let work = stack.work()?;
             let tmp = stack.tmp_name();

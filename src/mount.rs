@@ -7,7 +7,7 @@ use crate::options::MountOptions;
 use crate::stack::Stack;
 use fuser::{Config, MountOption, SessionACL};
 use std::io::{Read, Write};
-use std::os::fd::{FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 /// Filesystem type our mounts show in /proc/self/mountinfo.
@@ -156,6 +156,77 @@ fn fuse_config(r: &MountRequest, stack: &Stack) -> Config {
     c
 }
 
+/// Unmount what we mounted as root; lazily if something still holds it.
+fn unmount_path(mp: &Path) {
+    if let Ok(c) = std::ffi::CString::new(mp.as_os_str().as_encoded_bytes())
+        && unsafe { libc::umount2(c.as_ptr(), 0) } != 0
+    {
+        unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
+    }
+}
+
+/// mount(2) a FUSE filesystem of type fuse.ovlfuse on `mp`; returns the
+/// /dev/fuse fd to serve.
+fn mount_as_root(r: &MountRequest, mp: &Path) -> std::io::Result<OwnedFd> {
+    use std::os::fd::AsRawFd;
+    let o = &r.options;
+    let dev = crate::resolve::open_path(Path::new("/dev/fuse"), libc::O_RDWR)?;
+    let st = crate::resolve::fstat(crate::resolve::open_path(mp, libc::O_PATH)?.as_fd())?;
+    let mut data = format!(
+        "fd={},rootmode={:o},user_id={},group_id={},default_permissions",
+        dev.as_raw_fd(),
+        st.st_mode & libc::S_IFMT,
+        unsafe { libc::getuid() },
+        unsafe { libc::getgid() }
+    );
+    if o.allow_other || o.allow_root {
+        data.push_str(",allow_other");
+    }
+    let mut flags: libc::c_ulong = 0;
+    if !o.suid || o.nosuid {
+        flags |= libc::MS_NOSUID;
+    }
+    if !o.dev || o.nodev {
+        flags |= libc::MS_NODEV;
+    }
+    if o.noexec {
+        flags |= libc::MS_NOEXEC;
+    }
+    if o.noatime {
+        flags |= libc::MS_NOATIME;
+    }
+    if o.ro || o.upperdir.is_none() {
+        flags |= libc::MS_RDONLY;
+    }
+    let source = o
+        .fsname
+        .clone()
+        .or_else(|| r.source.clone())
+        .unwrap_or_else(|| "ovlfuse".into());
+    let cstr = |s: &[u8]| {
+        std::ffi::CString::new(s).map_err(|_| std::io::Error::from_raw_os_error(libc::EINVAL))
+    };
+    let (src, target, fstype, data) = (
+        cstr(source.as_bytes())?,
+        cstr(mp.as_os_str().as_encoded_bytes())?,
+        cstr(format!("fuse.{}", o.subtype.as_deref().unwrap_or("ovlfuse")).as_bytes())?,
+        cstr(data.as_bytes())?,
+    );
+    let rc = unsafe {
+        libc::mount(
+            src.as_ptr(),
+            target.as_ptr(),
+            fstype.as_ptr(),
+            flags,
+            data.as_ptr() as *const libc::c_void,
+        )
+    };
+    if rc != 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    Ok(dev)
+}
+
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
@@ -237,9 +308,22 @@ pub fn run(r: MountRequest) -> i32 {
     let config = fuse_config(&r, &stack);
     let sigs = block_signals();
     let fs = OvlFs::new(stack);
-    let mut session = match fuser::Session::new(fs, &mp, &config) {
+    let root = crate::resolve::geteuid() == 0;
+    let session = if root {
+        // Our own mount(2), so the type reads fuse.ovlfuse (fuser's direct
+        // mount always says "fuse"); then serve that fd.
+        mount_as_root(&r, &mp)
+            .and_then(|fd| fuser::Session::from_fd(fs, fd, config.acl, config.clone()))
+    } else {
+        // fusermount3 gets subtype=ovlfuse and mounts fuse.ovlfuse itself.
+        fuser::Session::new(fs, &mp, &config)
+    };
+    let mut session = match session {
         Ok(s) => s,
         Err(e) => {
+            if root && mounted_fstype(&mp).as_deref() == Some(FSTYPE) {
+                unmount_path(&mp);
+            }
             let msg = format!("ovlfuse: cannot mount on {}: {e}\n", mp.display());
             if ready.is_some() {
                 report(&mut ready, &msg);
@@ -250,11 +334,16 @@ pub fn run(r: MountRequest) -> i32 {
         }
     };
     let mut unmounter = session.unmount_callable();
+    let mp2 = mp.clone();
     std::thread::spawn(move || {
         let mut sig: libc::c_int = 0;
         unsafe { libc::sigwait(&sigs, &mut sig) };
         tracing::info!(sig, "signal: unmounting");
-        let _ = unmounter.unmount();
+        if root {
+            unmount_path(&mp2);
+        } else {
+            let _ = unmounter.unmount();
+        }
     });
     tracing::info!(mountpoint = %mp.display(), "mounted");
     report(&mut ready, "OK");

@@ -1,0 +1,398 @@
+//! Command line and mount lifecycle (issue 2): both argv forms, mount(8),
+//! bad input (one line, non-zero exit, no mount left), signals, and
+//! recovery of a dead mount.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Dirs {
+    _t: tempfile::TempDir,
+    base: PathBuf,
+}
+
+impl Dirs {
+    fn new() -> Dirs {
+        let t = tempdir();
+        let base = t.path().to_path_buf();
+        for d in ["l1", "l2", "u", "w", "m"] {
+            fs::create_dir(base.join(d)).unwrap();
+        }
+        fs::write(base.join("l1/top"), "top\n").unwrap();
+        fs::write(base.join("l2/bottom"), "bottom\n").unwrap();
+        Dirs { _t: t, base }
+    }
+    fn p(&self, s: &str) -> PathBuf {
+        self.base.join(s)
+    }
+    fn std_opts(&self) -> String {
+        format!(
+            "lowerdir={}:{},upperdir={},workdir={}",
+            self.p("l1").display(),
+            self.p("l2").display(),
+            self.p("u").display(),
+            self.p("w").display()
+        )
+    }
+}
+
+/// Run ovlfuse expecting a refusal: non-zero exit, exactly one line on
+/// stderr mentioning `needle`, and nothing mounted at `mnt`.
+fn refused(args: &[&str], cwd: &Path, mnt: &Path, needle: &str) {
+    let out = Command::new(ovlfuse_bin())
+        .args(args)
+        .current_dir(cwd)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{args:?} succeeded; stderr: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{args:?}: want one line, got {err:?}"
+    );
+    assert!(
+        err.contains(needle),
+        "{args:?}: {err:?} does not name {needle:?}"
+    );
+    assert!(
+        !is_mounted(mnt)
+            || mount_fstype(mnt).is_some_and(|t| t == "fuse.ovlfuse" && needle.contains("already")),
+        "{args:?} left a mount at {}",
+        mnt.display()
+    );
+}
+
+#[test]
+fn bad_input_gets_one_line_and_no_mount() {
+    if !env_ok(&[Need::Root, Need::Fuse]) {
+        return;
+    }
+    let d = Dirs::new();
+    let m = d.p("m");
+    let ms = m.to_str().unwrap();
+    let l1 = d.p("l1");
+    let (l1s, us, ws) = (l1.to_str().unwrap(), d.p("u"), d.p("w"));
+    let (us, ws) = (us.to_str().unwrap(), ws.to_str().unwrap());
+    let cases: Vec<(String, &str)> = vec![
+        (format!("upperdir={us},workdir={ws}"), "lowerdir is missing"),
+        ("lowerdir=".to_string(), "lowerdir"),
+        (format!("lowerdir={l1s}:/nonexistent/x"), "does not exist"),
+        (format!("lowerdir={l1s}/top"), "is not a directory"),
+        (
+            format!("lowerdir={l1s},upperdir={us}"),
+            "upperdir given without workdir",
+        ),
+        (
+            format!("lowerdir={l1s},workdir={ws}"),
+            "workdir given without upperdir",
+        ),
+        (
+            format!("lowerdir={l1s},upperdir={l1s}/sub,workdir={ws}"),
+            "does not exist",
+        ),
+        (
+            format!("lowerdir={l1s},frobnicate"),
+            "unknown option 'frobnicate'",
+        ),
+    ];
+    for (o, needle) in &cases {
+        refused(&["-o", o, ms], &d.base, &m, needle);
+    }
+    // Overlaps: upper inside a lower, workdir inside upper, a lower inside upper.
+    fs::create_dir(d.p("l1/inner")).unwrap();
+    fs::create_dir(d.p("u/inner")).unwrap();
+    let overlaps = [
+        format!("lowerdir={l1s},upperdir={l1s}/inner,workdir={ws}"),
+        format!("lowerdir={l1s},upperdir={us},workdir={us}/inner"),
+        format!("lowerdir={us}/inner,upperdir={us},workdir={ws}"),
+    ];
+    for o in &overlaps {
+        refused(&["-o", o, ms], &d.base, &m, "is inside");
+    }
+    // Missing mount point.
+    refused(
+        &["-o", &d.std_opts(), "/nonexistent/mnt"],
+        &d.base,
+        &m,
+        "does not exist",
+    );
+}
+
+#[test]
+fn workdir_on_another_filesystem_is_refused() {
+    if !env_ok(&[Need::Root, Need::Fuse]) {
+        return;
+    }
+    let d = Dirs::new();
+    // A tmpfs made here is surely another filesystem than the upper's.
+    let other = d.p("other");
+    fs::create_dir(&other).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "tmpfs", "tmpfs"])
+        .arg(&other)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    fs::create_dir(other.join("w")).unwrap();
+    let o = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        d.p("l1").display(),
+        d.p("u").display(),
+        other.join("w").display()
+    );
+    let m = d.p("m");
+    refused(
+        &["-o", &o, m.to_str().unwrap()],
+        &d.base,
+        &m,
+        "different filesystem",
+    );
+    Command::new("umount").arg(&other).status().unwrap();
+}
+
+#[test]
+fn busy_workdir_and_double_mount_are_refused() {
+    if !env_ok(&[Need::Root, Need::Fuse]) {
+        return;
+    }
+    let d = Dirs::new();
+    let m = d.p("m");
+    let first = FuseMount::try_mount(&d.std_opts(), &m, None).unwrap();
+    // Same workdir, another mount point.
+    let m2 = d.p("m2");
+    fs::create_dir(&m2).unwrap();
+    refused(
+        &["-o", &d.std_opts(), m2.to_str().unwrap()],
+        &d.base,
+        &m2,
+        "in use by another ovlfuse mount",
+    );
+    // Another stack on a mount point that is already ours.
+    for x in ["u2", "w2"] {
+        fs::create_dir(d.p(x)).unwrap();
+    }
+    let o2 = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        d.p("l2").display(),
+        d.p("u2").display(),
+        d.p("w2").display()
+    );
+    refused(
+        &["-o", &o2, m.to_str().unwrap()],
+        &d.base,
+        &m,
+        "already an ovlfuse mount",
+    );
+    assert_eq!(
+        fs::read_to_string(m.join("top")).unwrap(),
+        "top\n",
+        "first mount still serves"
+    );
+    drop(first);
+}
+
+#[test]
+fn relative_paths_escapes_and_repeated_o() {
+    if !env_ok(&[Need::Root, Need::Fuse]) {
+        return;
+    }
+    let d = Dirs::new();
+    // A layer whose name holds a colon, given with the \: escape.
+    fs::create_dir(d.p("a:b")).unwrap();
+    fs::write(d.p("a:b/colon"), "c\n").unwrap();
+    let out = Command::new(ovlfuse_bin())
+        .args([
+            "-o",
+            r"lowerdir=a\:b:l1:l2",
+            "-o",
+            "upperdir=u,workdir=w",
+            "-o",
+            "noatime,rw,relatime",
+            "m",
+        ])
+        .current_dir(&d.base)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    // The mount is live the moment the command returns.
+    let names: Vec<String> = {
+        let mut v: Vec<String> = fs::read_dir(d.p("m"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        v.sort();
+        v
+    };
+    assert_eq!(names, ["bottom", "colon", "top"]);
+    assert_eq!(mount_fstype(&d.p("m")).as_deref(), Some("fuse.ovlfuse"));
+    assert!(force_unmount(&d.p("m")));
+}
+
+#[test]
+fn mount_helper_form_and_mount_t_fuse_ovlfuse() {
+    if !env_ok(&[Need::Root, Need::Fuse]) {
+        return;
+    }
+    let d = Dirs::new();
+    // The helper form as mount.fuse3 invokes it: SOURCE MOUNTPOINT -o OPTS.
+    let out = Command::new(ovlfuse_bin())
+        .arg("ovl")
+        .arg(d.p("m"))
+        .args(["-o", &format!("{},dev,suid,rw", d.std_opts())])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(fs::read_to_string(d.p("m/bottom")).unwrap(), "bottom\n");
+    assert!(force_unmount(&d.p("m")));
+
+    // mount(8) runs mount.fuse3 with a fixed PATH: the binary must sit in a
+    // standard bin directory, as README says. Install it there for the test.
+    if !need(
+        "mount.fuse3 (package fuse3)",
+        Path::new("/usr/sbin/mount.fuse3").exists() || Path::new("/sbin/mount.fuse3").exists(),
+    ) {
+        return;
+    }
+    let dst = Path::new("/usr/local/bin/ovlfuse");
+    fs::copy(ovlfuse_bin(), dst).unwrap();
+    let st = Command::new("mount")
+        .args(["-t", "fuse.ovlfuse", "ovl"])
+        .arg(d.p("m"))
+        .args(["-o", &d.std_opts()])
+        .output()
+        .unwrap();
+    assert!(
+        st.status.success(),
+        "mount -t fuse.ovlfuse: {}",
+        String::from_utf8_lossy(&st.stderr)
+    );
+    assert_eq!(mount_fstype(&d.p("m")).as_deref(), Some("fuse.ovlfuse"));
+    assert_eq!(fs::read_to_string(d.p("m/top")).unwrap(), "top\n");
+    fs::write(d.p("m/new"), "x").unwrap();
+    assert!(d.p("u/new").exists());
+    let st = Command::new("umount").arg(d.p("m")).status().unwrap();
+    assert!(st.success());
+    assert!(!is_mounted(&d.p("m")));
+}
+
+fn wait_exit(pid: i32) -> bool {
+    let until = Instant::now() + Duration::from_secs(10);
+    while Instant::now() < until {
+        if unsafe { libc::kill(pid, 0) } != 0 {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    false
+}
+
+#[test]
+fn sigterm_unmounts_and_foreground_exits_zero() {
+    if !env_ok(&[Need::Root, Need::Fuse]) {
+        return;
+    }
+    let d = Dirs::new();
+    let m = d.p("m");
+    // Foreground daemon: our child, so its exit status is visible.
+    let mut child = Command::new(ovlfuse_bin())
+        .args(["-f", "-o", &d.std_opts()])
+        .arg(&m)
+        .spawn()
+        .unwrap();
+    let until = Instant::now() + Duration::from_secs(10);
+    while mount_fstype(&m).as_deref() != Some("fuse.ovlfuse") {
+        assert!(Instant::now() < until, "foreground mount never appeared");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(fs::read_to_string(m.join("top")).unwrap(), "top\n");
+    unsafe { libc::kill(child.id() as i32, libc::SIGTERM) };
+    let st = child.wait().unwrap();
+    assert!(st.success(), "SIGTERM: exit {st}");
+    assert!(!is_mounted(&m), "SIGTERM left the mount");
+
+    // Background daemon: SIGINT also unmounts.
+    let fm = FuseMount::try_mount(&d.std_opts(), &m, None).unwrap();
+    let pid = fm.daemon_pid().expect("daemon pid");
+    unsafe { libc::kill(pid, libc::SIGINT) };
+    assert!(wait_exit(pid), "daemon ignored SIGINT");
+    assert!(!is_mounted(&m));
+    drop(fm);
+}
+
+#[test]
+fn dead_mount_after_kill_is_recovered_on_remount() {
+    if !env_ok(&[Need::Root, Need::Fuse]) {
+        return;
+    }
+    let d = Dirs::new();
+    let m = d.p("m");
+    let fm = FuseMount::try_mount(&d.std_opts(), &m, None).unwrap();
+    let pid = fm.daemon_pid().expect("daemon pid");
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    assert!(wait_exit(pid));
+    let e = fs::metadata(&m).unwrap_err();
+    assert_eq!(
+        e.raw_os_error(),
+        Some(libc::ENOTCONN),
+        "a killed daemon leaves a dead mount"
+    );
+    std::mem::forget(fm); // its daemon is gone; the remount below replaces it
+    let again = FuseMount::try_mount(&d.std_opts(), &m, None).unwrap();
+    assert_eq!(fs::read_to_string(m.join("top")).unwrap(), "top\n");
+    drop(again);
+    assert!(!is_mounted(&m));
+}
+
+#[test]
+fn read_only_without_upper_answers_erofs() {
+    if !env_ok(&[Need::Root, Need::Fuse]) {
+        return;
+    }
+    let d = Dirs::new();
+    let m = d.p("m");
+    let o = format!("lowerdir={}:{}", d.p("l1").display(), d.p("l2").display());
+    let _fm = FuseMount::try_mount(&o, &m, None).unwrap();
+    assert_eq!(fs::read_to_string(m.join("bottom")).unwrap(), "bottom\n");
+    let errs = [
+        fs::write(m.join("new"), "x").unwrap_err(),
+        fs::OpenOptions::new()
+            .write(true)
+            .open(m.join("top"))
+            .unwrap_err(),
+        fs::remove_file(m.join("top")).unwrap_err(),
+        fs::create_dir(m.join("d")).unwrap_err(),
+        fs::rename(m.join("top"), m.join("t2")).unwrap_err(),
+    ];
+    for e in errs {
+        assert_eq!(e.raw_os_error(), Some(libc::EROFS), "{e}");
+    }
+}
+
+#[test]
+fn help_and_version() {
+    let out = Command::new(ovlfuse_bin())
+        .arg("--version")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).starts_with("ovlfuse "));
+    let out = Command::new(ovlfuse_bin()).arg("--help").output().unwrap();
+    let h = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        h.contains("lowerdir") && h.contains("fusermount3 -u"),
+        "{h}"
+    );
+}
