@@ -59,22 +59,22 @@ fn walk(root: &Path, dir: &Path, out: &mut String) {
         } else {
             m.len().to_string()
         };
-        if let Ok(d) = resolve::open_path(dir, libc::O_PATH | libc::O_DIRECTORY) {
-            if let Ok(names) = resolve::listxattr(XTarget::At(d.as_fd(), &n)) {
-                for x in names.iter().filter(|x| markers::is_private_xattr(x)) {
-                    let v = resolve::getxattr(XTarget::At(d.as_fd(), &n), x).unwrap_or_default();
-                    note.push_str(&format!(
-                        "  [{}={}]",
-                        x.to_string_lossy(),
-                        String::from_utf8_lossy(&v)
-                    ));
-                }
+        if let Ok(d) = resolve::open_path(dir, libc::O_PATH | libc::O_DIRECTORY)
+            && let Ok(names) = resolve::listxattr(XTarget::At(d.as_fd(), &n))
+        {
+            for x in names.iter().filter(|x| markers::is_private_xattr(x)) {
+                let v = resolve::getxattr(XTarget::At(d.as_fd(), &n), x).unwrap_or_default();
+                note.push_str(&format!(
+                    "  [{}={}]",
+                    x.to_string_lossy(),
+                    String::from_utf8_lossy(&v)
+                ));
             }
         }
-        if m.file_type().is_symlink() {
-            if let Ok(t) = fs::read_link(&p) {
-                note.push_str(&format!(" -> {}", t.display()));
-            }
+        if m.file_type().is_symlink()
+            && let Ok(t) = fs::read_link(&p)
+        {
+            note.push_str(&format!(" -> {}", t.display()));
         }
         out.push_str(&format!(
             "    {} {:>8}  {}{}\n",
