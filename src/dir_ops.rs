@@ -297,27 +297,29 @@ pub fn rename(
         match (src.is_dir(), d.is_dir()) {
             (true, false) => return Err(err(libc::ENOTDIR)),
             (false, true) => return Err(err(libc::EISDIR)),
-            (true, true) => {
-                let p = child_path(ndir.path, nname);
-                let l = d.lowers(stack);
-                if !readdir::is_empty(
-                    stack,
-                    &DirRef {
-                        path: &p,
-                        lowers: &l,
-                    },
-                )? {
-                    return Err(err(libc::ENOTEMPTY));
-                }
-            }
             _ => {}
         }
     }
+    // As the kernel: EXDEV is decided before the target's emptiness.
     let from_lower = |e: &Entry| e.is_dir() && e.has_lower(stack);
     if from_lower(&src) || (exchange && dst.as_ref().is_some_and(from_lower)) {
         stack.stats.exdev();
         tracing::debug!(from = ?oname, "rename of a directory from a lower layer: EXDEV");
         return Err(err(libc::EXDEV));
+    }
+    if let (Some(d), false) = (&dst, exchange)
+        && src.is_dir()
+        && d.is_dir()
+    {
+        let p = child_path(ndir.path, nname);
+        let l = d.lowers(stack);
+        let dref = DirRef {
+            path: &p,
+            lowers: &l,
+        };
+        if !readdir::is_empty(stack, &dref)? {
+            return Err(err(libc::ENOTEMPTY));
+        }
     }
     let opath = child_path(odir.path, oname);
     let npath = child_path(ndir.path, nname);
@@ -327,23 +329,18 @@ pub fn rename(
     }
     let oup = copy_up::ensure_upper_dir(stack, odir.path)?;
     let nup = copy_up::ensure_upper_dir(stack, ndir.path)?;
-    // A directory landing on a name some lower layer has must be opaque, or
-    // that lower directory would merge into it.
-    let opaque_if_needed = |e: &Entry,
-                            dir: &DirRef,
-                            name: &OsStr,
-                            at: BorrowedFd,
-                            at_name: &OsStr|
-     -> io::Result<()> {
-        if e.is_dir() && lookup::lower_positive(stack, dir, name)? {
+    // As the kernel: a (pure upper) directory moving into a merged parent
+    // is marked opaque, so no lower directory of its new name merges in.
+    let opaque_if_needed = |e: &Entry, into: &DirRef, at: BorrowedFd, at_name: &OsStr| {
+        if e.is_dir() && !e.opaque && !into.lowers.is_empty() {
             markers::set_opaque(stack, XTarget::At(at, at_name))?;
         }
-        Ok(())
+        Ok::<(), io::Error>(())
     };
     if exchange {
         let d = dst.as_ref().ok_or_else(|| err(libc::ENOENT))?;
-        opaque_if_needed(&src, ndir, nname, oup.as_fd(), oname)?;
-        opaque_if_needed(d, odir, oname, nup.as_fd(), nname)?;
+        opaque_if_needed(&src, ndir, oup.as_fd(), oname)?;
+        opaque_if_needed(d, odir, nup.as_fd(), nname)?;
         resolve::renameat2(
             oup.as_fd(),
             oname,
@@ -358,7 +355,7 @@ pub fn rename(
         });
     }
     let old_needs_whiteout = lookup::lower_positive(stack, odir, oname)?;
-    opaque_if_needed(&src, ndir, nname, oup.as_fd(), oname)?;
+    opaque_if_needed(&src, ndir, oup.as_fd(), oname)?;
     match upper_name(nup.as_fd(), nname)? {
         UpperName::Present(st) if resolve::is_dir(&st) => {
             // An empty merged directory may still hold whiteouts.

@@ -63,6 +63,10 @@ pub fn remove(stack: &Stack, path: &Path, entry: &Entry, name: &OsStr) -> io::Re
     if is_private_xattr(name) {
         return Err(err(HIDDEN));
     }
+    // Like the kernel: removing an absent xattr fails without a copy-up.
+    if !entry.in_upper(stack) {
+        get(stack, path, entry, name)?;
+    }
     let up = copy_up::copy_up(stack, path, entry, CopyUp { data: true })?;
     let (_, n) = split(path);
     resolve::removexattr(XTarget::At(up.as_fd(), &n), name)
