@@ -250,6 +250,9 @@ fn random_sequences_match_kernel_overlayfs() {
         let lowers: Vec<Layer> = (0..nl).map(|d| gen_layer(&mut rng, d)).collect();
         let ops: Vec<Op> = (0..steps).map(|_| gen_op(&mut rng)).collect();
         total_ops += ops.len();
+        if seed % 100 == 0 {
+            eprintln!("differential: up to seed {seed}, {total_ops} operations, no divergence so far");
+        }
         if run(&lowers, &ops).is_some() {
             let (min, why) = shrink(&lowers, ops);
             panic!(
