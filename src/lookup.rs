@@ -118,20 +118,19 @@ fn lookup_in(
     }
     let mut found: Option<Entry> = None;
     for &l in order {
-        let is_lower = !stack.is_upper(l);
         let dfd = match stack.dir(l, dir.path) {
             Ok(d) => d,
             Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => continue,
             Err(e) => return Err(e),
         };
-        if is_lower && markers::is_aufs_marker(name) {
+        if markers::is_aufs_marker(name) {
             // The AUFS markers themselves never show.
             continue;
         }
         let st = match resolve::fstatat(dfd.as_fd(), name) {
             Ok(st) => st,
             Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => {
-                if is_lower && aufs_whiteout(dfd.as_fd(), name) {
+                if aufs_whiteout(dfd.as_fd(), name) {
                     break;
                 }
                 continue;
@@ -144,7 +143,7 @@ fn lookup_in(
         let is_dir = resolve::is_dir(&st);
         match &mut found {
             None => {
-                let opaque = is_dir && markers::is_opaque(dfd.as_fd(), name, is_lower);
+                let opaque = is_dir && markers::is_opaque(dfd.as_fd(), name, true);
                 found = Some(Entry {
                     layer: l,
                     st,
@@ -161,7 +160,7 @@ fn lookup_in(
                     break;
                 }
                 e.layers.push(l);
-                if markers::is_opaque(dfd.as_fd(), name, is_lower) {
+                if markers::is_opaque(dfd.as_fd(), name, true) {
                     break;
                 }
             }

@@ -4,8 +4,8 @@
 //! read 0/0 character devices, xattr whiteouts (`overlay.whiteout` on an
 //! empty regular file), `overlay.opaque=y` in the trusted and user
 //! namespaces, `user.fuseoverlayfs.opaque`, and the OCI/AUFS files `.wh.NAME`
-//! and `.wh..wh..opq` (honoured in lower layers, which is where image layers
-//! are unpacked); write 0/0 whiteouts (xattr whiteout where mknod is refused)
+//! and `.wh..wh..opq` (in any layer: unprivileged fuse-overlayfs writes the
+//! latter into its upper); write 0/0 whiteouts (xattr whiteout where mknod is refused)
 //! and `overlay.opaque=y` in the mount's namespace.
 
 use crate::resolve::{self, Stat, XTarget};

@@ -30,7 +30,6 @@ pub fn read_merged(stack: &Stack, dir: &DirRef) -> io::Result<Vec<MergedEntry>> 
     let mut seen: HashSet<OsString> = HashSet::new();
     let mut out = Vec::new();
     for l in visit_order(stack, dir) {
-        let is_lower = !stack.is_upper(l);
         let dfd = match stack.dir(l, dir.path) {
             Ok(d) => d,
             Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => continue,
@@ -51,7 +50,7 @@ pub fn read_merged(stack: &Stack, dir: &DirRef) -> io::Result<Vec<MergedEntry>> 
             });
         let mut aufs_hidden = Vec::new();
         for e in resolve::read_dir_fd(rd)? {
-            if is_lower && markers::is_aufs_marker(&e.name) {
+            if markers::is_aufs_marker(&e.name) {
                 if let Some(t) = markers::aufs_target(&e.name) {
                     aufs_hidden.push(t.to_os_string());
                 }
