@@ -251,7 +251,9 @@ fn random_sequences_match_kernel_overlayfs() {
         let ops: Vec<Op> = (0..steps).map(|_| gen_op(&mut rng)).collect();
         total_ops += ops.len();
         if seed % 100 == 0 {
-            eprintln!("differential: up to seed {seed}, {total_ops} operations, no divergence so far");
+            eprintln!(
+                "differential: up to seed {seed}, {total_ops} operations, no divergence so far"
+            );
         }
         if run(&lowers, &ops).is_some() {
             let (min, why) = shrink(&lowers, ops);
