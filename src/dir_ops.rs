@@ -168,6 +168,10 @@ pub fn create(
         }
     };
     let st = resolve::fstatat(upper.as_fd(), name)?;
+    // A new object has no origin: forget any mapping a previous owner of
+    // this real inode number left (it may have been freed just now by a
+    // concurrent unlink that has not dropped its mapping yet).
+    stack.drop_upper_ino(st.st_ino);
     let entry = Entry {
         layer: 0,
         st,

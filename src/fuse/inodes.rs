@@ -65,6 +65,20 @@ impl Inodes {
     /// Record one kernel lookup of `ino` as `name` in `parent`; returns the
     /// generation to report.
     pub fn remember(&self, ino: u64, parent: u64, name: &OsStr, lowers: Vec<usize>) -> u64 {
+        self.remember_as(ino, parent, name, lowers, false)
+    }
+
+    /// `fresh`: the object was just created, so a node already holding this
+    /// number (its real inode was freed and reused) is another object: give
+    /// it a new generation so the kernel never merges the two.
+    pub fn remember_as(
+        &self,
+        ino: u64,
+        parent: u64,
+        name: &OsStr,
+        lowers: Vec<usize>,
+        fresh: bool,
+    ) -> u64 {
         if ino == ROOT {
             return 0;
         }
@@ -76,7 +90,7 @@ impl Inodes {
             generation: 0,
             dead: false,
         });
-        if n.dead {
+        if n.dead || (fresh && n.lookups > 0) {
             n.dead = false;
             n.generation += 1;
             n.lowers = lowers.into();

@@ -175,9 +175,13 @@ impl OvlFs {
     }
 
     fn reply_new_entry(&self, parent: u64, name: &OsStr, e: &Entry, reply: ReplyEntry) {
+        self.reply_entry(parent, name, e, false, reply)
+    }
+
+    fn reply_entry(&self, parent: u64, name: &OsStr, e: &Entry, fresh: bool, reply: ReplyEntry) {
         let g = self
             .inodes
-            .remember(e.ino, parent, name, e.lowers(&self.stack));
+            .remember_as(e.ino, parent, name, e.lowers(&self.stack), fresh);
         reply.entry(&TTL, &to_attr(&attr::merged_stat(e)), Generation(g));
     }
 
@@ -478,7 +482,7 @@ impl Filesystem for OvlFs {
                 }
             };
             let (e, _) = try_reply!(reply, self.create_obj(req, parent, name, obj));
-            self.reply_new_entry(parent.0, name, &e, reply);
+            self.reply_entry(parent.0, name, &e, true, reply);
         })
     }
 
@@ -497,7 +501,7 @@ impl Filesystem for OvlFs {
                 reply,
                 self.create_obj(req, parent, name, NewObject::Dir { mode })
             );
-            self.reply_new_entry(parent.0, name, &e, reply);
+            self.reply_entry(parent.0, name, &e, true, reply);
         })
     }
 
@@ -559,7 +563,7 @@ impl Filesystem for OvlFs {
                 target: target.as_os_str().to_os_string(),
             };
             let (e, _) = try_reply!(reply, self.create_obj(req, parent, link_name, obj));
-            self.reply_new_entry(parent.0, link_name, &e, reply);
+            self.reply_entry(parent.0, link_name, &e, true, reply);
         })
     }
 
@@ -1013,7 +1017,9 @@ impl Filesystem for OvlFs {
                 Some(fd) => fd,
                 None => return reply.error(Errno::from_i32(libc::EIO)),
             };
-            let g = self.inodes.remember(e.ino, parent.0, name, Vec::new());
+            let g = self
+                .inodes
+                .remember_as(e.ino, parent.0, name, Vec::new(), true);
             let id = self.handles.next_id();
             self.handles.files.insert(
                 id,
