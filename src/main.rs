@@ -51,6 +51,22 @@ enum Command {
     },
     /// Print the live counters of a running mount.
     Stats { mountpoint: PathBuf },
+    /// What an upper layer changed (A added, C changed, D deleted), like docker diff.
+    Diff {
+        upper: PathBuf,
+        /// Lower layers to compare with (repeatable, top first).
+        #[arg(long = "lower")]
+        lowers: Vec<PathBuf>,
+    },
+    /// Write an upper layer as an OCI image layer tar; prints its diffID.
+    Export {
+        upper: PathBuf,
+        #[arg(short = 'o', value_name = "TAR")]
+        output: PathBuf,
+        /// The lower layers' diffIDs, bottom first: also print the chainID.
+        #[arg(long = "parent-chain", num_args = 1..)]
+        parents: Vec<String>,
+    },
 }
 
 fn init_tracing(debug: bool) {
@@ -75,6 +91,12 @@ fn main() {
         Some(Command::Demo { dir }) => tools::demo::run(dir),
         Some(Command::Which { options, path }) => tools::which::run(&options, &path, &cwd),
         Some(Command::Stats { mountpoint }) => tools::stats::run(&mountpoint),
+        Some(Command::Diff { upper, lowers }) => tools::diff::run(&upper, &lowers),
+        Some(Command::Export {
+            upper,
+            output,
+            parents,
+        }) => tools::export::run(&upper, &output, &parents),
         None => {
             let (source, mountpoint) = match cli.positional.as_slice() {
                 [mp] => (None, mp.clone()),

@@ -1,0 +1,86 @@
+//! Walk one layer directory (never following symlinks) and classify each
+//! entry with the library's marker rules: shared by `diff` and `export`.
+
+use crate::markers;
+use crate::resolve::{self, Stat};
+use std::ffi::OsString;
+use std::os::fd::AsFd;
+use std::path::{Path, PathBuf};
+
+/// One entry of a layer, in walk order (parents before children, sorted).
+pub struct Item {
+    pub rel: PathBuf,
+    pub st: Stat,
+    pub kind: ItemKind,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ItemKind {
+    /// A whiteout in any form: the name is deleted.
+    Whiteout,
+    Dir {
+        opaque: bool,
+    },
+    Other,
+}
+
+/// Walk `root`; AUFS markers are folded into the entries they describe.
+pub fn walk(root: &Path) -> std::io::Result<Vec<Item>> {
+    let fd = resolve::open_path(root, libc::O_PATH | libc::O_DIRECTORY)?;
+    let mut out = Vec::new();
+    walk_dir(fd.as_fd(), Path::new(""), &mut out)?;
+    Ok(out)
+}
+
+fn walk_dir(root: std::os::fd::BorrowedFd, rel: &Path, out: &mut Vec<Item>) -> std::io::Result<()> {
+    let dir = resolve::open_dir(root, rel)?;
+    let rd = resolve::openat(
+        dir.as_fd(),
+        std::ffi::OsStr::new("."),
+        libc::O_RDONLY | libc::O_DIRECTORY,
+        0,
+    )?;
+    let mut names: Vec<OsString> = resolve::read_dir_fd(rd)?
+        .into_iter()
+        .map(|e| e.name)
+        .collect();
+    names.sort();
+    for n in names {
+        if n == markers::AUFS_OPAQUE {
+            continue;
+        }
+        let child = rel.join(&n);
+        if let Some(target) = markers::aufs_target(&n) {
+            let st = resolve::fstatat(dir.as_fd(), &n)?;
+            out.push(Item {
+                rel: rel.join(target),
+                st,
+                kind: ItemKind::Whiteout,
+            });
+            continue;
+        }
+        let st = resolve::fstatat(dir.as_fd(), &n)?;
+        if markers::is_whiteout(dir.as_fd(), &n, &st) {
+            out.push(Item {
+                rel: child,
+                st,
+                kind: ItemKind::Whiteout,
+            });
+        } else if resolve::is_dir(&st) {
+            let opaque = markers::is_opaque(dir.as_fd(), &n, true);
+            out.push(Item {
+                rel: child.clone(),
+                st,
+                kind: ItemKind::Dir { opaque },
+            });
+            walk_dir(root, &child, out)?;
+        } else {
+            out.push(Item {
+                rel: child,
+                st,
+                kind: ItemKind::Other,
+            });
+        }
+    }
+    Ok(())
+}
