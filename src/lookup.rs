@@ -149,7 +149,7 @@ fn lookup_in(
                     st,
                     layers: vec![l],
                     opaque,
-                    ino: stack.ino(l, st.st_ino),
+                    ino: stack.ino_at(l, &child_path(dir.path, name), &st),
                 });
                 if !is_dir || opaque {
                     break;

@@ -5,7 +5,7 @@
 //! the name; an opaque directory stops the merge (its lowers are already cut
 //! by lookup); markers never show; `d_ino` is the `st_ino` stat reports.
 
-use crate::lookup::{DirRef, visit_order};
+use crate::lookup::{DirRef, child_path, visit_order};
 use crate::markers;
 use crate::resolve::{self, XTarget};
 use crate::stack::Stack;
@@ -61,9 +61,14 @@ pub fn read_merged(stack: &Stack, dir: &DirRef) -> io::Result<Vec<MergedEntry>> 
             }
             let mut dtype = e.dtype;
             let mut real_ino = e.ino;
+            // Lower regular files are stat'ed: a hard-linked one gets a
+            // per-path inode number, and an empty one may be an xattr
+            // whiteout (hidden here exactly as lookup hides it).
+            let is_lower = !stack.is_upper(l);
             let needs_stat = dtype == libc::DT_UNKNOWN
                 || dtype == libc::DT_CHR
-                || (xattr_wh && dtype == libc::DT_REG);
+                || (dtype == libc::DT_REG && (xattr_wh || is_lower));
+            let mut ino = None;
             if needs_stat {
                 let st = match resolve::fstatat(dfd.as_fd(), &e.name) {
                     Ok(st) => st,
@@ -75,10 +80,11 @@ pub fn read_merged(stack: &Stack, dir: &DirRef) -> io::Result<Vec<MergedEntry>> 
                 }
                 dtype = dtype_of(st.st_mode);
                 real_ino = st.st_ino;
+                ino = Some(stack.ino_at(l, &child_path(dir.path, &e.name), &st));
             }
             seen.insert(e.name.clone());
             out.push(MergedEntry {
-                ino: stack.ino(l, real_ino),
+                ino: ino.unwrap_or_else(|| stack.ino(l, real_ino)),
                 name: e.name,
                 dtype,
                 layer: l,

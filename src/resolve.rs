@@ -598,6 +598,57 @@ pub fn read_dir_fd(dir: OwnedFd) -> io::Result<Vec<RawDirent>> {
     }
 }
 
+/// A private, detached, read-only and noatime clone of the mount holding
+/// `path` (root only): lower layers served through it can be neither
+/// written nor have their atime touched, not even by readlink.
+pub fn open_frozen_tree(path: &Path) -> io::Result<OwnedFd> {
+    const OPEN_TREE_CLONE: u32 = 1;
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    const MOUNT_ATTR_NOATIME: u64 = 0x10;
+    const MOUNT_ATTR_ATIME_MASK: u64 = 0x70;
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let c = cstr(path.as_os_str())?;
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as u32,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let attr = MountAttr {
+        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOATIME,
+        attr_clr: MOUNT_ATTR_ATIME_MASK,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let empty = c"";
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
 pub fn geteuid() -> u32 {
     unsafe { libc::geteuid() }
 }

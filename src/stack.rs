@@ -71,6 +71,8 @@ pub struct Stack {
     /// Overlay inodes that could not be encoded (huge real inodes).
     spill: DashMap<(usize, u64), u64>,
     spill_next: AtomicU64,
+    /// Per-path numbers for hard-linked lower files (see [`Stack::lower_link_ino`]).
+    link_ino: DashMap<(usize, PathBuf), u64>,
     stripes: Vec<Mutex<()>>,
     /// Bumped by every file copy-up: lets open lower handles notice one.
     pub copyup_gen: AtomicU64,
@@ -177,7 +179,14 @@ impl Stack {
         }
         for l in &o.lowerdirs {
             let l = l.canonicalize().map_err(|e| e.to_string())?;
-            let (fd, st) = open_root(&l)?;
+            let (mut fd, st) = open_root(&l)?;
+            // Where we may (root), read lowers through a read-only, noatime
+            // clone of their mount; else the O_NOATIME opens do their best.
+            if let Ok(frozen) = resolve::open_frozen_tree(&l)
+                && resolve::fstat(frozen.as_fd()).is_ok_and(|f| f.st_ino == st.st_ino)
+            {
+                fd = frozen;
+            }
             layers.push(Layer {
                 root: fd,
                 path: l,
@@ -202,6 +211,7 @@ impl Stack {
             upper_ino: DashMap::new(),
             spill: DashMap::new(),
             spill_next: AtomicU64::new(2),
+            link_ino: DashMap::new(),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             copyup_gen: AtomicU64::new(0),
             stats: Default::default(),
@@ -278,6 +288,26 @@ impl Stack {
             .spill
             .entry((layer, ino))
             .or_insert_with(|| self.spill_next.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// A hard-linked file in a lower layer: each of its names is a separate
+    /// overlay inode (as in the kernel without `index`), so each path gets
+    /// its own number; sharing one would let a chmod or copy-up of one name
+    /// show through the others.
+    pub fn lower_link_ino(&self, layer: usize, path: &Path) -> u64 {
+        *self
+            .link_ino
+            .entry((layer, path.to_path_buf()))
+            .or_insert_with(|| self.spill_next.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// The overlay inode of a non-directory found at `path` in `layer`.
+    pub fn ino_at(&self, layer: usize, path: &Path, st: &Stat) -> u64 {
+        if !self.is_upper(layer) && st.st_nlink > 1 && !resolve::is_dir(st) {
+            self.lower_link_ino(layer, path)
+        } else {
+            self.ino(layer, st.st_ino)
+        }
     }
 
     /// Remember that an upper object carries an existing overlay inode.

@@ -127,10 +127,18 @@ fn time_set(t: Option<TimeOrNow>) -> resolve::TimeSet {
 }
 
 /// Run a handler; a panic inside answers EIO (the dropped reply does) and
-/// the daemon keeps serving.
+/// the daemon keeps serving. With `-d`, one line per request names the
+/// layer whose lookup answered it.
 fn guarded<F: FnOnce()>(op: &'static str, f: F) {
+    crate::stats::take_last_layer();
     if catch_unwind(AssertUnwindSafe(f)).is_err() {
         tracing::error!(op, "handler panicked; answered EIO");
+    }
+    if tracing::enabled!(tracing::Level::DEBUG) {
+        match crate::stats::take_last_layer() {
+            Some(layer) => tracing::debug!(op, layer, "request"),
+            None => tracing::debug!(op, "request"),
+        }
     }
 }
 
@@ -156,6 +164,11 @@ impl OvlFs {
 
     fn count(&self) {
         self.requests.fetch_add(1, Ordering::Relaxed);
+    }
+
+    fn count_op(&self, op: &str) {
+        self.count();
+        self.stack.stats.request(op);
     }
 
     /// Current entry of a node: re-resolved from its parent, so a copy-up
@@ -347,7 +360,7 @@ impl Filesystem for OvlFs {
     }
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        self.count();
+        self.count_op("lookup");
         guarded("lookup", || {
             panic_hook(name);
             let (ppath, plowers) = try_reply!(reply, self.inodes.dir(parent.0));
@@ -383,7 +396,7 @@ impl Filesystem for OvlFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
-        self.count();
+        self.count_op("getattr");
         guarded("getattr", || match self.entry_of(ino.0) {
             Ok((_, e)) => reply.attr(&TTL, &to_attr(&attr::merged_stat(&e))),
             Err(err) => {
@@ -418,7 +431,7 @@ impl Filesystem for OvlFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        self.count();
+        self.count_op("setattr");
         guarded("setattr", || {
             let (place, e) = try_reply!(reply, self.entry_of(ino.0));
             let sa = SetAttr {
@@ -449,7 +462,7 @@ impl Filesystem for OvlFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        self.count();
+        self.count_op("readlink");
         guarded("readlink", || {
             let (place, e) = try_reply!(reply, self.entry_of(ino.0));
             let dir = try_reply!(reply, self.stack.dir(e.layer, &place.parent_path));
@@ -468,7 +481,7 @@ impl Filesystem for OvlFs {
         rdev: u32,
         reply: ReplyEntry,
     ) {
-        self.count();
+        self.count_op("mknod");
         guarded("mknod", || {
             let obj = if mode & libc::S_IFMT == libc::S_IFREG || mode & libc::S_IFMT == 0 {
                 NewObject::File {
@@ -495,7 +508,7 @@ impl Filesystem for OvlFs {
         _umask: u32,
         reply: ReplyEntry,
     ) {
-        self.count();
+        self.count_op("mkdir");
         guarded("mkdir", || {
             let (e, _) = try_reply!(
                 reply,
@@ -506,7 +519,7 @@ impl Filesystem for OvlFs {
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.count();
+        self.count_op("unlink");
         guarded("unlink", || {
             let (ppath, plowers) = try_reply!(reply, self.inodes.dir(parent.0));
             let d = DirRef {
@@ -529,7 +542,7 @@ impl Filesystem for OvlFs {
     }
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.count();
+        self.count_op("rmdir");
         guarded("rmdir", || {
             let (ppath, plowers) = try_reply!(reply, self.inodes.dir(parent.0));
             let d = DirRef {
@@ -557,7 +570,7 @@ impl Filesystem for OvlFs {
         target: &Path,
         reply: ReplyEntry,
     ) {
-        self.count();
+        self.count_op("symlink");
         guarded("symlink", || {
             let obj = NewObject::Symlink {
                 target: target.as_os_str().to_os_string(),
@@ -577,7 +590,7 @@ impl Filesystem for OvlFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        self.count();
+        self.count_op("rename");
         guarded("rename", || {
             let (op, ol) = try_reply!(reply, self.inodes.dir(parent.0));
             let (np, nl) = try_reply!(reply, self.inodes.dir(newparent.0));
@@ -613,7 +626,7 @@ impl Filesystem for OvlFs {
         newname: &OsStr,
         reply: ReplyEntry,
     ) {
-        self.count();
+        self.count_op("link");
         guarded("link", || {
             let (place, e) = try_reply!(reply, self.entry_of(ino.0));
             let (np, nl) = try_reply!(reply, self.inodes.dir(newparent.0));
@@ -630,7 +643,7 @@ impl Filesystem for OvlFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        self.count();
+        self.count_op("open");
         guarded("open", || {
             let flags = flags.0;
             let (place, e) = try_reply!(reply, self.entry_of(ino.0));
@@ -691,7 +704,7 @@ impl Filesystem for OvlFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        self.count();
+        self.count_op("read");
         guarded("read", || {
             let h = try_reply!(reply, self.file(fh));
             try_reply!(reply, self.follow_copy_up(&h));
@@ -724,7 +737,7 @@ impl Filesystem for OvlFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
     ) {
-        self.count();
+        self.count_op("write");
         guarded("write", || {
             let h = try_reply!(reply, self.file(fh));
             let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
@@ -776,7 +789,7 @@ impl Filesystem for OvlFs {
         datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.count();
+        self.count_op("fsync");
         guarded("fsync", || {
             let h = try_reply!(reply, self.file(fh));
             let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
@@ -786,7 +799,7 @@ impl Filesystem for OvlFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        self.count();
+        self.count_op("opendir");
         let id = self.handles.next_id();
         self.handles.dirs.insert(
             id,
@@ -806,7 +819,7 @@ impl Filesystem for OvlFs {
         offset: u64,
         mut reply: ReplyDirectory,
     ) {
-        self.count();
+        self.count_op("readdir");
         guarded("readdir", || {
             let items = try_reply!(reply, self.listing(ino.0, fh, offset));
             for (i, it) in items.iter().enumerate() {
@@ -827,7 +840,7 @@ impl Filesystem for OvlFs {
         offset: u64,
         mut reply: ReplyDirectoryPlus,
     ) {
-        self.count();
+        self.count_op("readdirplus");
         guarded("readdirplus", || {
             let items = try_reply!(reply, self.listing(ino.0, fh, offset));
             let (path, lowers) = try_reply!(reply, self.inodes.dir(ino.0));
@@ -899,7 +912,7 @@ impl Filesystem for OvlFs {
         _datasync: bool,
         reply: ReplyEmpty,
     ) {
-        self.count();
+        self.count_op("fsyncdir");
         guarded("fsyncdir", || {
             if self.stack.has_upper
                 && let Ok(p) = self.inodes.path(ino.0)
@@ -918,7 +931,7 @@ impl Filesystem for OvlFs {
     }
 
     fn statfs(&self, _req: &Request, _ino: INodeNo, reply: ReplyStatfs) {
-        self.count();
+        self.count_op("statfs");
         let s = try_reply!(reply, self.stack.statfs());
         reply.statfs(
             s.f_blocks,
@@ -942,7 +955,7 @@ impl Filesystem for OvlFs {
         _position: u32,
         reply: ReplyEmpty,
     ) {
-        self.count();
+        self.count_op("setxattr");
         guarded("setxattr", || {
             let (place, e) = try_reply!(reply, self.entry_of(ino.0));
             try_reply!(
@@ -954,7 +967,7 @@ impl Filesystem for OvlFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        self.count();
+        self.count_op("getxattr");
         guarded("getxattr", || {
             if ino.0 == ROOT && name == STATS_XATTR {
                 return Self::xattr_reply(self.stats_text().as_bytes(), size, reply);
@@ -966,7 +979,7 @@ impl Filesystem for OvlFs {
     }
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
-        self.count();
+        self.count_op("listxattr");
         guarded("listxattr", || {
             let (place, e) = try_reply!(reply, self.entry_of(ino.0));
             let names = try_reply!(reply, xattr::list(&self.stack, &place.path, &e));
@@ -980,7 +993,7 @@ impl Filesystem for OvlFs {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        self.count();
+        self.count_op("removexattr");
         guarded("removexattr", || {
             let (place, e) = try_reply!(reply, self.entry_of(ino.0));
             try_reply!(reply, xattr::remove(&self.stack, &place.path, &e, name));
@@ -989,7 +1002,7 @@ impl Filesystem for OvlFs {
     }
 
     fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
-        self.count();
+        self.count_op("access");
         guarded("access", || {
             try_reply!(reply, self.entry_of(ino.0));
             if mask.bits() & libc::W_OK != 0 && !self.stack.has_upper {
@@ -1009,7 +1022,7 @@ impl Filesystem for OvlFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        self.count();
+        self.count_op("create");
         guarded("create", || {
             let obj = NewObject::File { mode, flags };
             let (e, fd) = try_reply!(reply, self.create_obj(req, parent, name, obj));
@@ -1052,7 +1065,7 @@ impl Filesystem for OvlFs {
         mode: i32,
         reply: ReplyEmpty,
     ) {
-        self.count();
+        self.count_op("fallocate");
         guarded("fallocate", || {
             let h = try_reply!(reply, self.file(fh));
             let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
@@ -1070,7 +1083,7 @@ impl Filesystem for OvlFs {
         whence: i32,
         reply: ReplyLseek,
     ) {
-        self.count();
+        self.count_op("lseek");
         guarded("lseek", || {
             let h = try_reply!(reply, self.file(fh));
             try_reply!(reply, self.follow_copy_up(&h));
