@@ -91,6 +91,22 @@ fn copy_meta(
     )
 }
 
+/// Run `place` (a rename into `parent`), then put back the parent's times:
+/// a copy-up changes nothing visible, not even its parent's mtime (the
+/// kernel restores them too).
+fn keeping_times<T>(parent: BorrowedFd, place: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
+    let before = resolve::fstat(parent)?;
+    let r = place()?;
+    let dot = OsStr::new(".");
+    resolve::utimensat(
+        parent,
+        dot,
+        timespec(before.st_atime, before.st_atime_nsec),
+        timespec(before.st_mtime, before.st_mtime_nsec),
+    )?;
+    Ok(r)
+}
+
 /// Open (creating the chain if needed) the upper directory at `path`.
 pub fn ensure_upper_dir(stack: &Stack, path: &Path) -> io::Result<OwnedFd> {
     stack.upper_or_erofs()?;
@@ -113,13 +129,15 @@ pub fn ensure_upper_dir(stack: &Stack, path: &Path) -> io::Result<OwnedFd> {
     let tmp = stack.tmp_name();
     resolve::mkdirat(work, &tmp, 0o700)?;
     let built = copy_meta(stack, src_parent.as_fd(), &name, &st, &tmp).and_then(|_| {
-        resolve::renameat2(
-            work,
-            &tmp,
-            upper_parent.as_fd(),
-            &name,
-            resolve::RENAME_NOREPLACE,
-        )
+        keeping_times(upper_parent.as_fd(), || {
+            resolve::renameat2(
+                work,
+                &tmp,
+                upper_parent.as_fd(),
+                &name,
+                resolve::RENAME_NOREPLACE,
+            )
+        })
     });
     match built {
         Ok(()) => {}
@@ -239,13 +257,15 @@ pub fn copy_up(stack: &Stack, path: &Path, entry: &Entry, how: CopyUp) -> io::Re
     let tmp = stack.tmp_name();
     let built = build_copy(stack, src_dir.as_fd(), &name, &st, &tmp, how);
     let placed = built.and_then(|_| {
-        resolve::renameat2(
-            work,
-            &tmp,
-            upper_parent.as_fd(),
-            &name,
-            resolve::RENAME_NOREPLACE,
-        )
+        keeping_times(upper_parent.as_fd(), || {
+            resolve::renameat2(
+                work,
+                &tmp,
+                upper_parent.as_fd(),
+                &name,
+                resolve::RENAME_NOREPLACE,
+            )
+        })
     });
     if let Err(e) = placed {
         let _ = resolve::unlinkat(work, &tmp, false);

@@ -23,6 +23,9 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 pub struct Caller {
     pub uid: u32,
     pub gid: u32,
+    /// The caller's umask, applied here unless the parent directory has a
+    /// default ACL (then the ACL decides, as on any filesystem).
+    pub umask: u32,
 }
 
 /// What to create.
@@ -44,6 +47,26 @@ pub enum NewObject {
     Symlink {
         target: OsString,
     },
+}
+
+impl NewObject {
+    fn with_umask(&self, umask: u32) -> NewObject {
+        let keep = |m: u32| (m & libc::S_IFMT) | (m & 0o7777 & !umask);
+        match self {
+            NewObject::File { mode, flags } => NewObject::File {
+                mode: keep(*mode),
+                flags: *flags,
+            },
+            NewObject::Dir { mode } => NewObject::Dir { mode: keep(*mode) },
+            NewObject::Node { mode, rdev } => NewObject::Node {
+                mode: keep(*mode),
+                rdev: *rdev,
+            },
+            NewObject::Symlink { target } => NewObject::Symlink {
+                target: target.clone(),
+            },
+        }
+    }
 }
 
 /// State of one name in the upper layer.
@@ -77,6 +100,7 @@ fn make(
     name: &OsStr,
     obj: &NewObject,
     owner: (u32, u32, bool),
+    acl: bool,
 ) -> io::Result<Option<OwnedFd>> {
     let mut fd = None;
     match obj {
@@ -112,6 +136,7 @@ fn make(
         NewObject::Symlink { .. } => None,
     };
     if let Some(m) = want
+        && !acl
         && resolve::fstatat(dir, name)?.st_mode & 0o7777 != m
     {
         resolve::fchmodat(dir, name, m)?;
@@ -129,19 +154,42 @@ pub fn create(
     who: Caller,
 ) -> io::Result<(Entry, Option<OwnedFd>)> {
     stack.upper_or_erofs()?;
+    // A 0/0 character device is a whiteout: the kernel refuses to make one
+    // through the overlay, and so do we.
+    if let NewObject::Node { mode, rdev: 0 } = obj
+        && mode & libc::S_IFMT == libc::S_IFCHR
+    {
+        return Err(err(libc::EPERM));
+    }
+    // The one marker name the upper layer honours cannot be made by hand.
+    if name == std::ffi::OsStr::new(markers::AUFS_OPAQUE) {
+        return Err(err(libc::EPERM));
+    }
     if lookup::lookup(stack, dir, name)?.is_some() {
         return Err(err(libc::EEXIST));
     }
     let upper = copy_up::ensure_upper_dir(stack, dir.path)?;
     let owner = owner_for(upper.as_fd(), who)?;
+    let acl = resolve::getxattr(
+        XTarget::Fd(upper.as_fd()),
+        std::ffi::OsStr::new("system.posix_acl_default"),
+    )
+    .is_ok();
+    let masked;
+    let obj = if acl {
+        obj
+    } else {
+        masked = obj.with_umask(who.umask);
+        &masked
+    };
     let is_dir = matches!(obj, NewObject::Dir { .. });
     let fd = match upper_name(upper.as_fd(), name)? {
         UpperName::Present(_) => return Err(err(libc::EEXIST)),
-        UpperName::Absent => make(stack, upper.as_fd(), name, obj, owner)?,
+        UpperName::Absent => make(stack, upper.as_fd(), name, obj, owner, acl)?,
         UpperName::Whiteout => {
             let work = stack.work()?;
             let tmp = stack.tmp_name();
-            let fd = make(stack, work, &tmp, obj, owner)?;
+            let fd = make(stack, work, &tmp, obj, owner, false)?;
             let placed = if is_dir {
                 markers::set_opaque(stack, XTarget::At(work, &tmp))
                     .and_then(|_| {

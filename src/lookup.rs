@@ -123,14 +123,15 @@ fn lookup_in(
             Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => continue,
             Err(e) => return Err(e),
         };
-        if markers::is_aufs_marker(name) {
+        let upper = stack.is_upper(l);
+        if markers::is_marker_in(name, upper) {
             // The AUFS markers themselves never show.
             continue;
         }
         let st = match resolve::fstatat(dfd.as_fd(), name) {
             Ok(st) => st,
             Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => {
-                if aufs_whiteout(dfd.as_fd(), name) {
+                if !upper && aufs_whiteout(dfd.as_fd(), name) {
                     break;
                 }
                 continue;

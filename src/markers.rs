@@ -4,8 +4,8 @@
 //! read 0/0 character devices, xattr whiteouts (`overlay.whiteout` on an
 //! empty regular file), `overlay.opaque=y` in the trusted and user
 //! namespaces, `user.fuseoverlayfs.opaque`, and the OCI/AUFS files `.wh.NAME`
-//! and `.wh..wh..opq` (in any layer: unprivileged fuse-overlayfs writes the
-//! latter into its upper); write 0/0 whiteouts (xattr whiteout where mknod is refused)
+//! and `.wh..wh..opq` (both in lowers; the latter also in the upper, where
+//! unprivileged fuse-overlayfs writes it); write 0/0 whiteouts (xattr whiteout where mknod is refused)
 //! and `overlay.opaque=y` in the mount's namespace.
 
 use crate::resolve::{self, Stat, XTarget};
@@ -44,6 +44,18 @@ pub fn aufs_target(name: &OsStr) -> Option<&OsStr> {
 
 pub fn is_aufs_marker(name: &OsStr) -> bool {
     name.as_bytes().starts_with(AUFS_PREFIX)
+}
+
+/// Is `name` a marker in a layer of this kind? Lowers (unpacked image
+/// layers) use every AUFS form; in the upper only `.wh..wh..opq` counts
+/// (unprivileged fuse-overlayfs writes it there), so a user's own `.wh.x`
+/// file stays an ordinary file.
+pub fn is_marker_in(name: &OsStr, upper: bool) -> bool {
+    if upper {
+        name == OsStr::new(AUFS_OPAQUE)
+    } else {
+        is_aufs_marker(name)
+    }
 }
 
 /// Is the object `name` in `dir` (already stat'ed) a whiteout?

@@ -50,7 +50,7 @@ pub fn read_merged(stack: &Stack, dir: &DirRef) -> io::Result<Vec<MergedEntry>> 
             });
         let mut aufs_hidden = Vec::new();
         for e in resolve::read_dir_fd(rd)? {
-            if markers::is_aufs_marker(&e.name) {
+            if markers::is_marker_in(&e.name, stack.is_upper(l)) {
                 if let Some(t) = markers::aufs_target(&e.name) {
                     aufs_hidden.push(t.to_os_string());
                 }

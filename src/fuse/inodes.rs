@@ -20,6 +20,9 @@ pub struct Node {
     /// For directories: the lower layers merged into it (lowers never change).
     pub lowers: Arc<[usize]>,
     pub lookups: u64,
+    /// Other names of a hard-linked object, so removing one name leaves
+    /// the node reachable through another.
+    pub others: Vec<(u64, OsString)>,
     pub generation: u64,
     /// Removed from the namespace; a new object with this number gets a new
     /// generation so the kernel never confuses the two.
@@ -55,6 +58,7 @@ impl Inodes {
                 name: OsString::new(),
                 lowers: root_lowers.into(),
                 lookups: 1,
+                others: Vec::new(),
                 generation: 0,
                 dead: false,
             },
@@ -87,6 +91,7 @@ impl Inodes {
             name: name.to_os_string(),
             lowers: lowers.clone().into(),
             lookups: 0,
+            others: Vec::new(),
             generation: 0,
             dead: false,
         });
@@ -94,12 +99,20 @@ impl Inodes {
             n.dead = false;
             n.generation += 1;
             n.lowers = lowers.into();
+            n.others.clear();
         }
-        // The latest name the kernel used is a valid path (hard links, or a
-        // move we were not told about).
+        // The latest name the kernel used is a valid path; keep the old one
+        // as another name of a hard-linked object.
         if n.parent != parent || n.name != name {
+            let old = (
+                n.parent,
+                std::mem::replace(&mut n.name, name.to_os_string()),
+            );
             n.parent = parent;
-            n.name = name.to_os_string();
+            n.others.retain(|(p, x)| !(*p == parent && x == name));
+            if !n.others.contains(&old) {
+                n.others.push(old);
+            }
         }
         n.lookups += 1;
         n.generation
@@ -127,10 +140,30 @@ impl Inodes {
         }
     }
 
-    pub fn moved(&self, ino: u64, parent: u64, name: &OsStr) {
+    /// `ino` moved from `from` to `parent/name`.
+    pub fn moved(&self, ino: u64, from: (u64, &OsStr), parent: u64, name: &OsStr) {
         if let Some(mut n) = self.map.get_mut(&ino) {
+            n.others.retain(|(p, x)| !(*p == from.0 && x == from.1));
+            if !(n.parent == from.0 && n.name == from.1) {
+                let old = (n.parent, n.name.clone());
+                n.others.push(old);
+            }
             n.parent = parent;
             n.name = name.to_os_string();
+        }
+    }
+
+    /// One name of a still-linked object went away: serve it by another.
+    pub fn unlinked(&self, ino: u64, parent: u64, name: &OsStr) {
+        if let Some(mut n) = self.map.get_mut(&ino) {
+            n.others.retain(|(p, x)| !(*p == parent && x == name));
+            if n.parent == parent
+                && n.name == name
+                && let Some((p, x)) = n.others.pop()
+            {
+                n.parent = p;
+                n.name = x;
+            }
         }
     }
 

@@ -204,6 +204,7 @@ impl OvlFs {
         parent: INodeNo,
         name: &OsStr,
         obj: NewObject,
+        umask: u32,
     ) -> io::Result<(Entry, Option<OwnedFd>)> {
         let (ppath, plowers) = self.inodes.dir(parent.0)?;
         let d = DirRef {
@@ -213,6 +214,7 @@ impl OvlFs {
         let who = Caller {
             uid: req.uid(),
             gid: req.gid(),
+            umask,
         };
         let r = dir_ops::create(&self.stack, &d, name, &obj, who);
         tracing::debug!(
@@ -353,6 +355,8 @@ impl Filesystem for OvlFs {
             InitFlags::FUSE_ATOMIC_O_TRUNC,
             InitFlags::FUSE_PARALLEL_DIROPS,
             InitFlags::FUSE_EXPORT_SUPPORT,
+            // The kernel leaves the umask to us, so a default ACL can win.
+            InitFlags::FUSE_DONT_MASK,
         ] {
             let _ = config.add_capabilities(cap);
         }
@@ -400,8 +404,16 @@ impl Filesystem for OvlFs {
         guarded("getattr", || match self.entry_of(ino.0) {
             Ok((_, e)) => reply.attr(&TTL, &to_attr(&attr::merged_stat(&e))),
             Err(err) => {
-                // An unlinked but open file still answers through its fd.
-                if let Some(h) = fh.and_then(|f| self.file(f).ok()) {
+                // An unlinked but open file still answers through its fd
+                // (the kernel may not say which handle: find one).
+                let h = fh.and_then(|f| self.file(f).ok()).or_else(|| {
+                    self.handles
+                        .files
+                        .iter()
+                        .find(|h| h.ino == ino.0)
+                        .map(|h| h.value().clone())
+                });
+                if let Some(h) = h {
                     let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
                     if let Ok(mut st) = resolve::fstat(fd.as_fd()) {
                         st.st_ino = ino.0;
@@ -477,7 +489,7 @@ impl Filesystem for OvlFs {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         rdev: u32,
         reply: ReplyEntry,
     ) {
@@ -494,7 +506,7 @@ impl Filesystem for OvlFs {
                     rdev: rdev as u64,
                 }
             };
-            let (e, _) = try_reply!(reply, self.create_obj(req, parent, name, obj));
+            let (e, _) = try_reply!(reply, self.create_obj(req, parent, name, obj, umask));
             self.reply_entry(parent.0, name, &e, true, reply);
         })
     }
@@ -505,14 +517,14 @@ impl Filesystem for OvlFs {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         reply: ReplyEntry,
     ) {
         self.count_op("mkdir");
         guarded("mkdir", || {
             let (e, _) = try_reply!(
                 reply,
-                self.create_obj(req, parent, name, NewObject::Dir { mode })
+                self.create_obj(req, parent, name, NewObject::Dir { mode }, umask)
             );
             self.reply_entry(parent.0, name, &e, true, reply);
         })
@@ -536,6 +548,8 @@ impl Filesystem for OvlFs {
             );
             if e.st.st_nlink <= 1 {
                 self.inodes.mark_dead(e.ino);
+            } else {
+                self.inodes.unlinked(e.ino, parent.0, name);
             }
             reply.ok();
         })
@@ -575,7 +589,7 @@ impl Filesystem for OvlFs {
             let obj = NewObject::Symlink {
                 target: target.as_os_str().to_os_string(),
             };
-            let (e, _) = try_reply!(reply, self.create_obj(req, parent, link_name, obj));
+            let (e, _) = try_reply!(reply, self.create_obj(req, parent, link_name, obj, 0));
             self.reply_entry(parent.0, link_name, &e, true, reply);
         })
     }
@@ -605,14 +619,18 @@ impl Filesystem for OvlFs {
             let r = dir_ops::rename(&self.stack, &od, name, &nd, newname, flags.bits());
             tracing::debug!(op = "rename", ?name, ?newname, result = ?r.as_ref().err(), "rename");
             let r = try_reply!(reply, r);
-            if let Some(d) = &r.replaced
-                && (d.st.st_nlink <= 1 || d.is_dir())
-            {
-                self.inodes.mark_dead(d.ino);
+            if let Some(d) = &r.replaced {
+                if d.st.st_nlink <= 1 || d.is_dir() {
+                    self.inodes.mark_dead(d.ino);
+                } else {
+                    self.inodes.unlinked(d.ino, newparent.0, newname);
+                }
             }
-            self.inodes.moved(r.src.ino, newparent.0, newname);
+            self.inodes
+                .moved(r.src.ino, (parent.0, name), newparent.0, newname);
             if let Some(x) = &r.exchanged {
-                self.inodes.moved(x.ino, parent.0, name);
+                self.inodes
+                    .moved(x.ino, (newparent.0, newname), parent.0, name);
             }
             reply.ok();
         })
@@ -1018,14 +1036,14 @@ impl Filesystem for OvlFs {
         parent: INodeNo,
         name: &OsStr,
         mode: u32,
-        _umask: u32,
+        umask: u32,
         flags: i32,
         reply: ReplyCreate,
     ) {
         self.count_op("create");
         guarded("create", || {
             let obj = NewObject::File { mode, flags };
-            let (e, fd) = try_reply!(reply, self.create_obj(req, parent, name, obj));
+            let (e, fd) = try_reply!(reply, self.create_obj(req, parent, name, obj, umask));
             let fd = match fd {
                 Some(fd) => fd,
                 None => return reply.error(Errno::from_i32(libc::EIO)),

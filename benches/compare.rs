@@ -1,0 +1,346 @@
+//! Side-by-side mount benchmarks: ovlfuse, the kernel overlayfs and
+//! fuse-overlayfs on identical layers (five lowers), same run, median of 3,
+//! ratio to the kernel. Run as root: `cargo bench --bench compare`.
+//! OVLFUSE_BENCH_SCALE=0.1 shrinks every workload for a quick look;
+//! OVLFUSE_BENCH_ONLY=name runs one workload.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use common::*;
+use std::fs;
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+#[derive(Clone, Copy, PartialEq, Debug)]
+enum Impl {
+    Kernel,
+    Ovlfuse,
+    FuseOverlayfs,
+}
+
+impl Impl {
+    fn name(self) -> &'static str {
+        match self {
+            Impl::Kernel => "kernel",
+            Impl::Ovlfuse => "ovlfuse",
+            Impl::FuseOverlayfs => "fuse-overlayfs",
+        }
+    }
+}
+
+/// Held only for its Drop, which unmounts.
+enum Guard {
+    K(#[allow(dead_code)] KernelOverlay),
+    F(#[allow(dead_code)] FuseMount),
+}
+
+fn scale(n: usize) -> usize {
+    let s: f64 = std::env::var("OVLFUSE_BENCH_SCALE")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(1.0);
+    ((n as f64) * s).max(1.0) as usize
+}
+
+/// Mount `which` over `lowers` with a fresh upper under `dir`.
+fn mount(which: Impl, lowers: &[PathBuf], dir: &Path, volatile: bool) -> (Guard, PathBuf) {
+    let (u, w, m) = (dir.join("u"), dir.join("w"), dir.join("m"));
+    for d in [&u, &w, &m] {
+        let _ = fs::remove_dir_all(d);
+        fs::create_dir_all(d).unwrap();
+    }
+    let mut extra: Vec<&str> = Vec::new();
+    if volatile {
+        extra.push("volatile");
+    }
+    let g = match which {
+        Impl::Kernel => Guard::K(KernelOverlay::mount(lowers, Some((&u, &w)), &m, &extra)),
+        Impl::Ovlfuse => Guard::F(FuseMount::mount(lowers, Some((&u, &w)), &m, &extra)),
+        Impl::FuseOverlayfs => {
+            // fuse-overlayfs never fsyncs a copy-up; it has no volatile option.
+            let o = ovlfuse_options(lowers, Some((&u, &w)), &[] as &[&str]);
+            Guard::F(FuseMount::try_mount_bin(Path::new("fuse-overlayfs"), &o, &m, None).unwrap())
+        }
+    };
+    (g, m)
+}
+
+fn drop_caches() {
+    unsafe { libc::sync() };
+    let _ = fs::write("/proc/sys/vm/drop_caches", "3");
+}
+
+fn median(mut v: Vec<Duration>) -> Duration {
+    v.sort();
+    v[v.len() / 2]
+}
+
+struct Workload {
+    name: &'static str,
+    /// Build the lowers (once, shared read-only by every implementation).
+    build: fn(&[PathBuf]),
+    /// Time the work on a fresh mount (setup before the clock starts).
+    run: fn(&Path) -> Duration,
+    volatile: bool,
+}
+
+fn build_files(lowers: &[PathBuf], dir: &str, n: usize, size: usize) {
+    let d = lowers[lowers.len() - 1].join(dir);
+    fs::create_dir_all(&d).unwrap();
+    let data = vec![b'x'; size];
+    for i in 0..n {
+        fs::write(d.join(format!("f{i:05}")), &data).unwrap();
+    }
+    for l in &lowers[..lowers.len() - 1] {
+        fs::create_dir_all(l.join(dir)).unwrap();
+    }
+}
+
+fn spread_files(lowers: &[PathBuf], dir: &str, n: usize) {
+    // Entries spread over all lowers, so the merge has work to do.
+    for l in lowers {
+        fs::create_dir_all(l.join(dir)).unwrap();
+    }
+    for i in 0..n {
+        let l = &lowers[i % lowers.len()];
+        fs::write(l.join(dir).join(format!("e{i:05}")), b"e").unwrap();
+    }
+}
+
+fn walk(p: &Path) -> usize {
+    let mut n = 0;
+    for e in fs::read_dir(p).unwrap() {
+        let e = e.unwrap();
+        let m = fs::symlink_metadata(e.path()).unwrap();
+        n += 1;
+        if m.is_dir() {
+            n += walk(&e.path());
+        }
+    }
+    n
+}
+
+fn big_file(lowers: &[PathBuf], name: &str, bytes: usize) {
+    let mut f = fs::File::create(lowers[lowers.len() - 1].join(name)).unwrap();
+    let chunk: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
+    let mut left = bytes;
+    while left > 0 {
+        let n = left.min(chunk.len());
+        f.write_all(&chunk[..n]).unwrap();
+        left -= n;
+    }
+}
+
+fn copy_up(m: &Path, name: &str) -> Duration {
+    let t = Instant::now();
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(m.join(name))
+        .unwrap();
+    f.write_all(b"!").unwrap();
+    t.elapsed()
+}
+
+fn workloads() -> Vec<Workload> {
+    vec![
+        Workload {
+            name: "delete 3000 lower files (whiteouts)",
+            build: |l| build_files(l, "del", scale(3000), 64),
+            run: |m| {
+                let names: Vec<PathBuf> = fs::read_dir(m.join("del"))
+                    .unwrap()
+                    .map(|e| e.unwrap().path())
+                    .collect();
+                let t = Instant::now();
+                for p in names {
+                    fs::remove_file(p).unwrap();
+                }
+                t.elapsed()
+            },
+            volatile: false,
+        },
+        Workload {
+            name: "list merged dir of 10000 entries x5",
+            build: |l| spread_files(l, "big", scale(10000)),
+            run: |m| {
+                let t = Instant::now();
+                for _ in 0..5 {
+                    assert!(fs::read_dir(m.join("big")).unwrap().count() > 0);
+                }
+                t.elapsed()
+            },
+            volatile: false,
+        },
+        Workload {
+            name: "walk+lstat 10000 files, cold",
+            build: |l| {
+                for (i, lw) in l.iter().enumerate() {
+                    for d in 0..scale(100) {
+                        let dd = lw.join(format!("w/d{d}"));
+                        fs::create_dir_all(&dd).unwrap();
+                        for f in 0..20 {
+                            fs::write(dd.join(format!("l{i}f{f}")), b"w").unwrap();
+                        }
+                    }
+                }
+            },
+            run: |m| {
+                drop_caches();
+                let t = Instant::now();
+                assert!(walk(&m.join("w")) > 0);
+                t.elapsed()
+            },
+            volatile: false,
+        },
+        Workload {
+            name: "walk+lstat 10000 files, warm",
+            build: |_| {},
+            run: |m| {
+                walk(&m.join("w"));
+                let t = Instant::now();
+                assert!(walk(&m.join("w")) > 0);
+                t.elapsed()
+            },
+            volatile: false,
+        },
+        Workload {
+            name: "create 3000 files of 1 KiB",
+            build: |_| {},
+            run: |m| {
+                let d = m.join("new");
+                fs::create_dir(&d).unwrap();
+                let data = vec![b'c'; 1024];
+                let t = Instant::now();
+                for i in 0..scale(3000) {
+                    fs::write(d.join(format!("n{i}")), &data).unwrap();
+                }
+                t.elapsed()
+            },
+            volatile: false,
+        },
+        Workload {
+            name: "sequential write 256 MiB + fsync",
+            build: |_| {},
+            run: |m| {
+                let chunk = vec![b'w'; 1 << 20];
+                let t = Instant::now();
+                let mut f = fs::File::create(m.join("seq")).unwrap();
+                for _ in 0..scale(256) {
+                    f.write_all(&chunk).unwrap();
+                }
+                f.sync_all().unwrap();
+                t.elapsed()
+            },
+            volatile: false,
+        },
+        Workload {
+            name: "sequential read 512 MiB, warm",
+            build: |l| big_file(l, "r512", scale(512) << 20),
+            run: |m| {
+                let mut buf = vec![0u8; 1 << 20];
+                let read_all = |buf: &mut [u8]| {
+                    let mut f = fs::File::open(m.join("r512")).unwrap();
+                    while f.read(buf).unwrap() > 0 {}
+                };
+                read_all(&mut buf);
+                let t = Instant::now();
+                read_all(&mut buf);
+                t.elapsed()
+            },
+            volatile: false,
+        },
+        Workload {
+            name: "copy-up 1 MiB (fsync)",
+            build: |l| big_file(l, "c1", 1 << 20),
+            run: |m| copy_up(m, "c1"),
+            volatile: false,
+        },
+        Workload {
+            name: "copy-up 64 MiB (fsync)",
+            build: |l| big_file(l, "c64", scale(64) << 20),
+            run: |m| copy_up(m, "c64"),
+            volatile: false,
+        },
+        Workload {
+            name: "copy-up 1 MiB (volatile)",
+            build: |_| {},
+            run: |m| copy_up(m, "c1"),
+            volatile: true,
+        },
+        Workload {
+            name: "copy-up 64 MiB (volatile)",
+            build: |_| {},
+            run: |m| copy_up(m, "c64"),
+            volatile: true,
+        },
+    ]
+}
+
+fn main() {
+    if unsafe { libc::geteuid() } != 0 {
+        eprintln!("SKIP: the comparison mounts the kernel overlayfs: run as root");
+        return;
+    }
+    let only = std::env::var("OVLFUSE_BENCH_ONLY").ok();
+    let impls: Vec<Impl> = [Impl::Kernel, Impl::Ovlfuse, Impl::FuseOverlayfs]
+        .into_iter()
+        .filter(|i| *i != Impl::FuseOverlayfs || Path::new("/usr/bin/fuse-overlayfs").exists())
+        .collect();
+    let t = tempdir();
+    let lowers: Vec<PathBuf> = (0..5).map(|i| t.path().join(format!("l{i}"))).collect();
+    for l in &lowers {
+        fs::create_dir_all(l).unwrap();
+    }
+    let machine = format!(
+        "{} CPUs, kernel {}",
+        std::thread::available_parallelism().map_or(0, |n| n.get()),
+        fs::read_to_string("/proc/sys/kernel/osrelease")
+            .unwrap_or_default()
+            .trim()
+    );
+    println!(
+        "ovlfuse comparison: 5 lowers on {}, {machine}; median of 3; ratio to kernel",
+        test_tmp_root().display()
+    );
+    println!(
+        "{:<40} {:>12} {:>12} {:>8} {:>14} {:>8}",
+        "workload", "kernel", "ovlfuse", "ratio", "fuse-overlayfs", "ratio"
+    );
+    for w in workloads() {
+        (w.build)(&lowers);
+        if only.as_deref().is_some_and(|o| !w.name.contains(o)) {
+            continue;
+        }
+        let mut med = Vec::new();
+        for &i in &impls {
+            let mut times = Vec::new();
+            for run in 0..3 {
+                let dir = t.path().join(format!("run-{}-{run}", i.name()));
+                let (g, m) = mount(i, &lowers, &dir, w.volatile && i != Impl::FuseOverlayfs);
+                times.push((w.run)(&m));
+                drop(g);
+                let _ = fs::remove_dir_all(&dir);
+            }
+            med.push((i, median(times)));
+        }
+        let k = med[0].1.as_secs_f64();
+        let cell = |i: Impl| {
+            med.iter()
+                .find(|(x, _)| *x == i)
+                .map(|(_, d)| d.as_secs_f64())
+        };
+        let fmt = |v: Option<f64>| v.map_or("-".to_string(), |s| format!("{:.1} ms", s * 1e3));
+        let ratio = |v: Option<f64>| v.map_or("-".to_string(), |s| format!("{:.2}x", s / k));
+        println!(
+            "{:<40} {:>12} {:>12} {:>8} {:>14} {:>8}",
+            w.name,
+            fmt(Some(k)),
+            fmt(cell(Impl::Ovlfuse)),
+            ratio(cell(Impl::Ovlfuse)),
+            fmt(cell(Impl::FuseOverlayfs)),
+            ratio(cell(Impl::FuseOverlayfs))
+        );
+    }
+}
