@@ -826,7 +826,12 @@ impl Filesystem for OvlFs {
                 items: std::sync::Mutex::new(None),
             }),
         );
-        reply.opened(FileHandle(id), FopenFlags::empty());
+        // Only this mount changes the layers, and every change through it
+        // invalidates the kernel's cached listing: let it cache.
+        reply.opened(
+            FileHandle(id),
+            FopenFlags::FOPEN_CACHE_DIR | FopenFlags::FOPEN_KEEP_CACHE,
+        );
     }
 
     fn readdir(
