@@ -359,6 +359,10 @@ pub fn rename(
         tracing::debug!(from = ?oname, "rename of a directory from a lower layer: EXDEV");
         return Err(err(libc::EXDEV));
     }
+    // As the kernel: a non-empty target that merges with a lower layer is
+    // refused now; a pure-upper one only when the real rename would fail,
+    // after the source got its opaque mark (the kernel leaves that mark).
+    let mut target_not_empty = false;
     if let (Some(d), false) = (&dst, exchange)
         && src.is_dir()
         && d.is_dir()
@@ -370,7 +374,10 @@ pub fn rename(
             lowers: &l,
         };
         if !readdir::is_empty(stack, &dref)? {
-            return Err(err(libc::ENOTEMPTY));
+            if d.has_lower(stack) {
+                return Err(err(libc::ENOTEMPTY));
+            }
+            target_not_empty = true;
         }
     }
     let opath = child_path(odir.path, oname);
@@ -408,6 +415,9 @@ pub fn rename(
     }
     let old_needs_whiteout = lookup::lower_positive(stack, odir, oname)?;
     opaque_if_needed(&src, ndir, oup.as_fd(), oname)?;
+    if target_not_empty {
+        return Err(err(libc::ENOTEMPTY));
+    }
     match upper_name(nup.as_fd(), nname)? {
         UpperName::Present(st) if resolve::is_dir(&st) => {
             // An empty merged directory may still hold whiteouts.

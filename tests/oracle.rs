@@ -251,3 +251,65 @@ fn rootless_mount_writes_and_unmounts_as_ordinary_user() {
     assert_eq!(fs::metadata(up.join("new")).unwrap().uid(), uid);
     assert!(fm.unmount(), "fusermount3 -u as the user");
 }
+
+/// Divergences the randomized differential test found, each pinned here
+/// (kernel mounted with redirect_dir=off, as in that test).
+fn regression_twin(lower: Layer) -> Twin {
+    Twin::builder()
+        .lower(lower)
+        .kern_opt("redirect_dir=off")
+        .mount()
+}
+
+#[test]
+fn regression_removexattr_of_absent_name_does_not_copy_up() {
+    if !need_twin() {
+        return;
+    }
+    let twin = regression_twin(layer().file("b", "b\n"));
+    let r = assert_both_eq!(twin, |r: &Path| probe_lremovexattr(&r.join("b"), "user.t"));
+    assert_eq!(r, Err(libc::ENODATA));
+    twin.assert_same_upper();
+    assert!(!twin.fuse_upper().join("b").exists());
+}
+
+#[test]
+fn regression_rename_lower_dir_over_nonempty_dir_is_exdev_first() {
+    if !need_twin() {
+        return;
+    }
+    let twin = regression_twin(layer().file("d/a", "a\n").file("e/a", "a\n"));
+    let r = assert_both_eq!(twin, |r: &Path| probe_rename(&r.join("e"), &r.join("d"), 0));
+    assert_eq!(r, Err(libc::EXDEV));
+}
+
+#[test]
+fn regression_upper_dir_moved_into_merged_parent_becomes_opaque() {
+    if !need_twin() {
+        return;
+    }
+    let twin = regression_twin(layer().dir("d/h").file("x", "x\n"));
+    let r = assert_both_eq!(twin, |r: &Path| {
+        probe_mkdir(&r.join("d/f"), 0o755)?;
+        probe_rename(&r.join("d/f"), &r.join("b"), 1)
+    });
+    assert_eq!(r, Ok(()));
+    twin.assert_same_upper();
+}
+
+#[test]
+fn regression_rename_over_nonempty_upper_dir_marks_source_then_enotempty() {
+    if !need_twin() {
+        return;
+    }
+    let twin = regression_twin(layer().dir("d/h"));
+    let r = assert_both_eq!(twin, |r: &Path| {
+        probe_mkdir(&r.join("c"), 0o755)?;
+        probe_mkdir(&r.join("e"), 0o755)?;
+        probe_mkdir(&r.join("e/g"), 0o755)?;
+        probe_rename(&r.join("c"), &r.join("e"), 0)
+    });
+    assert_eq!(r, Err(libc::ENOTEMPTY));
+    twin.assert_same_view();
+    twin.assert_same_upper();
+}
