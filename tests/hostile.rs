@@ -324,3 +324,40 @@ fn sigkill_during_a_burst_loses_nothing_fsynced_and_leaves_no_half_markers() {
         );
     }
 }
+
+#[test]
+fn write_drops_security_capability_and_setid_bits_like_the_kernel() {
+    if !need_twin() {
+        return;
+    }
+    // vfs_cap_data v2: magic, then permitted/inheritable pairs; CAP_NET_RAW.
+    let mut cap = Vec::new();
+    cap.extend_from_slice(&0x0200_0000u32.to_le_bytes());
+    cap.extend_from_slice(&(1u32 << 13).to_le_bytes());
+    cap.extend_from_slice(&[0u8; 12]);
+    let lower = layer()
+        .file("capped", "bin\n")
+        .xattr("capped", "security.capability", &cap)
+        .file_mode("setid", "s\n", 0o6755);
+    let (uid, gid) = ensure_user("ovltest");
+    let twin = Twin::builder().lower(lower).fuse_opt("allow_other").mount();
+    // Root writes the capped file; an ordinary user writes the set-id one
+    // (world-writable first, so the user may).
+    let r = assert_both_eq!(twin, |r: &Path| {
+        probe_append(&r.join("capped"), b"x")?;
+        probe_getxattr(&r.join("capped"), "security.capability")
+    });
+    assert_eq!(r, Err(libc::ENODATA), "capability dropped on write");
+    twin.both(|r| probe_chmod(&r.join("setid"), 0o6777).unwrap());
+    let (f, k) = twin.both_as(uid, gid, |r| {
+        probe_append(&r.join("setid"), b"y").map(|_| ())
+    });
+    assert_eq!(f, k);
+    let modes = assert_both_eq!(twin, |r: &Path| probe_lstat(&r.join("setid"))
+        .map(|s| s.perm));
+    assert_eq!(
+        modes.unwrap() & 0o6000,
+        0,
+        "set-id bits cleared by an unprivileged write"
+    );
+}
