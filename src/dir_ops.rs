@@ -356,7 +356,10 @@ pub fn rename(
     let from_lower = |e: &Entry| e.is_dir() && e.has_lower(stack);
     if from_lower(&src) || (exchange && dst.as_ref().is_some_and(from_lower)) {
         stack.stats.exdev();
-        tracing::debug!(from = ?oname, "rename of a directory from a lower layer: EXDEV");
+        tracing::debug!(
+            from = ?oname,
+            "EXDEV: this directory comes from a lower layer; moving it would mean copying its whole tree (mv falls back to copy and delete)"
+        );
         return Err(err(libc::EXDEV));
     }
     // As the kernel: a non-empty target that merges with a lower layer is

@@ -130,7 +130,12 @@ pub fn note_xattr_whiteout(stack: &Stack, parent: BorrowedFd, name: &OsStr) -> i
 
 /// Mark an upper directory opaque.
 pub fn set_opaque(stack: &Stack, dir: XTarget) -> io::Result<()> {
-    resolve::setxattr(dir, &stack.xattr_ns.name("opaque"), b"y", 0)
+    resolve::setxattr(dir, &stack.xattr_ns.name("opaque"), b"y", 0)?;
+    tracing::debug!(
+        xattr = ?stack.xattr_ns.name("opaque"),
+        "opaque mark set: no lower directory of this name may merge into it"
+    );
+    Ok(())
 }
 
 /// Put a whiteout at `name` in the upper directory `parent`, atomically
@@ -144,6 +149,6 @@ pub fn whiteout_at(stack: &Stack, parent: BorrowedFd, name: &OsStr) -> io::Resul
     }
     note_xattr_whiteout(stack, parent, name)?;
     stack.stats.whiteout();
-    tracing::debug!(name = ?name, "whiteout created");
+    tracing::debug!(name = ?name, "whiteout created: a lower layer still has this name, so removing it must hide it");
     Ok(())
 }
