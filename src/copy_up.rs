@@ -107,6 +107,14 @@ fn keeping_times<T>(parent: BorrowedFd, place: impl FnOnce() -> io::Result<T>) -
     Ok(r)
 }
 
+/// Move a finished copy from workdir into the upper parent, never over an
+/// existing name, keeping the parent's times.
+fn place(work: BorrowedFd, tmp: &OsStr, parent: BorrowedFd, name: &OsStr) -> io::Result<()> {
+    keeping_times(parent, || {
+        resolve::renameat2(work, tmp, parent, name, resolve::RENAME_NOREPLACE)
+    })
+}
+
 /// Open (creating the chain if needed) the upper directory at `path`.
 pub fn ensure_upper_dir(stack: &Stack, path: &Path) -> io::Result<OwnedFd> {
     stack.upper_or_erofs()?;
@@ -128,17 +136,8 @@ pub fn ensure_upper_dir(stack: &Stack, path: &Path) -> io::Result<OwnedFd> {
     let work = stack.work()?;
     let tmp = stack.tmp_name();
     resolve::mkdirat(work, &tmp, 0o700)?;
-    let built = copy_meta(stack, src_parent.as_fd(), &name, &st, &tmp).and_then(|_| {
-        keeping_times(upper_parent.as_fd(), || {
-            resolve::renameat2(
-                work,
-                &tmp,
-                upper_parent.as_fd(),
-                &name,
-                resolve::RENAME_NOREPLACE,
-            )
-        })
-    });
+    let built = copy_meta(stack, src_parent.as_fd(), &name, &st, &tmp)
+        .and_then(|_| place(work, &tmp, upper_parent.as_fd(), &name));
     match built {
         Ok(()) => {}
         // Another request created it first: use theirs.
@@ -256,17 +255,7 @@ pub fn copy_up(stack: &Stack, path: &Path, entry: &Entry, how: CopyUp) -> io::Re
     let work = stack.work()?;
     let tmp = stack.tmp_name();
     let built = build_copy(stack, src_dir.as_fd(), &name, &st, &tmp, how);
-    let placed = built.and_then(|_| {
-        keeping_times(upper_parent.as_fd(), || {
-            resolve::renameat2(
-                work,
-                &tmp,
-                upper_parent.as_fd(),
-                &name,
-                resolve::RENAME_NOREPLACE,
-            )
-        })
-    });
+    let placed = built.and_then(|_| place(work, &tmp, upper_parent.as_fd(), &name));
     if let Err(e) = placed {
         let _ = resolve::unlinkat(work, &tmp, false);
         return Err(e);
