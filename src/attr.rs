@@ -75,3 +75,25 @@ pub fn setattr(
     }
     resolve::fstatat(dir, name)
 }
+
+/// Apply `sa` through an open upper fd: for an object with no name (an
+/// O_TMPFILE file, or one unlinked while open).
+pub fn setattr_fd(fd: BorrowedFd, sa: &SetAttr) -> io::Result<()> {
+    if sa.uid.is_some() || sa.gid.is_some() {
+        resolve::fchown(
+            fd,
+            sa.uid.unwrap_or(u32::MAX),
+            sa.gid.unwrap_or(u32::MAX),
+        )?;
+    }
+    if let Some(m) = sa.mode {
+        resolve::fchmod(fd, m & 0o7777)?;
+    }
+    if let Some(size) = sa.size {
+        resolve::ftruncate(fd, size)?;
+    }
+    if sa.atime.is_some() || sa.mtime.is_some() {
+        resolve::futimens(fd, sa.atime, sa.mtime)?;
+    }
+    Ok(())
+}

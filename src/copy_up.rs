@@ -118,7 +118,7 @@ fn place(work: BorrowedFd, tmp: &OsStr, parent: BorrowedFd, name: &OsStr) -> io:
 /// Open (creating the chain if needed) the upper directory at `path`.
 pub fn ensure_upper_dir(stack: &Stack, path: &Path) -> io::Result<OwnedFd> {
     stack.upper_or_erofs()?;
-    match stack.dir(0, path) {
+    match stack.upper_dir(path) {
         Ok(fd) => return Ok(fd),
         Err(e) if resolve::errno(&e) != libc::ENOENT => return Err(e),
         Err(_) => {}
@@ -238,7 +238,7 @@ pub fn copy_up(stack: &Stack, path: &Path, entry: &Entry, how: CopyUp) -> io::Re
     let (parent, name) = split(path);
     if entry.is_dir() {
         ensure_upper_dir(stack, path)?;
-        return stack.dir(0, &parent);
+        return stack.upper_dir(&parent);
     }
     let upper_parent = ensure_upper_dir(stack, &parent)?;
     if entry.in_upper(stack) {

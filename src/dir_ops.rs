@@ -500,19 +500,9 @@ pub fn link(
     let sup = copy_up::copy_up(stack, src_path, src, CopyUp { data: true })?;
     let (_, sname) = lookup::split(src_path);
     let nup = copy_up::ensure_upper_dir(stack, ndir.path)?;
-    match upper_name(nup.as_fd(), nname)? {
-        UpperName::Present(_) => return Err(err(libc::EEXIST)),
-        UpperName::Absent => resolve::linkat(sup.as_fd(), &sname, nup.as_fd(), nname)?,
-        UpperName::Whiteout => {
-            let work = stack.work()?;
-            let tmp = stack.tmp_name();
-            resolve::linkat(sup.as_fd(), &sname, work, &tmp)?;
-            if let Err(e) = resolve::renameat2(work, &tmp, nup.as_fd(), nname, 0) {
-                let _ = resolve::unlinkat(work, &tmp, false);
-                return Err(e);
-            }
-        }
-    }
+    link_into(stack, nup.as_fd(), nname, |d, n| {
+        resolve::linkat(sup.as_fd(), &sname, d, n)
+    })?;
     let st = resolve::fstatat(nup.as_fd(), nname)?;
     Ok(Entry {
         layer: 0,
@@ -520,5 +510,99 @@ pub fn link(
         layers: vec![0],
         opaque: false,
         ino: src.ino,
+    })
+}
+
+/// Make a new name `nname` in the upper directory `nup` with `make_link`,
+/// replacing a whiteout there atomically (linked in work, renamed over).
+fn link_into(
+    stack: &Stack,
+    nup: BorrowedFd,
+    nname: &OsStr,
+    make_link: impl Fn(BorrowedFd, &OsStr) -> io::Result<()>,
+) -> io::Result<()> {
+    match upper_name(nup, nname)? {
+        UpperName::Present(_) => Err(err(libc::EEXIST)),
+        UpperName::Absent => make_link(nup, nname),
+        UpperName::Whiteout => {
+            let work = stack.work()?;
+            let tmp = stack.tmp_name();
+            make_link(work, &tmp)?;
+            resolve::renameat2(work, &tmp, nup, nname, 0).inspect_err(|_| {
+                let _ = resolve::unlinkat(work, &tmp, false);
+            })
+        }
+    }
+}
+
+/// open(O_TMPFILE) in `dir`: an unnamed regular file in the upper copy of
+/// the directory (copied up first, as the kernel overlayfs does), owned by
+/// the caller. `link_unnamed` may name it later; unnamed, it vanishes on
+/// its last close and leaves nothing in any layer.
+pub fn tmpfile(
+    stack: &Stack,
+    dir: &DirRef,
+    mode: u32,
+    flags: i32,
+    who: Caller,
+) -> io::Result<(Entry, OwnedFd)> {
+    stack.upper_or_erofs()?;
+    let upper = copy_up::ensure_upper_dir(stack, dir.path)?;
+    let (uid, gid, _) = owner_for(upper.as_fd(), who)?;
+    let acl = resolve::getxattr(
+        XTarget::Fd(upper.as_fd()),
+        OsStr::new("system.posix_acl_default"),
+    )
+    .is_ok();
+    let mode = if acl { mode } else { mode & !who.umask } & 0o7777;
+    // Never O_EXCL here: the kernel already refuses to link a file opened
+    // with it, and the daemon itself must be able to link it.
+    let acc = flags & (libc::O_ACCMODE | libc::O_APPEND);
+    let fd = resolve::openat(upper.as_fd(), OsStr::new("."), acc | libc::O_TMPFILE, mode)?;
+    let st = resolve::fstat(fd.as_fd())?;
+    if st.st_uid != uid || st.st_gid != gid {
+        let r = resolve::fchown(fd.as_fd(), uid, gid);
+        if let Err(e) = r
+            && !(errno(&e) == libc::EPERM && resolve::geteuid() != 0)
+        {
+            return Err(e);
+        }
+    }
+    if !acl && resolve::fstat(fd.as_fd())?.st_mode & 0o7777 != mode {
+        resolve::fchmod(fd.as_fd(), mode)?;
+    }
+    let st = resolve::fstat(fd.as_fd())?;
+    stack.drop_upper_ino(st.st_ino);
+    let entry = Entry {
+        layer: 0,
+        st,
+        layers: vec![0],
+        opaque: false,
+        ino: stack.ino(0, st.st_ino),
+    };
+    Ok((entry, fd))
+}
+
+/// linkat() of a file known only by an open fd (an O_TMPFILE file): name
+/// it `nname` in `ndir`, in the upper layer.
+pub fn link_unnamed(
+    stack: &Stack,
+    fd: BorrowedFd,
+    ndir: &DirRef,
+    nname: &OsStr,
+) -> io::Result<Entry> {
+    stack.upper_or_erofs()?;
+    if lookup::lookup(stack, ndir, nname)?.is_some() {
+        return Err(err(libc::EEXIST));
+    }
+    let nup = copy_up::ensure_upper_dir(stack, ndir.path)?;
+    link_into(stack, nup.as_fd(), nname, |d, n| resolve::link_fd(fd, d, n))?;
+    let st = resolve::fstatat(nup.as_fd(), nname)?;
+    Ok(Entry {
+        layer: 0,
+        st,
+        layers: vec![0],
+        opaque: false,
+        ino: stack.ino(0, st.st_ino),
     })
 }

@@ -36,11 +36,10 @@ pub fn read_merged(stack: &Stack, dir: &DirRef) -> io::Result<Vec<MergedEntry>> 
             Err(e) => return Err(e),
         };
         // Open for reading without touching the lower directory's atime.
-        let rd = resolve::open_noatime(
-            dfd.as_fd(),
-            OsStr::new("."),
-            libc::O_RDONLY | libc::O_DIRECTORY,
-        )?;
+        // Opened by its path from the layer root, not as "." of `dfd`: that
+        // lookup would need search permission, and a directory its owner
+        // made 0600 is still listable.
+        let rd = open_listing(stack, l, dir.path)?;
         // The kernel only looks for xattr whiteouts where the parent says
         // it holds some (overlay.opaque=x); so do we, to keep listing cheap.
         let xattr_wh = ["trusted.overlay.opaque", "user.overlay.opaque"]
@@ -69,11 +68,20 @@ pub fn read_merged(stack: &Stack, dir: &DirRef) -> io::Result<Vec<MergedEntry>> 
                 || dtype == libc::DT_CHR
                 || (dtype == libc::DT_REG && (xattr_wh || is_lower));
             let mut ino = None;
-            if needs_stat {
-                let st = match resolve::fstatat(dfd.as_fd(), &e.name) {
-                    Ok(st) => st,
-                    Err(_) => continue,
-                };
+            // Without search permission on the directory (an unprivileged
+            // daemon) nothing can be stat'ed: list the name as read, except
+            // a character device, taken for the whiteout it almost always
+            // is (the kernel, checking with the mounter's rights, hides it).
+            let st = if needs_stat {
+                resolve::fstatat(dfd.as_fd(), &e.name).ok()
+            } else {
+                None
+            };
+            if st.is_none() && dtype == libc::DT_CHR {
+                seen.insert(e.name);
+                continue;
+            }
+            if let Some(st) = st {
                 if markers::is_whiteout(dfd.as_fd(), &e.name, &st) {
                     seen.insert(e.name);
                     continue;
@@ -98,6 +106,21 @@ pub fn read_merged(stack: &Stack, dir: &DirRef) -> io::Result<Vec<MergedEntry>> 
 /// Is the merged directory empty (ENOTEMPTY check for rmdir and rename)?
 pub fn is_empty(stack: &Stack, dir: &DirRef) -> io::Result<bool> {
     Ok(read_merged(stack, dir)?.is_empty())
+}
+
+/// Open a layer's directory for reading, without touching its atime where
+/// the kernel lets us.
+fn open_listing(
+    stack: &Stack,
+    layer: usize,
+    path: &std::path::Path,
+) -> io::Result<std::os::fd::OwnedFd> {
+    let root = stack.layers[layer].root.as_fd();
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY;
+    match resolve::open_beneath(root, path, flags | libc::O_NOATIME) {
+        Err(e) if resolve::errno(&e) == libc::EPERM => resolve::open_beneath(root, path, flags),
+        r => r,
+    }
 }
 
 pub fn dtype_of(mode: u32) -> u8 {

@@ -217,6 +217,23 @@ pub fn linkat(odir: BorrowedFd, oname: &OsStr, ndir: BorrowedFd, nname: &OsStr) 
     Ok(())
 }
 
+/// Give the object an fd holds (an O_TMPFILE file, say) a name. Through
+/// its /proc link: AT_EMPTY_PATH would need CAP_DAC_READ_SEARCH.
+pub fn link_fd(fd: BorrowedFd, ndir: BorrowedFd, nname: &OsStr) -> io::Result<()> {
+    let o = proc_path(fd, None)?;
+    let n = cstr(nname)?;
+    check(unsafe {
+        libc::linkat(
+            libc::AT_FDCWD,
+            o.as_ptr(),
+            ndir.as_raw_fd(),
+            n.as_ptr(),
+            libc::AT_SYMLINK_FOLLOW,
+        )
+    })?;
+    Ok(())
+}
+
 pub fn unlinkat(dir: BorrowedFd, name: &OsStr, is_dir: bool) -> io::Result<()> {
     let c = cstr(name)?;
     let flags = if is_dir { libc::AT_REMOVEDIR } else { 0 };
@@ -285,6 +302,12 @@ pub fn fchmodat(dir: BorrowedFd, name: &OsStr, mode: u32) -> io::Result<()> {
         return Err(err(libc::EOPNOTSUPP));
     }
     check(unsafe { libc::chmod(proc_path(dir, Some(name))?.as_ptr(), mode) })?;
+    Ok(())
+}
+
+/// chmod of the object an fd holds, O_PATH fds included.
+pub fn chmod_fd(fd: BorrowedFd, mode: u32) -> io::Result<()> {
+    check(unsafe { libc::chmod(proc_path(fd, None)?.as_ptr(), mode) })?;
     Ok(())
 }
 

@@ -14,6 +14,7 @@ use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// One layer directory.
@@ -77,7 +78,17 @@ pub struct Stack {
     /// Bumped by every file copy-up: lets open lower handles notice one.
     pub copyup_gen: AtomicU64,
     pub stats: crate::stats::Stats,
+    /// Lower directories never change, so their fds (None: no such
+    /// directory in that layer) are kept instead of re-resolving the path
+    /// beneath the layer root on every request.
+    lower_dirs: DashMap<(usize, PathBuf), Option<Arc<OwnedFd>>>,
 }
+
+/// A directory fd of one layer; shared when it comes from the cache.
+pub type DirFd = Arc<OwnedFd>;
+
+/// Bound on cached lower directory fds (each is one O_PATH fd).
+const LOWER_DIR_CACHE: usize = 16384;
 
 fn is_within(a: &Path, b: &Path) -> bool {
     a != b && a.starts_with(b)
@@ -215,6 +226,7 @@ impl Stack {
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             copyup_gen: AtomicU64::new(0),
             stats: Default::default(),
+            lower_dirs: DashMap::new(),
         })
     }
 
@@ -337,9 +349,33 @@ impl Stack {
         resolve::fstatfs(self.layers[0].root.as_fd())
     }
 
+    /// Open a directory of the upper layer by its path inside the overlay.
+    pub fn upper_dir(&self, rel: &Path) -> io::Result<OwnedFd> {
+        resolve::open_dir(self.layers[0].root.as_fd(), rel)
+    }
+
     /// Open a directory of one layer by its path inside the overlay.
-    pub fn dir(&self, layer: usize, rel: &Path) -> io::Result<OwnedFd> {
-        resolve::open_dir(self.layers[layer].root.as_fd(), rel)
+    pub fn dir(&self, layer: usize, rel: &Path) -> io::Result<DirFd> {
+        let open = || resolve::open_dir(self.layers[layer].root.as_fd(), rel);
+        if self.is_upper(layer) {
+            // The upper changes under renames: resolved afresh each time.
+            return open().map(Arc::new);
+        }
+        let key = (layer, rel.to_path_buf());
+        if let Some(d) = self.lower_dirs.get(&key) {
+            return d.clone().ok_or_else(|| resolve::err(libc::ENOENT));
+        }
+        let r = match open() {
+            Ok(fd) => Some(Arc::new(fd)),
+            Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => None,
+            // EACCES and the like may pass: not cached.
+            Err(e) => return Err(e),
+        };
+        if self.lower_dirs.len() >= LOWER_DIR_CACHE {
+            self.lower_dirs.clear();
+        }
+        self.lower_dirs.insert(key, r.clone());
+        r.ok_or_else(|| resolve::err(libc::ENOENT))
     }
 }
 
@@ -359,7 +395,18 @@ fn prepare_work(wfd: BorrowedFd, w: &Path) -> Result<OwnedFd, String> {
 
 /// Remove everything inside a directory (never following symlinks).
 pub fn clear_dir(dir: BorrowedFd) -> io::Result<()> {
-    let rd = resolve::openat(dir, OsStr::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0)?;
+    let dot = OsStr::new(".");
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY;
+    let rd = match resolve::openat(dir, dot, flags, 0) {
+        // A directory made 0600 (say) by its owner, about to go: an
+        // unprivileged daemon must give itself search rights to empty it,
+        // where the kernel would use the mounter's rights.
+        Err(e) if resolve::errno(&e) == libc::EACCES => {
+            resolve::chmod_fd(dir, 0o700)?;
+            resolve::openat(dir, dot, flags, 0)?
+        }
+        r => r?,
+    };
     for e in resolve::read_dir_fd(rd)? {
         let st = resolve::fstatat(dir, &e.name)?;
         if resolve::is_dir(&st) {

@@ -60,7 +60,7 @@ enum Op {
     ReadAcrossCopyUp(String, u8),
 }
 
-fn gen_layer(rng: &mut Rng, depth: usize) -> Layer {
+fn gen_layer(rng: &mut Rng, depth: usize, owner: Option<(u32, u32)>) -> Layer {
     // (path, is_dir) already in this layer: a layer cannot hold a file and a
     // directory of one name, nor anything below a file.
     let mut used: Vec<(String, bool)> = Vec::new();
@@ -99,6 +99,36 @@ fn gen_layer(rng: &mut Rng, depth: usize) -> Layer {
             3 => l.dir(n),
             _ => l.file(n, format!("{n} in layer {depth} {}\n", rng.below(100))),
         };
+    }
+    // For the unprivileged run the user owns the layers' files and
+    // directories and symlinks.
+    if let Some((uid, gid)) = owner {
+        let mut paths: Vec<String> = Vec::new();
+        for (p, _) in &used {
+            let mut acc = String::new();
+            for c in p.split('/') {
+                acc = if acc.is_empty() {
+                    c.to_string()
+                } else {
+                    format!("{acc}/{c}")
+                };
+                if !paths.contains(&acc) {
+                    paths.push(acc.clone());
+                }
+            }
+        }
+        for p in paths {
+            // Whiteouts stay root's: the kernel writes them so too. (An
+            // unprivileged ovlfuse cannot give a copied-up object a foreign
+            // owner, by design; so the user owns everything else.)
+            let skip = l.items.iter().any(|i| match i {
+                Item::Whiteout { path } => path == Path::new(&p),
+                _ => false,
+            });
+            if !skip {
+                l = l.chown(&p, uid, gid);
+            }
+        }
     }
     l
 }
@@ -170,20 +200,42 @@ fn apply(r: &Path, op: &Op) -> Result<String, i32> {
 
 /// Why a sequence diverged, or None when both sides agreed throughout.
 fn run(lowers: &[Layer], ops: &[Op]) -> Option<String> {
+    run_as(lowers, ops, None)
+}
+
+/// `user`: ovlfuse is mounted by that ordinary user, the kernel overlay
+/// with `userxattr`, and every operation and snapshot runs as that user.
+fn run_as(lowers: &[Layer], ops: &[Op], user: Option<(u32, u32)>) -> Option<String> {
+    // redirect_dir=off still follows redirects, which userxattr forbids;
+    // nofollow also answers EXDEV for lower directories.
+    let redirect = if user.is_some() {
+        "redirect_dir=nofollow"
+    } else {
+        "redirect_dir=off"
+    };
     let mut b = Twin::builder()
-        .kern_opt("redirect_dir=off")
+        .kern_opt(redirect)
         .kern_opt("index=off")
         .kern_opt("metacopy=off");
+    if let Some((uid, gid)) = user {
+        b = b.fuse_as(uid, gid).kern_opt("userxattr");
+    }
     for l in lowers {
         b = b.lower(l.clone());
     }
     let twin = b.mount();
     for (i, op) in ops.iter().enumerate() {
-        let (f, k) = twin.both(|r| apply(r, op));
+        let (f, k) = match user {
+            Some((uid, gid)) => twin.both_as(uid, gid, |r| apply(r, op)),
+            None => twin.both(|r| apply(r, op)),
+        };
         if f != k {
             return Some(format!("step {i} {op:?}: ovlfuse {f:?} vs kernel {k:?}"));
         }
-        let (tf, mut tk) = twin.snapshots();
+        let (tf, mut tk) = match user {
+            Some((uid, gid)) => with_creds(uid, gid, || twin.snapshots()),
+            None => twin.snapshots(),
+        };
         // Kernel quirk: a directory from a single layer is listed unfiltered,
         // so a whiteout there is listed yet answers ENOENT to lstat. ovlfuse
         // hides it; compare only names that exist.
@@ -196,6 +248,11 @@ fn run(lowers: &[Layer], ops: &[Op]) -> Option<String> {
             ));
         }
     }
+    if user.is_some() {
+        // The kernel writes whiteouts with the mounter's (root's) owner, so
+        // only the merged views (compared after every step) must agree.
+        return None;
+    }
     let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| twin.assert_same_upper()));
     r.err().map(|e| {
         format!(
@@ -206,13 +263,13 @@ fn run(lowers: &[Layer], ops: &[Op]) -> Option<String> {
 }
 
 /// Drop operations one at a time while the divergence persists.
-fn shrink(lowers: &[Layer], mut ops: Vec<Op>) -> (Vec<Op>, String) {
-    let mut why = run(lowers, &ops).unwrap_or_default();
+fn shrink(lowers: &[Layer], mut ops: Vec<Op>, user: Option<(u32, u32)>) -> (Vec<Op>, String) {
+    let mut why = run_as(lowers, &ops, user).unwrap_or_default();
     let mut i = 0;
     while i < ops.len() {
         let mut fewer = ops.clone();
         fewer.remove(i);
-        match run(lowers, &fewer) {
+        match run_as(lowers, &fewer, user) {
             Some(w) => {
                 ops = fewer;
                 why = w;
@@ -247,7 +304,7 @@ fn random_sequences_match_kernel_overlayfs() {
     for seed in seeds.iter().copied() {
         let mut rng = Rng::new(seed);
         let nl = rng.below(3) + 1;
-        let lowers: Vec<Layer> = (0..nl).map(|d| gen_layer(&mut rng, d)).collect();
+        let lowers: Vec<Layer> = (0..nl).map(|d| gen_layer(&mut rng, d, None)).collect();
         let ops: Vec<Op> = (0..steps).map(|_| gen_op(&mut rng)).collect();
         total_ops += ops.len();
         if seed % 100 == 0 {
@@ -256,7 +313,7 @@ fn random_sequences_match_kernel_overlayfs() {
             );
         }
         if run(&lowers, &ops).is_some() {
-            let (min, why) = shrink(&lowers, ops);
+            let (min, why) = shrink(&lowers, ops, None);
             panic!(
                 "divergence with seed {seed} (rerun: OVLFUSE_DIFF_SEED={seed}):\n{why}\nlayers (top first): {lowers:?}\nshrunk sequence: {min:?}"
             );
@@ -266,4 +323,27 @@ fn random_sequences_match_kernel_overlayfs() {
         "differential: {} seeds, {total_ops} operations, no divergence",
         seeds.len()
     );
+}
+
+#[test]
+fn random_sequences_as_an_ordinary_user_match_kernel_overlayfs() {
+    if !env_ok(&[Need::Root, Need::Fuse, Need::KernelOverlay]) {
+        return;
+    }
+    let user = Some(ensure_user("ovltest"));
+    let seeds = env_num("OVLFUSE_DIFF_USER_SEEDS", 12);
+    let steps = env_num("OVLFUSE_DIFF_STEPS", 40) as usize;
+    let base = env_num("OVLFUSE_DIFF_USER_BASE", 0);
+    for seed in base..base + seeds {
+        let mut rng = Rng::new(seed + 7_000_000);
+        let nl = rng.below(3) + 1;
+        let lowers: Vec<Layer> = (0..nl).map(|d| gen_layer(&mut rng, d, user)).collect();
+        let ops: Vec<Op> = (0..steps).map(|_| gen_op(&mut rng)).collect();
+        if run_as(&lowers, &ops, user).is_some() {
+            let (min, why) = shrink(&lowers, ops, user);
+            panic!(
+                "unprivileged divergence, seed {seed} (rerun: OVLFUSE_DIFF_USER_BASE={seed} OVLFUSE_DIFF_USER_SEEDS=1):\n{why}\nlayers: {lowers:?}\nshrunk sequence: {min:?}"
+            );
+        }
+    }
 }

@@ -204,6 +204,28 @@ impl Inodes {
             let n = self.map.get(&ino).ok_or_else(stale)?;
             (n.parent, n.name.clone(), n.lowers.clone())
         };
+        self.place_as(ino, parent, name, lowers)
+    }
+
+    /// The places of a hard-linked node's other names.
+    pub fn other_places(&self, ino: u64) -> Vec<Place> {
+        let (others, lowers) = match self.map.get(&ino) {
+            Some(n) => (n.others.clone(), n.lowers.clone()),
+            None => return Vec::new(),
+        };
+        others
+            .into_iter()
+            .filter_map(|(p, x)| self.place_as(ino, p, x, lowers.clone()).ok())
+            .collect()
+    }
+
+    fn place_as(
+        &self,
+        ino: u64,
+        parent: u64,
+        name: OsString,
+        lowers: Arc<[usize]>,
+    ) -> io::Result<Place> {
         let (parent_path, parent_lowers) = self.dir(parent)?;
         let path = if ino == ROOT {
             PathBuf::new()

@@ -178,6 +178,20 @@ impl OvlFs {
         if ino == ROOT {
             return Ok((place, lookup::root(&self.stack)?));
         }
+        match self.entry_at(place) {
+            Ok(x) => Ok(x),
+            // A hard link may still be reachable by another name (this one
+            // went away, or its directory lost search permission).
+            Err(e) => self
+                .inodes
+                .other_places(ino)
+                .into_iter()
+                .find_map(|p| self.entry_at(p).ok().filter(|(_, e)| e.ino == ino))
+                .ok_or(e),
+        }
+    }
+
+    fn entry_at(&self, place: inodes::Place) -> io::Result<(inodes::Place, Entry)> {
         let d = DirRef {
             path: &place.parent_path,
             lowers: &place.parent_lowers,
@@ -225,6 +239,30 @@ impl OvlFs {
             "upper layer"
         );
         r
+    }
+
+    /// An open handle on `ino` (the kernel's own if it named one): the only
+    /// way to an O_TMPFILE file or an unlinked one, which have no name.
+    fn handle_of(&self, ino: u64, fh: Option<FileHandle>) -> Option<Arc<handles::FileHandle>> {
+        fh.and_then(|f| self.file(f).ok())
+            .filter(|h| h.ino == ino)
+            .or_else(|| {
+                self.handles
+                    .files
+                    .iter()
+                    .find(|h| h.ino == ino)
+                    .map(|h| h.value().clone())
+            })
+    }
+
+    /// setattr through an fd, for an object with no name.
+    fn setattr_unnamed(&self, h: &handles::FileHandle, sa: &SetAttr) -> io::Result<Stat> {
+        self.stack.upper_or_erofs()?;
+        let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
+        attr::setattr_fd(fd.as_fd(), sa)?;
+        let mut st = resolve::fstat(fd.as_fd())?;
+        st.st_ino = h.ino;
+        Ok(st)
     }
 
     fn file(&self, fh: FileHandle) -> io::Result<Arc<handles::FileHandle>> {
@@ -404,16 +442,9 @@ impl Filesystem for OvlFs {
         guarded("getattr", || match self.entry_of(ino.0) {
             Ok((_, e)) => reply.attr(&TTL, &to_attr(&attr::merged_stat(&e))),
             Err(err) => {
-                // An unlinked but open file still answers through its fd
-                // (the kernel may not say which handle: find one).
-                let h = fh.and_then(|f| self.file(f).ok()).or_else(|| {
-                    self.handles
-                        .files
-                        .iter()
-                        .find(|h| h.ino == ino.0)
-                        .map(|h| h.value().clone())
-                });
-                if let Some(h) = h {
+                // An unlinked or unnamed but open file still answers
+                // through its fd (the kernel may not say which handle).
+                if let Some(h) = self.handle_of(ino.0, fh) {
                     let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
                     if let Ok(mut st) = resolve::fstat(fd.as_fd()) {
                         st.st_ino = ino.0;
@@ -445,7 +476,6 @@ impl Filesystem for OvlFs {
     ) {
         self.count_op("setattr");
         guarded("setattr", || {
-            let (place, e) = try_reply!(reply, self.entry_of(ino.0));
             let sa = SetAttr {
                 mode,
                 uid,
@@ -453,6 +483,16 @@ impl Filesystem for OvlFs {
                 size,
                 atime: time_set(atime),
                 mtime: time_set(mtime),
+            };
+            let (place, e) = match self.entry_of(ino.0) {
+                Ok(x) => x,
+                Err(err) => match self.handle_of(ino.0, fh) {
+                    Some(h) if h.in_upper.load(Ordering::Acquire) => {
+                        let st = try_reply!(reply, self.setattr_unnamed(&h, &sa));
+                        return reply.attr(&TTL, &to_attr(&st));
+                    }
+                    _ => return reply.error(eno(&err)),
+                },
             };
             let h = fh.and_then(|f| self.file(f).ok());
             let guard = h
@@ -646,16 +686,23 @@ impl Filesystem for OvlFs {
     ) {
         self.count_op("link");
         guarded("link", || {
-            let (place, e) = try_reply!(reply, self.entry_of(ino.0));
             let (np, nl) = try_reply!(reply, self.inodes.dir(newparent.0));
             let nd = DirRef {
                 path: &np,
                 lowers: &nl,
             };
-            let ne = try_reply!(
-                reply,
-                dir_ops::link(&self.stack, &place.path, &e, &nd, newname)
-            );
+            let ne = match self.entry_of(ino.0) {
+                Ok((place, e)) => dir_ops::link(&self.stack, &place.path, &e, &nd, newname),
+                // linkat() of an O_TMPFILE file: named through its fd.
+                Err(err) => match self.handle_of(ino.0, None) {
+                    Some(h) if h.in_upper.load(Ordering::Acquire) => {
+                        let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
+                        dir_ops::link_unnamed(&self.stack, fd.as_fd(), &nd, newname)
+                    }
+                    _ => Err(err),
+                },
+            };
+            let ne = try_reply!(reply, ne);
             self.reply_new_entry(newparent.0, newname, &ne, reply);
         })
     }
@@ -782,7 +829,10 @@ impl Filesystem for OvlFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        reply.ok();
+        // Writes reach the layer synchronously and locks are the kernel's,
+        // so close has nothing to flush: ENOSYS tells the kernel to stop
+        // sending FLUSH (close then answers 0), saving a round trip each.
+        reply.error(Errno::ENOSYS);
     }
 
     fn release(
@@ -1072,6 +1122,56 @@ impl Filesystem for OvlFs {
                 &TTL,
                 &to_attr(&attr::merged_stat(&e)),
                 Generation(g),
+                FileHandle(id),
+                FopenFlags::FOPEN_KEEP_CACHE,
+            );
+        })
+    }
+
+    fn tmpfile(
+        &self,
+        req: &Request,
+        parent: INodeNo,
+        mode: u32,
+        umask: u32,
+        flags: i32,
+        reply: ReplyCreate,
+    ) {
+        self.count_op("tmpfile");
+        guarded("tmpfile", || {
+            let (ppath, plowers) = try_reply!(reply, self.inodes.dir(parent.0));
+            let d = DirRef {
+                path: &ppath,
+                lowers: &plowers,
+            };
+            let who = Caller {
+                uid: req.uid(),
+                gid: req.gid(),
+                umask,
+            };
+            let (e, fd) = try_reply!(
+                reply,
+                dir_ops::tmpfile(&self.stack, &d, mode, flags, who)
+            );
+            tracing::debug!(op = "tmpfile", parent = parent.0, ino = e.ino, "upper layer");
+            // No node yet: it has no name. getattr, setattr and link find
+            // it through this handle until a link names it.
+            let id = self.handles.next_id();
+            self.handles.files.insert(
+                id,
+                Arc::new(handles::FileHandle {
+                    ino: e.ino,
+                    fd: std::sync::RwLock::new(fd),
+                    in_upper: AtomicBool::new(true),
+                    seen_gen: AtomicU64::new(0),
+                    flags,
+                    backing: None,
+                }),
+            );
+            reply.created(
+                &TTL,
+                &to_attr(&attr::merged_stat(&e)),
+                Generation(0),
                 FileHandle(id),
                 FopenFlags::FOPEN_KEEP_CACHE,
             );
