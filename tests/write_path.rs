@@ -1809,46 +1809,122 @@ fn open_flags_o_append_o_trunc_and_o_excl_behave_like_the_kernel() {
     c.check();
 }
 
-#[test]
-fn o_tmpfile_and_linkat_answer_like_the_kernel() {
-    // Known gap (README): fuser 0.18 has no FUSE_TMPFILE request, so the
-    // kernel's FUSE client answers EOPNOTSUPP for ovlfuse while the kernel
-    // overlayfs supports O_TMPFILE. This pins both behaviours; it fails the
-    // day the gap closes, to be turned into a plain comparison.
-    if !require_twin() {
-        return;
-    }
-    let c = case(Twin::builder().lower(layer().dir("d").file("d/f", "f")));
-    let (f, k) = c.twin.both(|r| {
-        let fd = open_fd(&r.join("d"), libc::O_TMPFILE | libc::O_RDWR, 0o600)?;
-        write_fd(&fd, b"anonymous")?;
-        let dst = cpath(&r.join("d/linked"));
+/// linkat() of an open fd to `dst`: AT_EMPTY_PATH as root, through the
+/// fd's /proc link otherwise (AT_EMPTY_PATH needs CAP_DAC_READ_SEARCH).
+fn link_fd_to(fd: &OwnedFd, dst: &Path) -> Result<(), i32> {
+    let d = cpath(dst);
+    if unsafe { libc::geteuid() } == 0 {
         check(unsafe {
             libc::linkat(
                 fd.as_raw_fd(),
                 c"".as_ptr(),
                 libc::AT_FDCWD,
-                dst.as_ptr(),
+                d.as_ptr(),
                 libc::AT_EMPTY_PATH,
             )
         })?;
-        probe_read(&r.join("d/linked"))
+    } else {
+        let src = cpath(Path::new(&format!("/proc/self/fd/{}", fd.as_raw_fd())));
+        check(unsafe {
+            libc::linkat(
+                libc::AT_FDCWD,
+                src.as_ptr(),
+                libc::AT_FDCWD,
+                d.as_ptr(),
+                libc::AT_SYMLINK_FOLLOW,
+            )
+        })?;
+    }
+    Ok(())
+}
+
+/// (size, mode, nlink) as fstat says.
+fn fstat_brief(fd: &OwnedFd) -> Result<(i64, u32, u64), i32> {
+    let st = fstat_fd(fd)?;
+    Ok((st.st_size, st.st_mode, st.st_nlink as u64))
+}
+
+#[test]
+fn o_tmpfile_and_linkat_work_as_on_the_kernel() {
+    if !require_twin() {
+        return;
+    }
+    let (uid, gid) = ensure_user("ovltest");
+    let c = case(
+        Twin::builder().fuse_opt("allow_other").lower(
+            layer()
+                .dir("d")
+                .file("d/f", "lower f")
+                .file("d/taken", "taken")
+                .dir_mode("pub", 0o777)
+                .file("gone/x", "x"),
+        ),
+    );
+    // An unnamed file in a lower directory: the directory is copied up,
+    // the file has no name (nlink 0) until linkat gives it one.
+    let linked = c.ok("O_TMPFILE, write, fchmod, ftruncate, linkat", |r| {
+        let fd = open_fd(&r.join("d"), libc::O_TMPFILE | libc::O_RDWR, 0o600)?;
+        write_fd(&fd, b"anonymous data")?;
+        let before = fstat_brief(&fd)?;
+        check(unsafe { libc::fchmod(fd.as_raw_fd(), 0o640) })?;
+        check(unsafe { libc::ftruncate(fd.as_raw_fd(), 9) })?;
+        let unnamed = fstat_brief(&fd)?;
+        link_fd_to(&fd, &r.join("d/linked"))?;
+        let named = fstat_brief(&fd)?;
+        Ok((before, unnamed, named, probe_read(&r.join("d/linked"))?))
     });
-    assert_eq!(
-        k,
-        Ok(b"anonymous".to_vec()),
-        "kernel overlayfs supports O_TMPFILE"
-    );
-    assert_eq!(
-        f,
-        Err(libc::EOPNOTSUPP),
-        "ovlfuse: O_TMPFILE is not passed by fuser 0.18"
-    );
-    // Nothing else changed on the ovlfuse side.
-    assert_eq!(
-        probe_lstat(&c.twin.fuse_mnt().join("d/linked")).map(|_| ()),
-        Err(libc::ENOENT)
-    );
+    assert_eq!(linked.0.2, 0, "an O_TMPFILE file has no link yet");
+    assert_eq!(linked.2.2, 1);
+    assert_eq!(linked.3, b"anonymous");
+    // Linked over a whiteout: the name comes back with the new content.
+    c.ok("rm a lower file", |r| probe_unlink(&r.join("d/f")));
+    c.ok("O_TMPFILE linked over the whiteout", |r| {
+        let fd = open_fd(&r.join("d"), libc::O_TMPFILE | libc::O_WRONLY, 0o644)?;
+        write_fd(&fd, b"new f")?;
+        link_fd_to(&fd, &r.join("d/f"))?;
+        probe_read(&r.join("d/f"))
+    });
+    // Into a directory that is gone, and onto a name the merge has.
+    c.ok("rm -r a lower dir", |r| rm_rf(r, "gone"));
+    c.op("linkat into a removed directory", |r| {
+        let fd = open_fd(&r.join("d"), libc::O_TMPFILE | libc::O_RDWR, 0o600)?;
+        link_fd_to(&fd, &r.join("gone/x"))
+    })
+    .unwrap_err();
+    c.op("linkat onto an existing name", |r| {
+        let fd = open_fd(&r.join("d"), libc::O_TMPFILE | libc::O_RDWR, 0o600)?;
+        link_fd_to(&fd, &r.join("d/taken"))
+    })
+    .unwrap_err();
+    // O_EXCL forbids linking; never linked, the file leaves nothing behind.
+    let excl = c.op("O_TMPFILE|O_EXCL cannot be linked", |r| {
+        let fd = open_fd(
+            &r.join("d"),
+            libc::O_TMPFILE | libc::O_RDWR | libc::O_EXCL,
+            0o600,
+        )?;
+        write_fd(&fd, b"never named")?;
+        link_fd_to(&fd, &r.join("d/excl"))
+    });
+    assert_eq!(excl, Err(libc::ENOENT));
+    c.ok("O_TMPFILE closed unlinked", |r| {
+        let fd = open_fd(&r.join("d"), libc::O_TMPFILE | libc::O_RDWR, 0o600)?;
+        write_fd(&fd, b"dropped")
+    });
+    c.op("O_TMPFILE in a file is ENOTDIR", |r| {
+        open_fd(&r.join("d/taken"), libc::O_TMPFILE | libc::O_RDWR, 0o600).map(drop)
+    })
+    .unwrap_err();
+    // An ordinary user's unnamed file is theirs, linked through /proc.
+    let mine = c.op_as((uid, gid), "O_TMPFILE + linkat as an ordinary user", |r| {
+        let fd = open_fd(&r.join("pub"), libc::O_TMPFILE | libc::O_RDWR, 0o600)?;
+        write_fd(&fd, b"user's")?;
+        link_fd_to(&fd, &r.join("pub/mine"))?;
+        let st = probe_lstat_raw(&r.join("pub/mine"))?;
+        Ok((st.st_uid, st.st_gid, probe_read(&r.join("pub/mine"))?))
+    });
+    assert_eq!(mine, Ok((uid, gid, b"user's".to_vec())));
+    c.check();
 }
 
 // ------------------------------------------------------------------ copy-up
