@@ -93,15 +93,15 @@ fn owner_for(parent: BorrowedFd, who: Caller) -> io::Result<(u32, u32, bool)> {
 }
 
 /// Build `obj` named `name` in directory `dir` (the upper parent or the work
-/// dir), owned by `owner`. Returns an fd for new regular files.
+/// dir), owned by `owner`. Returns an fd for new regular files, and the
+/// object's stat once made.
 fn make(
-    stack: &Stack,
     dir: BorrowedFd,
     name: &OsStr,
     obj: &NewObject,
     owner: (u32, u32, bool),
     acl: bool,
-) -> io::Result<Option<OwnedFd>> {
+) -> io::Result<(Option<OwnedFd>, resolve::Stat)> {
     let mut fd = None;
     match obj {
         NewObject::File { mode, flags } => {
@@ -118,14 +118,15 @@ fn make(
         NewObject::Symlink { target } => resolve::symlinkat(target, dir, name)?,
     }
     let (uid, gid, sgid) = owner;
-    let cur = resolve::fstatat(dir, name)?;
+    let mut cur = resolve::fstatat(dir, name)?;
     if cur.st_uid != uid || cur.st_gid != gid {
-        let r = resolve::fchownat(dir, name, uid, gid);
-        if let Err(e) = r
-            && !(errno(&e) == libc::EPERM && resolve::geteuid() != 0)
-        {
-            let _ = resolve::unlinkat(dir, name, matches!(obj, NewObject::Dir { .. }));
-            return Err(e);
+        match resolve::fchownat(dir, name, uid, gid) {
+            Ok(()) => cur = resolve::fstatat(dir, name)?,
+            Err(e) if errno(&e) == libc::EPERM && resolve::geteuid() != 0 => {}
+            Err(e) => {
+                let _ = resolve::unlinkat(dir, name, matches!(obj, NewObject::Dir { .. }));
+                return Err(e);
+            }
         }
     }
     // chown cleared set-id bits and a work-dir build missed setgid
@@ -137,12 +138,12 @@ fn make(
     };
     if let Some(m) = want
         && !acl
-        && resolve::fstatat(dir, name)?.st_mode & 0o7777 != m
+        && cur.st_mode & 0o7777 != m
     {
         resolve::fchmodat(dir, name, m)?;
+        cur = resolve::fstatat(dir, name)?;
     }
-    let _ = stack;
-    Ok(fd)
+    Ok((fd, cur))
 }
 
 /// Create a new object. Fails with EEXIST if the merged view has the name.
@@ -183,13 +184,13 @@ pub fn create(
         &masked
     };
     let is_dir = matches!(obj, NewObject::Dir { .. });
-    let fd = match upper_name(upper.as_fd(), name)? {
+    let (fd, st) = match upper_name(upper.as_fd(), name)? {
         UpperName::Present(_) => return Err(err(libc::EEXIST)),
-        UpperName::Absent => make(stack, upper.as_fd(), name, obj, owner, acl)?,
+        UpperName::Absent => make(upper.as_fd(), name, obj, owner, acl)?,
         UpperName::Whiteout => {
             let work = stack.work()?;
             let tmp = stack.tmp_name();
-            let fd = make(stack, work, &tmp, obj, owner, false)?;
+            let (fd, _) = make(work, &tmp, obj, owner, false)?;
             let placed = if is_dir {
                 markers::set_opaque(stack, XTarget::At(work, &tmp))
                     .and_then(|_| {
@@ -212,10 +213,9 @@ pub fn create(
                 let _ = resolve::unlinkat(work, &tmp, is_dir);
                 return Err(e);
             }
-            fd
+            (fd, resolve::fstatat(upper.as_fd(), name)?)
         }
     };
-    let st = resolve::fstatat(upper.as_fd(), name)?;
     // A new object has no origin: forget any mapping a previous owner of
     // this real inode number left (it may have been freed just now by a
     // concurrent unlink that has not dropped its mapping yet).

@@ -131,7 +131,10 @@ fn lookup_in(
         let st = match resolve::fstatat(dfd.as_fd(), name) {
             Ok(st) => st,
             Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => {
-                if !upper && aufs_whiteout(dfd.as_fd(), name) {
+                if !upper
+                    && stack.lower_may_have_aufs(l, dir.path)
+                    && aufs_whiteout(dfd.as_fd(), name)
+                {
                     break;
                 }
                 continue;

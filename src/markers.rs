@@ -141,13 +141,22 @@ pub fn set_opaque(stack: &Stack, dir: XTarget) -> io::Result<()> {
 /// Put a whiteout at `name` in the upper directory `parent`, atomically
 /// replacing whatever non-directory is there.
 pub fn whiteout_at(stack: &Stack, parent: BorrowedFd, name: &OsStr) -> io::Result<()> {
-    let tmp = make_tmp_whiteout(stack)?;
-    let work = stack.work()?;
-    if let Err(e) = resolve::renameat2(work, &tmp, parent, name, 0) {
-        let _ = resolve::unlinkat(work, &tmp, false);
-        return Err(e);
+    // Where the name is free in the upper, one mknod makes the whiteout
+    // whole or not at all. Replacing an upper object, or the xattr form,
+    // is built in work first and renamed over.
+    match resolve::mknodat(parent, name, libc::S_IFCHR, 0) {
+        Ok(()) => {}
+        Err(e) if matches!(resolve::errno(&e), libc::EEXIST | libc::EPERM | libc::EOPNOTSUPP) => {
+            let tmp = make_tmp_whiteout(stack)?;
+            let work = stack.work()?;
+            if let Err(e) = resolve::renameat2(work, &tmp, parent, name, 0) {
+                let _ = resolve::unlinkat(work, &tmp, false);
+                return Err(e);
+            }
+            note_xattr_whiteout(stack, parent, name)?;
+        }
+        Err(e) => return Err(e),
     }
-    note_xattr_whiteout(stack, parent, name)?;
     stack.stats.whiteout();
     tracing::debug!(name = ?name, "whiteout created: a lower layer still has this name, so removing it must hide it");
     Ok(())

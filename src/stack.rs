@@ -81,7 +81,16 @@ pub struct Stack {
     /// Lower directories never change, so their fds (None: no such
     /// directory in that layer) are kept instead of re-resolving the path
     /// beneath the layer root on every request.
-    lower_dirs: DashMap<(usize, PathBuf), Option<Arc<OwnedFd>>>,
+    lower_dirs: DashMap<(usize, PathBuf), Option<Arc<LowerDir>>>,
+}
+
+/// A cached lower directory.
+#[derive(Debug)]
+struct LowerDir {
+    fd: DirFd,
+    /// Does it hold any `.wh.*` entry? Learnt from one listing, so a
+    /// negative lookup need not probe for `.wh.NAME` in unmarked layers.
+    aufs: std::sync::OnceLock<bool>,
 }
 
 /// A directory fd of one layer; shared when it comes from the cache.
@@ -356,17 +365,24 @@ impl Stack {
 
     /// Open a directory of one layer by its path inside the overlay.
     pub fn dir(&self, layer: usize, rel: &Path) -> io::Result<DirFd> {
-        let open = || resolve::open_dir(self.layers[layer].root.as_fd(), rel);
         if self.is_upper(layer) {
             // The upper changes under renames: resolved afresh each time.
-            return open().map(Arc::new);
+            return self.upper_dir(rel).map(Arc::new);
         }
+        self.lower_dir(layer, rel)
+            .map(|d| d.fd.clone())
+    }
+
+    fn lower_dir(&self, layer: usize, rel: &Path) -> io::Result<Arc<LowerDir>> {
         let key = (layer, rel.to_path_buf());
         if let Some(d) = self.lower_dirs.get(&key) {
             return d.clone().ok_or_else(|| resolve::err(libc::ENOENT));
         }
-        let r = match open() {
-            Ok(fd) => Some(Arc::new(fd)),
+        let r = match resolve::open_dir(self.layers[layer].root.as_fd(), rel) {
+            Ok(fd) => Some(Arc::new(LowerDir {
+                fd: Arc::new(fd),
+                aufs: Default::default(),
+            })),
             Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => None,
             // EACCES and the like may pass: not cached.
             Err(e) => return Err(e),
@@ -376,6 +392,25 @@ impl Stack {
         }
         self.lower_dirs.insert(key, r.clone());
         r.ok_or_else(|| resolve::err(libc::ENOENT))
+    }
+
+    /// May the lower directory hold AUFS `.wh.*` markers? (true when
+    /// unsure). Answered from one listing, kept with the cached fd.
+    pub fn lower_may_have_aufs(&self, layer: usize, rel: &Path) -> bool {
+        let Ok(d) = self.lower_dir(layer, rel) else {
+            return true;
+        };
+        *d.aufs.get_or_init(|| {
+            let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOATIME;
+            let root = self.layers[layer].root.as_fd();
+            let listing = resolve::open_beneath(root, rel, flags)
+                .or_else(|_| resolve::open_beneath(root, rel, flags & !libc::O_NOATIME))
+                .and_then(resolve::read_dir_fd);
+            match listing {
+                Ok(v) => v.iter().any(|e| crate::markers::is_aufs_marker(&e.name)),
+                Err(_) => true,
+            }
+        })
     }
 }
 

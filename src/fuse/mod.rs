@@ -30,6 +30,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Set once the kernel's INIT has been answered (the mount is live).
+pub static INITIALISED: AtomicBool = AtomicBool::new(false);
+
 /// The virtual xattr of the mount root that `ovlfuse stats` reads.
 pub const STATS_XATTR: &str = "ovlfuse.stats";
 
@@ -387,6 +390,7 @@ macro_rules! try_reply {
 
 impl Filesystem for OvlFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
+        INITIALISED.store(true, Ordering::Release);
         for cap in [
             InitFlags::FUSE_DO_READDIRPLUS,
             InitFlags::FUSE_READDIRPLUS_AUTO,
@@ -774,19 +778,8 @@ impl Filesystem for OvlFs {
             let h = try_reply!(reply, self.file(fh));
             try_reply!(reply, self.follow_copy_up(&h));
             let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
-            let mut buf = vec![0u8; size as usize];
-            let mut got = 0;
-            while got < buf.len() {
-                let n = try_reply!(
-                    reply,
-                    resolve::pread(fd.as_fd(), &mut buf[got..], offset + got as u64)
-                );
-                if n == 0 {
-                    break;
-                }
-                got += n;
-            }
-            reply.data(&buf[..got]);
+            let buf = try_reply!(reply, resolve::pread_full(fd.as_fd(), size as usize, offset));
+            reply.data(&buf);
         })
     }
 
