@@ -80,11 +80,7 @@ pub fn setattr(
 /// O_TMPFILE file, or one unlinked while open).
 pub fn setattr_fd(fd: BorrowedFd, sa: &SetAttr) -> io::Result<()> {
     if sa.uid.is_some() || sa.gid.is_some() {
-        resolve::fchown(
-            fd,
-            sa.uid.unwrap_or(u32::MAX),
-            sa.gid.unwrap_or(u32::MAX),
-        )?;
+        resolve::fchown(fd, sa.uid.unwrap_or(u32::MAX), sa.gid.unwrap_or(u32::MAX))?;
     }
     if let Some(m) = sa.mode {
         resolve::fchmod(fd, m & 0o7777)?;

@@ -146,7 +146,12 @@ pub fn whiteout_at(stack: &Stack, parent: BorrowedFd, name: &OsStr) -> io::Resul
     // is built in work first and renamed over.
     match resolve::mknodat(parent, name, libc::S_IFCHR, 0) {
         Ok(()) => {}
-        Err(e) if matches!(resolve::errno(&e), libc::EEXIST | libc::EPERM | libc::EOPNOTSUPP) => {
+        Err(e)
+            if matches!(
+                resolve::errno(&e),
+                libc::EEXIST | libc::EPERM | libc::EOPNOTSUPP
+            ) =>
+        {
             let tmp = make_tmp_whiteout(stack)?;
             let work = stack.work()?;
             if let Err(e) = resolve::renameat2(work, &tmp, parent, name, 0) {

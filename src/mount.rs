@@ -69,7 +69,7 @@ fn mounted_dev(path: &Path) -> Option<String> {
     info.lines()
         .filter(|l| l.split(' ').nth(4).map(unescape_mountinfo).as_deref() == Some(&want))
         .filter_map(|l| l.split(' ').nth(2).map(str::to_string))
-        .last()
+        .next_back()
 }
 
 /// Readahead for the mount, in KiB: 1 MiB reads (FUSE's request limit)

@@ -696,6 +696,11 @@ pub fn open_frozen_tree(path: &Path) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// Hand freed heap memory back to the system (glibc keeps it otherwise).
+pub fn trim_heap() {
+    unsafe { libc::malloc_trim(0) };
+}
+
 pub fn geteuid() -> u32 {
     unsafe { libc::geteuid() }
 }

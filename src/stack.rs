@@ -13,8 +13,8 @@ use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
-use std::sync::Mutex;
 use std::sync::Arc;
+use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// One layer directory.
@@ -369,8 +369,7 @@ impl Stack {
             // The upper changes under renames: resolved afresh each time.
             return self.upper_dir(rel).map(Arc::new);
         }
-        self.lower_dir(layer, rel)
-            .map(|d| d.fd.clone())
+        self.lower_dir(layer, rel).map(|d| d.fd.clone())
     }
 
     fn lower_dir(&self, layer: usize, rel: &Path) -> io::Result<Arc<LowerDir>> {

@@ -1841,7 +1841,7 @@ fn link_fd_to(fd: &OwnedFd, dst: &Path) -> Result<(), i32> {
 /// (size, mode, nlink) as fstat says.
 fn fstat_brief(fd: &OwnedFd) -> Result<(i64, u32, u64), i32> {
     let st = fstat_fd(fd)?;
-    Ok((st.st_size, st.st_mode, st.st_nlink as u64))
+    Ok((st.st_size, st.st_mode, st.st_nlink))
 }
 
 #[test]

@@ -16,7 +16,7 @@ pub const ROOT: u64 = 1;
 #[derive(Debug)]
 pub struct Node {
     pub parent: u64,
-    pub name: OsString,
+    pub name: Box<OsStr>,
     /// For directories: the lower layers merged into it (lowers never change).
     pub lowers: Arc<[usize]>,
     pub lookups: u64,
@@ -29,9 +29,15 @@ pub struct Node {
     pub dead: bool,
 }
 
+/// Nodes are boxed so the map's slots stay small: a hash table is about
+/// half empty after growing, and an empty slot then costs 16 bytes, not a
+/// whole node.
 #[derive(Debug, Default)]
 pub struct Inodes {
-    map: DashMap<u64, Node>,
+    map: DashMap<u64, Box<Node>>,
+    /// The lowers of every non-directory (none), shared, not allocated.
+    no_lowers: Arc<[usize]>,
+    forgets: std::sync::atomic::AtomicU64,
 }
 
 /// Where a node sits: its path and its parent's path and merged lowers.
@@ -53,17 +59,29 @@ impl Inodes {
         let map = DashMap::new();
         map.insert(
             ROOT,
-            Node {
+            Box::new(Node {
                 parent: ROOT,
-                name: OsString::new(),
+                name: OsStr::new("").into(),
                 lowers: root_lowers.into(),
                 lookups: 1,
                 others: Vec::new(),
                 generation: 0,
                 dead: false,
-            },
+            }),
         );
-        Inodes { map }
+        Inodes {
+            map,
+            no_lowers: Arc::new([]),
+            forgets: Default::default(),
+        }
+    }
+
+    fn lowers_arc(&self, lowers: Vec<usize>) -> Arc<[usize]> {
+        if lowers.is_empty() {
+            self.no_lowers.clone()
+        } else {
+            lowers.into()
+        }
     }
 
     /// Record one kernel lookup of `ino` as `name` in `parent`; returns the
@@ -86,27 +104,29 @@ impl Inodes {
         if ino == ROOT {
             return 0;
         }
-        let mut n = self.map.entry(ino).or_insert_with(|| Node {
-            parent,
-            name: name.to_os_string(),
-            lowers: lowers.clone().into(),
-            lookups: 0,
-            others: Vec::new(),
-            generation: 0,
-            dead: false,
+        let mut n = self.map.entry(ino).or_insert_with(|| {
+            Box::new(Node {
+                parent,
+                name: name.into(),
+                lowers: self.lowers_arc(lowers.clone()),
+                lookups: 0,
+                others: Vec::new(),
+                generation: 0,
+                dead: false,
+            })
         });
         if n.dead || (fresh && n.lookups > 0) {
             n.dead = false;
             n.generation += 1;
-            n.lowers = lowers.into();
+            n.lowers = self.lowers_arc(lowers);
             n.others.clear();
         }
         // The latest name the kernel used is a valid path; keep the old one
         // as another name of a hard-linked object.
-        if n.parent != parent || n.name != name {
+        if n.parent != parent || &*n.name != name {
             let old = (
                 n.parent,
-                std::mem::replace(&mut n.name, name.to_os_string()),
+                std::mem::replace(&mut n.name, name.into()).into_os_string(),
             );
             n.parent = parent;
             n.others.retain(|(p, x)| !(*p == parent && x == name));
@@ -131,6 +151,15 @@ impl Inodes {
         };
         if gone {
             self.map.remove_if(&ino, |_, n| n.lookups == 0);
+            // Now and then, give back what a large forgotten walk left:
+            // the map never shrinks by itself, nor does malloc's heap.
+            let f = self
+                .forgets
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            if f % 65536 == 65535 && self.map.len() * 4 < self.map.capacity() {
+                self.map.shrink_to_fit();
+                crate::resolve::trim_heap();
+            }
         }
     }
 
@@ -144,12 +173,12 @@ impl Inodes {
     pub fn moved(&self, ino: u64, from: (u64, &OsStr), parent: u64, name: &OsStr) {
         if let Some(mut n) = self.map.get_mut(&ino) {
             n.others.retain(|(p, x)| !(*p == from.0 && x == from.1));
-            if !(n.parent == from.0 && n.name == from.1) {
-                let old = (n.parent, n.name.clone());
+            if !(n.parent == from.0 && &*n.name == from.1) {
+                let old = (n.parent, n.name.to_os_string());
                 n.others.push(old);
             }
             n.parent = parent;
-            n.name = name.to_os_string();
+            n.name = name.into();
         }
     }
 
@@ -158,11 +187,11 @@ impl Inodes {
         if let Some(mut n) = self.map.get_mut(&ino) {
             n.others.retain(|(p, x)| !(*p == parent && x == name));
             if n.parent == parent
-                && n.name == name
+                && &*n.name == name
                 && let Some((p, x)) = n.others.pop()
             {
                 n.parent = p;
-                n.name = x;
+                n.name = x.into_boxed_os_str();
             }
         }
     }
@@ -190,7 +219,7 @@ impl Inodes {
         let mut cur = ino;
         while cur != ROOT {
             let n = self.map.get(&cur).ok_or_else(stale)?;
-            names.push(n.name.clone());
+            names.push(n.name.to_os_string());
             cur = n.parent;
             if names.len() > 4096 {
                 return Err(stale());
@@ -202,7 +231,7 @@ impl Inodes {
     pub fn place(&self, ino: u64) -> io::Result<Place> {
         let (parent, name, lowers) = {
             let n = self.map.get(&ino).ok_or_else(stale)?;
-            (n.parent, n.name.clone(), n.lowers.clone())
+            (n.parent, n.name.to_os_string(), n.lowers.clone())
         };
         self.place_as(ino, parent, name, lowers)
     }

@@ -778,7 +778,10 @@ impl Filesystem for OvlFs {
             let h = try_reply!(reply, self.file(fh));
             try_reply!(reply, self.follow_copy_up(&h));
             let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
-            let buf = try_reply!(reply, resolve::pread_full(fd.as_fd(), size as usize, offset));
+            let buf = try_reply!(
+                reply,
+                resolve::pread_full(fd.as_fd(), size as usize, offset)
+            );
             reply.data(&buf);
         })
     }
@@ -1142,11 +1145,13 @@ impl Filesystem for OvlFs {
                 gid: req.gid(),
                 umask,
             };
-            let (e, fd) = try_reply!(
-                reply,
-                dir_ops::tmpfile(&self.stack, &d, mode, flags, who)
+            let (e, fd) = try_reply!(reply, dir_ops::tmpfile(&self.stack, &d, mode, flags, who));
+            tracing::debug!(
+                op = "tmpfile",
+                parent = parent.0,
+                ino = e.ino,
+                "upper layer"
             );
-            tracing::debug!(op = "tmpfile", parent = parent.0, ino = e.ino, "upper layer");
             // No node yet: it has no name. getattr, setattr and link find
             // it through this handle until a link names it.
             let id = self.handles.next_id();
