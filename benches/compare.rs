@@ -6,35 +6,14 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod shared;
 
 use common::*;
+use shared::*;
 use std::fs;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
-
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Impl {
-    Kernel,
-    Ovlfuse,
-    FuseOverlayfs,
-}
-
-impl Impl {
-    fn name(self) -> &'static str {
-        match self {
-            Impl::Kernel => "kernel",
-            Impl::Ovlfuse => "ovlfuse",
-            Impl::FuseOverlayfs => "fuse-overlayfs",
-        }
-    }
-}
-
-/// Held only for its Drop, which unmounts.
-enum Guard {
-    K(#[allow(dead_code)] KernelOverlay),
-    F(#[allow(dead_code)] FuseMount),
-}
 
 fn scale(n: usize) -> usize {
     let s: f64 = std::env::var("OVLFUSE_BENCH_SCALE")
@@ -42,39 +21,6 @@ fn scale(n: usize) -> usize {
         .and_then(|v| v.parse().ok())
         .unwrap_or(1.0);
     ((n as f64) * s).max(1.0) as usize
-}
-
-/// Mount `which` over `lowers` with a fresh upper under `dir`.
-fn mount(which: Impl, lowers: &[PathBuf], dir: &Path, volatile: bool) -> (Guard, PathBuf) {
-    let (u, w, m) = (dir.join("u"), dir.join("w"), dir.join("m"));
-    for d in [&u, &w, &m] {
-        let _ = fs::remove_dir_all(d);
-        fs::create_dir_all(d).unwrap();
-    }
-    let mut extra: Vec<&str> = Vec::new();
-    if volatile {
-        extra.push("volatile");
-    }
-    let g = match which {
-        Impl::Kernel => Guard::K(KernelOverlay::mount(lowers, Some((&u, &w)), &m, &extra)),
-        Impl::Ovlfuse => Guard::F(FuseMount::mount(lowers, Some((&u, &w)), &m, &extra)),
-        Impl::FuseOverlayfs => {
-            // fuse-overlayfs never fsyncs a copy-up; it has no volatile option.
-            let o = ovlfuse_options(lowers, Some((&u, &w)), &[] as &[&str]);
-            Guard::F(FuseMount::try_mount_bin(Path::new("fuse-overlayfs"), &o, &m, None).unwrap())
-        }
-    };
-    (g, m)
-}
-
-fn drop_caches() {
-    unsafe { libc::sync() };
-    let _ = fs::write("/proc/sys/vm/drop_caches", "3");
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 struct Workload {
@@ -109,19 +55,6 @@ fn spread_files(lowers: &[PathBuf], dir: &str, n: usize) {
     }
 }
 
-fn walk(p: &Path) -> usize {
-    let mut n = 0;
-    for e in fs::read_dir(p).unwrap() {
-        let e = e.unwrap();
-        let m = fs::symlink_metadata(e.path()).unwrap();
-        n += 1;
-        if m.is_dir() {
-            n += walk(&e.path());
-        }
-    }
-    n
-}
-
 fn big_file(lowers: &[PathBuf], name: &str, bytes: usize) {
     let mut f = fs::File::create(lowers[lowers.len() - 1].join(name)).unwrap();
     let chunk: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 251) as u8).collect();
@@ -131,16 +64,6 @@ fn big_file(lowers: &[PathBuf], name: &str, bytes: usize) {
         f.write_all(&chunk[..n]).unwrap();
         left -= n;
     }
-}
-
-fn copy_up(m: &Path, name: &str) -> Duration {
-    let t = Instant::now();
-    let mut f = fs::OpenOptions::new()
-        .append(true)
-        .open(m.join(name))
-        .unwrap();
-    f.write_all(b"!").unwrap();
-    t.elapsed()
 }
 
 fn workloads() -> Vec<Workload> {

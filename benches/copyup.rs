@@ -32,14 +32,16 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod shared;
 
 use common::*;
+use shared::*;
 use std::fmt::Write as _;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 const SIZES: [u64; 8] = [
     4 << 10,
@@ -53,23 +55,6 @@ const SIZES: [u64; 8] = [
 ];
 /// Sparse size of the XFS image (the largest lower plus a copy, with room).
 const XFS_IMAGE_BYTES: u64 = 6 << 30;
-
-#[derive(Clone, Copy, PartialEq, Debug)]
-enum Impl {
-    Kernel,
-    Ovlfuse,
-    FuseOverlayfs,
-}
-
-impl Impl {
-    fn name(self) -> &'static str {
-        match self {
-            Impl::Kernel => "kernel",
-            Impl::Ovlfuse => "ovlfuse",
-            Impl::FuseOverlayfs => "fuse-overlayfs",
-        }
-    }
-}
 
 #[derive(Clone, Copy, PartialEq, Debug)]
 enum Mode {
@@ -87,44 +72,6 @@ impl Mode {
             Mode::NoFsync => "no-fsync",
         }
     }
-}
-
-/// Held only for its Drop, which unmounts.
-enum Guard {
-    K(#[allow(dead_code)] KernelOverlay),
-    F(#[allow(dead_code)] FuseMount),
-}
-
-/// Mount `which` over `lowers` with a fresh upper under `dir` (as compare.rs).
-fn mount(which: Impl, lowers: &[PathBuf], dir: &Path, volatile: bool) -> (Guard, PathBuf) {
-    let (u, w, m) = (dir.join("u"), dir.join("w"), dir.join("m"));
-    for d in [&u, &w, &m] {
-        let _ = fs::remove_dir_all(d);
-        fs::create_dir_all(d).unwrap();
-    }
-    let mut extra: Vec<&str> = Vec::new();
-    if volatile {
-        extra.push("volatile");
-    }
-    let g = match which {
-        Impl::Kernel => Guard::K(KernelOverlay::mount(lowers, Some((&u, &w)), &m, &extra)),
-        Impl::Ovlfuse => Guard::F(FuseMount::mount(lowers, Some((&u, &w)), &m, &extra)),
-        Impl::FuseOverlayfs => {
-            let o = ovlfuse_options(lowers, Some((&u, &w)), &[] as &[&str]);
-            Guard::F(FuseMount::try_mount_bin(Path::new("fuse-overlayfs"), &o, &m, None).unwrap())
-        }
-    };
-    (g, m)
-}
-
-fn drop_caches() {
-    unsafe { libc::sync() };
-    let _ = fs::write("/proc/sys/vm/drop_caches", "3");
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 fn env_u64(name: &str, default: u64) -> u64 {
@@ -164,17 +111,6 @@ fn build_file(path: &Path, bytes: u64) {
         chunk.rotate_left(1);
     }
     f.sync_all().unwrap();
-}
-
-/// Open for append and write one byte: the copy-up trigger (as compare.rs).
-fn copy_up(m: &Path, name: &str) -> Duration {
-    let t = Instant::now();
-    let mut f = fs::OpenOptions::new()
-        .append(true)
-        .open(m.join(name))
-        .unwrap();
-    f.write_all(b"!").unwrap();
-    t.elapsed()
 }
 
 /// Median copy-up time of `name` (in the bottom lower, `size` bytes) over

@@ -18,9 +18,11 @@
 
 #[path = "../tests/common/mod.rs"]
 mod common;
+mod shared;
 
 use common::*;
 use ovlfuse::fuse::inodes::{Inodes, Node, ROOT};
+use shared::walk;
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::ffi::OsString;
 use std::fs;
@@ -165,20 +167,6 @@ fn cached_inodes(mnt: &Path) -> Option<u64> {
         .lines()
         .find_map(|l| l.strip_prefix("cached_inodes "))
         .and_then(|v| v.trim().parse().ok())
-}
-
-/// read_dir + lstat of everything under `p`; number of entries.
-fn walk(p: &Path) -> usize {
-    let mut n = 0;
-    for e in fs::read_dir(p).unwrap() {
-        let e = e.unwrap();
-        let m = fs::symlink_metadata(e.path()).unwrap();
-        n += 1;
-        if m.is_dir() {
-            n += walk(&e.path());
-        }
-    }
-    n
 }
 
 fn drop_caches() {

@@ -216,18 +216,22 @@ pub fn create(
             (fd, resolve::fstatat(upper.as_fd(), name)?)
         }
     };
+    Ok((new_upper_entry(stack, st), fd))
+}
+
+/// The entry of an object just made in the upper layer.
+fn new_upper_entry(stack: &Stack, st: resolve::Stat) -> Entry {
     // A new object has no origin: forget any mapping a previous owner of
     // this real inode number left (it may have been freed just now by a
     // concurrent unlink that has not dropped its mapping yet).
     stack.drop_upper_ino(st.st_ino);
-    let entry = Entry {
+    Entry {
         layer: 0,
         st,
         layers: vec![0],
         opaque: false,
         ino: stack.ino(0, st.st_ino),
-    };
-    Ok((entry, fd))
+    }
 }
 
 /// Remove the non-directory `name`. Returns the removed entry.
@@ -571,16 +575,7 @@ pub fn tmpfile(
     if !acl && resolve::fstat(fd.as_fd())?.st_mode & 0o7777 != mode {
         resolve::fchmod(fd.as_fd(), mode)?;
     }
-    let st = resolve::fstat(fd.as_fd())?;
-    stack.drop_upper_ino(st.st_ino);
-    let entry = Entry {
-        layer: 0,
-        st,
-        layers: vec![0],
-        opaque: false,
-        ino: stack.ino(0, st.st_ino),
-    };
-    Ok((entry, fd))
+    Ok((new_upper_entry(stack, resolve::fstat(fd.as_fd())?), fd))
 }
 
 /// linkat() of a file known only by an open fd (an O_TMPFILE file): name

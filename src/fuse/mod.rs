@@ -268,6 +268,29 @@ impl OvlFs {
         Ok(st)
     }
 
+    /// Answer a create or tmpfile: a new upper file, open as `fd`.
+    fn reply_created(&self, e: &Entry, fd: OwnedFd, flags: i32, g: u64, reply: ReplyCreate) {
+        let id = self.handles.next_id();
+        self.handles.files.insert(
+            id,
+            Arc::new(handles::FileHandle {
+                ino: e.ino,
+                fd: std::sync::RwLock::new(fd),
+                in_upper: AtomicBool::new(true),
+                seen_gen: AtomicU64::new(0),
+                flags,
+                backing: None,
+            }),
+        );
+        reply.created(
+            &TTL,
+            &to_attr(&attr::merged_stat(e)),
+            Generation(g),
+            FileHandle(id),
+            FopenFlags::FOPEN_KEEP_CACHE,
+        );
+    }
+
     fn file(&self, fh: FileHandle) -> io::Result<Arc<handles::FileHandle>> {
         self.handles
             .files
@@ -1102,25 +1125,7 @@ impl Filesystem for OvlFs {
             let g = self
                 .inodes
                 .remember_as(e.ino, parent.0, name, Vec::new(), true);
-            let id = self.handles.next_id();
-            self.handles.files.insert(
-                id,
-                Arc::new(handles::FileHandle {
-                    ino: e.ino,
-                    fd: std::sync::RwLock::new(fd),
-                    in_upper: AtomicBool::new(true),
-                    seen_gen: AtomicU64::new(0),
-                    flags,
-                    backing: None,
-                }),
-            );
-            reply.created(
-                &TTL,
-                &to_attr(&attr::merged_stat(&e)),
-                Generation(g),
-                FileHandle(id),
-                FopenFlags::FOPEN_KEEP_CACHE,
-            );
+            self.reply_created(&e, fd, flags, g, reply);
         })
     }
 
@@ -1154,25 +1159,7 @@ impl Filesystem for OvlFs {
             );
             // No node yet: it has no name. getattr, setattr and link find
             // it through this handle until a link names it.
-            let id = self.handles.next_id();
-            self.handles.files.insert(
-                id,
-                Arc::new(handles::FileHandle {
-                    ino: e.ino,
-                    fd: std::sync::RwLock::new(fd),
-                    in_upper: AtomicBool::new(true),
-                    seen_gen: AtomicU64::new(0),
-                    flags,
-                    backing: None,
-                }),
-            );
-            reply.created(
-                &TTL,
-                &to_attr(&attr::merged_stat(&e)),
-                Generation(0),
-                FileHandle(id),
-                FopenFlags::FOPEN_KEEP_CACHE,
-            );
+            self.reply_created(&e, fd, flags, 0, reply);
         })
     }
 
