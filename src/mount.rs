@@ -355,8 +355,9 @@ pub fn run(r: MountRequest) -> i32 {
     };
     let config = fuse_config(&r, &stack);
     let sigs = block_signals();
-    let fs = OvlFs::new(stack);
     let root = crate::resolve::geteuid() == 0;
+    // Passthrough needs CAP_SYS_ADMIN for its backing ids.
+    let fs = OvlFs::new(stack).with_passthrough(root && !r.options.nopassthrough);
     let session = if root {
         // Our own mount(2), so the type reads fuse.ovlfuse (fuser's direct
         // mount always says "fuse"); then serve that fd.

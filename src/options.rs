@@ -33,6 +33,9 @@ pub struct MountOptions {
     pub subtype: Option<String>,
     /// FUSE event loops; 0 means "pick from the CPU count".
     pub threads: usize,
+    /// `nopassthrough`: serve every read and write through the daemon,
+    /// even where the kernel could pass them straight to the upper file.
+    pub nopassthrough: bool,
 }
 
 /// Flags the mount tools add on their own; they change nothing for us.
@@ -154,6 +157,7 @@ impl MountOptions {
             "upperdir" => self.upperdir = Some(absolute(&unescape(&need(val)?), cwd)),
             "workdir" => self.workdir = Some(absolute(&unescape(&need(val)?), cwd)),
             "userxattr" => self.userxattr = true,
+            "nopassthrough" => self.nopassthrough = true,
             "volatile" => self.volatile = true,
             "ro" => self.ro = true,
             "allow_other" => self.allow_other = true,

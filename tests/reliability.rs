@@ -322,3 +322,66 @@ fn layer_dirs_swapped_for_symlinks_never_reach_outside() {
     fs::write(m.join("still"), "ok").unwrap();
     drop(fm);
 }
+
+/// ovlfuse's request counter `name` from the stats xattr.
+fn stat_count(m: &Path, name: &str) -> u64 {
+    let v = probe_getxattr(m, "ovlfuse.stats").expect("stats xattr");
+    String::from_utf8_lossy(&v)
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+#[test]
+fn upper_files_are_passed_through_as_root_and_nopassthrough_turns_it_off() {
+    if !env_ok(&[Need::Root, Need::Fuse]) {
+        return;
+    }
+    for (opts, passed) in [(&[] as &[&str], true), (&["nopassthrough"], false)] {
+        let t = tempdir();
+        let (l, u, w, m) = (
+            t.path().join("l"),
+            t.path().join("u"),
+            t.path().join("w"),
+            t.path().join("m"),
+        );
+        for d in [&l, &u, &w, &m] {
+            fs::create_dir_all(d).unwrap();
+        }
+        fs::write(l.join("lower"), b"lower data").unwrap();
+        let _fm = FuseMount::mount(&[l.clone()], Some((&u, &w)), &m, opts);
+        // A new file, and a lower file opened for reading, then copied up
+        // by a writer while the reader still holds it open.
+        let mut f = fs::File::create(m.join("new")).unwrap();
+        f.write_all(&vec![b'n'; 1 << 20]).unwrap();
+        f.sync_all().unwrap();
+        drop(f);
+        let reader = fs::File::open(m.join("lower")).unwrap();
+        let mut wr = fs::OpenOptions::new()
+            .append(true)
+            .open(m.join("lower"))
+            .unwrap();
+        wr.write_all(b", appended").unwrap();
+        let mut buf = vec![0u8; 64];
+        let n = std::os::unix::fs::FileExt::read_at(&reader, &mut buf, 0).unwrap();
+        assert_eq!(
+            &buf[..n],
+            b"lower data, appended",
+            "the reader follows the copy-up"
+        );
+        drop((reader, wr));
+        assert_eq!(fs::read(m.join("new")).unwrap().len(), 1 << 20);
+        assert_eq!(fs::read(u.join("lower")).unwrap(), b"lower data, appended");
+        let writes = stat_count(&m, "requests_write ");
+        if passed {
+            // The new file went straight to the upper; the copied-up file
+            // had a page-cache reader open, so its write came to us.
+            assert_eq!(writes, 1, "only the write beside a cached reader is served");
+        } else {
+            assert!(
+                writes > 1,
+                "nopassthrough: every write is served ({writes})"
+            );
+        }
+    }
+}

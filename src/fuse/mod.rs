@@ -30,6 +30,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Open flags with passthrough: the kernel fails the open (EIO) if any
+/// page-cache flag such as KEEP_CACHE comes with it.
+const PASSTHROUGH_OPEN: FopenFlags = FopenFlags::empty();
+
 /// Set once the kernel's INIT has been answered (the mount is live).
 pub static INITIALISED: AtomicBool = AtomicBool::new(false);
 
@@ -45,6 +49,9 @@ pub struct OvlFs {
     inodes: Inodes,
     handles: Handles,
     requests: AtomicU64,
+    /// Upper files' reads and writes go straight to the upper file in the
+    /// kernel (FUSE passthrough): asked for at INIT, dropped if refused.
+    passthrough: AtomicBool,
 }
 
 fn ftype(mode: u32) -> FileType {
@@ -162,6 +169,29 @@ impl OvlFs {
             inodes: Inodes::new(lowers),
             handles: Handles::default(),
             requests: AtomicU64::new(0),
+            passthrough: AtomicBool::new(false),
+        }
+    }
+
+    pub fn with_passthrough(self, on: bool) -> Self {
+        self.passthrough.store(on, Ordering::Relaxed);
+        self
+    }
+
+    /// Register `fd` as the backing file of an inode; on refusal (no
+    /// privilege, a stacking limit) passthrough is off for this mount.
+    fn backing(
+        &self,
+        open: impl FnOnce() -> io::Result<fuser::BackingId>,
+    ) -> Option<fuser::BackingId> {
+        match open() {
+            Ok(b) => Some(b),
+            Err(e) => {
+                if self.passthrough.swap(false, Ordering::Relaxed) {
+                    tracing::warn!("passthrough refused ({e}); serving I/O through the daemon");
+                }
+                None
+            }
         }
     }
 
@@ -270,6 +300,10 @@ impl OvlFs {
 
     /// Answer a create or tmpfile: a new upper file, open as `fd`.
     fn reply_created(&self, e: &Entry, fd: OwnedFd, flags: i32, g: u64, reply: ReplyCreate) {
+        let want = self.passthrough.load(Ordering::Relaxed);
+        let backing = self
+            .handles
+            .io_open(e.ino, want, || self.backing(|| reply.open_backing(&fd)));
         let id = self.handles.next_id();
         self.handles.files.insert(
             id,
@@ -279,16 +313,15 @@ impl OvlFs {
                 in_upper: AtomicBool::new(true),
                 seen_gen: AtomicU64::new(0),
                 flags,
-                backing: None,
+                backing: backing.clone(),
             }),
         );
-        reply.created(
-            &TTL,
-            &to_attr(&attr::merged_stat(e)),
-            Generation(g),
-            FileHandle(id),
-            FopenFlags::FOPEN_KEEP_CACHE,
-        );
+        let attr = to_attr(&attr::merged_stat(e));
+        let (g, fh) = (Generation(g), FileHandle(id));
+        match backing {
+            Some(b) => reply.created_passthrough(&TTL, &attr, g, fh, PASSTHROUGH_OPEN, &b),
+            None => reply.created(&TTL, &attr, g, fh, FopenFlags::FOPEN_KEEP_CACHE),
+        }
     }
 
     fn file(&self, fh: FileHandle) -> io::Result<Arc<handles::FileHandle>> {
@@ -414,6 +447,16 @@ macro_rules! try_reply {
 impl Filesystem for OvlFs {
     fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> io::Result<()> {
         INITIALISED.store(true, Ordering::Release);
+        // Upper files are passed through; lower ones never are: a read-only
+        // handle must follow a copy-up, which a backing file cannot.
+        if self.passthrough.load(Ordering::Relaxed)
+            && (config
+                .add_capabilities(InitFlags::FUSE_PASSTHROUGH)
+                .is_err()
+                || config.set_max_stack_depth(1).is_err())
+        {
+            self.passthrough.store(false, Ordering::Relaxed);
+        }
         for cap in [
             InitFlags::FUSE_DO_READDIRPLUS,
             InitFlags::FUSE_READDIRPLUS_AUTO,
@@ -769,6 +812,10 @@ impl Filesystem for OvlFs {
                 write,
                 "opened"
             );
+            let want = in_upper && self.passthrough.load(Ordering::Relaxed);
+            let backing = self
+                .handles
+                .io_open(ino.0, want, || self.backing(|| reply.open_backing(&fd)));
             let id = self.handles.next_id();
             self.handles.files.insert(
                 id,
@@ -778,10 +825,13 @@ impl Filesystem for OvlFs {
                     in_upper: AtomicBool::new(in_upper),
                     seen_gen: AtomicU64::new(self.stack.copyup_gen.load(Ordering::Acquire)),
                     flags,
-                    backing: None,
+                    backing: backing.clone(),
                 }),
             );
-            reply.opened(FileHandle(id), FopenFlags::FOPEN_KEEP_CACHE);
+            match backing {
+                Some(b) => reply.opened_passthrough(FileHandle(id), PASSTHROUGH_OPEN, &b),
+                None => reply.opened(FileHandle(id), FopenFlags::FOPEN_KEEP_CACHE),
+            }
         })
     }
 
@@ -864,7 +914,9 @@ impl Filesystem for OvlFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.handles.files.remove(&fh.0);
+        if let Some((_, h)) = self.handles.files.remove(&fh.0) {
+            self.handles.io_close(h.ino);
+        }
         reply.ok();
     }
 
