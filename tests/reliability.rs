@@ -349,7 +349,7 @@ fn upper_files_are_passed_through_as_root_and_nopassthrough_turns_it_off() {
             fs::create_dir_all(d).unwrap();
         }
         fs::write(l.join("lower"), b"lower data").unwrap();
-        let _fm = FuseMount::mount(&[l.clone()], Some((&u, &w)), &m, opts);
+        let _fm = FuseMount::mount(std::slice::from_ref(&l), Some((&u, &w)), &m, opts);
         // A new file, and a lower file opened for reading, then copied up
         // by a writer while the reader still holds it open.
         let mut f = fs::File::create(m.join("new")).unwrap();
