@@ -2,7 +2,8 @@
 //! fuse-overlayfs on identical layers (five lowers), same run, median of 3,
 //! ratio to the kernel. Run as root: `cargo bench --bench compare`.
 //! OVLFUSE_BENCH_SCALE=0.1 shrinks every workload for a quick look;
-//! OVLFUSE_BENCH_ONLY=name runs one workload.
+//! OVLFUSE_BENCH_ONLY=name runs one workload; OVLFUSE_BENCH_USER=1 runs
+//! ovlfuse and fuse-overlayfs as an ordinary user (rootless, no passthrough).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -207,6 +208,13 @@ fn main() {
         return;
     }
     let only = std::env::var("OVLFUSE_BENCH_ONLY").ok();
+    // OVLFUSE_BENCH_USER=1: the FUSE daemons run as an ordinary user (no
+    // passthrough possible), the way rootless containers use them.
+    let user = std::env::var_os("OVLFUSE_BENCH_USER").map(|_| {
+        open_dev_fuse();
+        enable_user_allow_other();
+        ensure_user("ovltest")
+    });
     let impls: Vec<Impl> = [Impl::Kernel, Impl::Ovlfuse, Impl::FuseOverlayfs]
         .into_iter()
         .filter(|i| *i != Impl::FuseOverlayfs || Path::new("/usr/bin/fuse-overlayfs").exists())
@@ -224,8 +232,13 @@ fn main() {
             .trim()
     );
     println!(
-        "ovlfuse comparison: 5 lowers on {}, {machine}; median of 3; ratio to kernel",
-        test_tmp_root().display()
+        "ovlfuse comparison: 5 lowers on {}, {machine}; median of 3; ratio to kernel{}",
+        test_tmp_root().display(),
+        if user.is_some() {
+            "; FUSE daemons run by an ordinary user (kernel mounted by root)"
+        } else {
+            ""
+        }
     );
     println!(
         "{:<40} {:>12} {:>12} {:>8} {:>14} {:>8}",
@@ -233,6 +246,16 @@ fn main() {
     );
     for w in workloads() {
         (w.build)(&lowers);
+        if let Some((uid, gid)) = user {
+            // The user's own layers, as in a rootless container.
+            let ok = std::process::Command::new("chown")
+                .arg("-R")
+                .arg(format!("{uid}:{gid}"))
+                .args(&lowers)
+                .status()
+                .is_ok_and(|s| s.success());
+            assert!(ok, "chown -R of the lowers");
+        }
         if only.as_deref().is_some_and(|o| !w.name.contains(o)) {
             continue;
         }
@@ -241,8 +264,15 @@ fn main() {
             let mut times = Vec::new();
             for run in 0..3 {
                 let dir = t.path().join(format!("run-{}-{run}", i.name()));
-                let (g, m) = mount(i, &lowers, &dir, w.volatile && i != Impl::FuseOverlayfs);
-                times.push((w.run)(&m));
+                let (g, m) = mount_as(i, &lowers, &dir, w.volatile, user);
+                times.push(match user {
+                    // As that user; caches dropped first (a user cannot).
+                    Some((uid, gid)) => {
+                        drop_caches();
+                        with_creds(uid, gid, || (w.run)(&m))
+                    }
+                    None => (w.run)(&m),
+                });
                 drop(g);
                 let _ = fs::remove_dir_all(&dir);
             }

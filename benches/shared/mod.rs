@@ -33,22 +33,48 @@ pub enum Guard {
 
 /// Mount `which` over `lowers` with a fresh upper under `dir`.
 pub fn mount(which: Impl, lowers: &[PathBuf], dir: &Path, volatile: bool) -> (Guard, PathBuf) {
+    mount_as(which, lowers, dir, volatile, None)
+}
+
+/// `mount`, with the FUSE daemons run by `user` (through fusermount3,
+/// allow_other so the bench, as root, can use the mount). The kernel
+/// overlayfs, the reference, is still mounted by root.
+pub fn mount_as(
+    which: Impl,
+    lowers: &[PathBuf],
+    dir: &Path,
+    volatile: bool,
+    user: Option<(u32, u32)>,
+) -> (Guard, PathBuf) {
     let (u, w, m) = (dir.join("u"), dir.join("w"), dir.join("m"));
     for d in [&u, &w, &m] {
         let _ = fs::remove_dir_all(d);
         fs::create_dir_all(d).unwrap();
+        if let Some((uid, gid)) = user {
+            std::os::unix::fs::chown(d, Some(uid), Some(gid)).unwrap();
+        }
     }
     let mut extra: Vec<&str> = Vec::new();
     if volatile {
         extra.push("volatile");
     }
+    if user.is_some() {
+        extra.push("allow_other");
+    }
     let g = match which {
-        Impl::Kernel => Guard::K(KernelOverlay::mount(lowers, Some((&u, &w)), &m, &extra)),
-        Impl::Ovlfuse => Guard::F(FuseMount::mount(lowers, Some((&u, &w)), &m, &extra)),
+        Impl::Kernel => {
+            extra.retain(|o| *o != "allow_other");
+            Guard::K(KernelOverlay::mount(lowers, Some((&u, &w)), &m, &extra))
+        }
+        Impl::Ovlfuse => {
+            let o = ovlfuse_options(lowers, Some((&u, &w)), &extra);
+            Guard::F(FuseMount::try_mount(&o, &m, user).unwrap())
+        }
         Impl::FuseOverlayfs => {
             // fuse-overlayfs never fsyncs a copy-up; it has no volatile option.
-            let o = ovlfuse_options(lowers, Some((&u, &w)), &[] as &[&str]);
-            Guard::F(FuseMount::try_mount_bin(Path::new("fuse-overlayfs"), &o, &m, None).unwrap())
+            extra.retain(|o| *o != "volatile");
+            let o = ovlfuse_options(lowers, Some((&u, &w)), &extra);
+            Guard::F(FuseMount::try_mount_bin(Path::new("fuse-overlayfs"), &o, &m, user).unwrap())
         }
     };
     (g, m)
