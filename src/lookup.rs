@@ -147,7 +147,7 @@ fn lookup_in(
         let is_dir = resolve::is_dir(&st);
         match &mut found {
             None => {
-                let opaque = is_dir && markers::is_opaque(dfd.as_fd(), name, true);
+                let opaque = is_dir && stack.is_opaque(l, dfd.as_fd(), dir.path, name);
                 found = Some(Entry {
                     layer: l,
                     st,
@@ -164,7 +164,7 @@ fn lookup_in(
                     break;
                 }
                 e.layers.push(l);
-                if markers::is_opaque(dfd.as_fd(), name, true) {
+                if stack.is_opaque(l, dfd.as_fd(), dir.path, name) {
                     break;
                 }
             }

@@ -95,13 +95,45 @@ pub fn is_opaque(dir: BorrowedFd, name: &OsStr, aufs: bool) -> bool {
         .is_ok()
 }
 
+/// The whiteout in workdir/work that every new whiteout is a link to.
+const SHARED_WHITEOUT: &str = "#whiteout";
+
+/// Make a 0/0 character device `name` in `dir`: a hard link to one shared
+/// whiteout in work, as the kernel overlayfs does (a link costs a tenth of
+/// a new inode here), or a mknod of its own where linking fails.
+fn mknod_whiteout(stack: &Stack, dir: BorrowedFd, name: &OsStr) -> io::Result<()> {
+    if let Ok(work) = stack.work() {
+        let shared = OsStr::new(SHARED_WHITEOUT);
+        for _ in 0..2 {
+            match resolve::linkat(work, shared, dir, name) {
+                Ok(()) => return Ok(()),
+                Err(e) if resolve::errno(&e) == libc::EEXIST => return Err(e),
+                Err(e) if resolve::errno(&e) == libc::ENOENT => {
+                    let _ = resolve::mknodat(work, shared, libc::S_IFCHR, 0);
+                }
+                Err(e) if resolve::errno(&e) == libc::EMLINK => {
+                    // Full: a fresh shared whiteout replaces it.
+                    let tmp = stack.tmp_name();
+                    if resolve::mknodat(work, &tmp, libc::S_IFCHR, 0).is_ok()
+                        && resolve::renameat2(work, &tmp, work, shared, 0).is_err()
+                    {
+                        let _ = resolve::unlinkat(work, &tmp, false);
+                    }
+                }
+                Err(_) => break,
+            }
+        }
+    }
+    resolve::mknodat(dir, name, libc::S_IFCHR, 0)
+}
+
 /// Build a whiteout under workdir/work and return its temporary name. The
 /// caller renames it into place, so the upper layer never shows a half-made
 /// one.
 pub fn make_tmp_whiteout(stack: &Stack) -> io::Result<OsString> {
     let work = stack.work()?;
     let tmp = stack.tmp_name();
-    match resolve::mknodat(work, &tmp, libc::S_IFCHR, 0) {
+    match mknod_whiteout(stack, work, &tmp) {
         Ok(()) => Ok(tmp),
         Err(e) if matches!(resolve::errno(&e), libc::EPERM | libc::EOPNOTSUPP) => {
             // Fallback where a 0/0 device is refused: the kernel's xattr form.
@@ -144,7 +176,7 @@ pub fn whiteout_at(stack: &Stack, parent: BorrowedFd, name: &OsStr) -> io::Resul
     // Where the name is free in the upper, one mknod makes the whiteout
     // whole or not at all. Replacing an upper object, or the xattr form,
     // is built in work first and renamed over.
-    match resolve::mknodat(parent, name, libc::S_IFCHR, 0) {
+    match mknod_whiteout(stack, parent, name) {
         Ok(()) => {}
         Err(e)
             if matches!(

@@ -82,6 +82,9 @@ pub struct Stack {
     /// directory in that layer) are kept instead of re-resolving the path
     /// beneath the layer root on every request.
     lower_dirs: DashMap<(usize, PathBuf), Option<Arc<LowerDir>>>,
+    /// Opaque marks of lower directories, by (layer, path): they never
+    /// change, and a merged directory's getattr would re-read them.
+    lower_opaque: DashMap<(usize, PathBuf), bool>,
 }
 
 /// A cached lower directory.
@@ -236,6 +239,7 @@ impl Stack {
             copyup_gen: AtomicU64::new(0),
             stats: Default::default(),
             lower_dirs: DashMap::new(),
+            lower_opaque: DashMap::new(),
         })
     }
 
@@ -391,6 +395,24 @@ impl Stack {
         }
         self.lower_dirs.insert(key, r.clone());
         r.ok_or_else(|| resolve::err(libc::ENOENT))
+    }
+
+    /// Is the directory `name` in `dir` (open as `dfd`, in `layer`) opaque?
+    /// Lower answers are remembered.
+    pub fn is_opaque(&self, layer: usize, dfd: BorrowedFd, dir: &Path, name: &OsStr) -> bool {
+        if self.is_upper(layer) {
+            return crate::markers::is_opaque(dfd, name, true);
+        }
+        let key = (layer, crate::lookup::child_path(dir, name));
+        if let Some(o) = self.lower_opaque.get(&key) {
+            return *o;
+        }
+        let o = crate::markers::is_opaque(dfd, name, true);
+        if self.lower_opaque.len() >= LOWER_DIR_CACHE {
+            self.lower_opaque.clear();
+        }
+        self.lower_opaque.insert(key, o);
+        o
     }
 
     /// May the lower directory hold AUFS `.wh.*` markers? (true when
