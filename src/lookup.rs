@@ -116,6 +116,10 @@ fn lookup_in(
     if name.as_bytes().len() > 255 {
         return Err(resolve::err(libc::ENAMETOOLONG));
     }
+    if name.is_empty() {
+        // The name of a node that has none yet (an O_TMPFILE file).
+        return Ok(None);
+    }
     let mut found: Option<Entry> = None;
     for &l in order {
         let dfd = match stack.dir(l, dir.path) {

@@ -76,6 +76,12 @@ fn has_any_xattr(t: XTarget, names: &[&str]) -> bool {
 /// Is the directory `name` in `dir` opaque? `aufs` enables the
 /// `.wh..wh..opq` check (lower layers only).
 pub fn is_opaque(dir: BorrowedFd, name: &OsStr, aufs: bool) -> bool {
+    is_opaque_checked(dir, name, aufs).unwrap_or(false)
+}
+
+/// `is_opaque`, telling a definite answer from a failure to find out (so
+/// that only definite answers are remembered).
+pub fn is_opaque_checked(dir: BorrowedFd, name: &OsStr, aufs: bool) -> io::Result<bool> {
     let t = XTarget::At(dir, name);
     // One listxattr answers "no" for the common, unmarked directory.
     match resolve::listxattr(t) {
@@ -84,15 +90,23 @@ pub fn is_opaque(dir: BorrowedFd, name: &OsStr, aufs: bool) -> bool {
                 if OPAQUE_NAMES.iter().any(|o| OsStr::new(o) == n)
                     && resolve::getxattr(t, &n).is_ok_and(|v| v == b"y")
                 {
-                    return true;
+                    return Ok(true);
                 }
             }
         }
-        Err(_) => return false,
+        // A filesystem without xattrs has no xattr marks.
+        Err(e) if matches!(resolve::errno(&e), libc::ENOTSUP | libc::ENODATA) => {}
+        Err(e) => return Err(e),
     }
-    aufs && resolve::openat(dir, name, libc::O_PATH | libc::O_DIRECTORY, 0)
-        .and_then(|d| resolve::fstatat(d.as_fd(), OsStr::new(AUFS_OPAQUE)))
-        .is_ok()
+    if !aufs {
+        return Ok(false);
+    }
+    let d = resolve::openat(dir, name, libc::O_PATH | libc::O_DIRECTORY, 0)?;
+    match resolve::fstatat(d.as_fd(), OsStr::new(AUFS_OPAQUE)) {
+        Ok(_) => Ok(true),
+        Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => Ok(false),
+        Err(e) => Err(e),
+    }
 }
 
 /// The whiteout in workdir/work that every new whiteout is a link to.

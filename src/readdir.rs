@@ -39,7 +39,7 @@ pub fn read_merged(stack: &Stack, dir: &DirRef) -> io::Result<Vec<MergedEntry>> 
         // Opened by its path from the layer root, not as "." of `dfd`: that
         // lookup would need search permission, and a directory its owner
         // made 0600 is still listable.
-        let rd = open_listing(stack, l, dir.path)?;
+        let rd = open_listing(stack, l, dfd.as_fd(), dir.path)?;
         // The kernel only looks for xattr whiteouts where the parent says
         // it holds some (overlay.opaque=x); so do we, to keep listing cheap.
         let xattr_wh = ["trusted.overlay.opaque", "user.overlay.opaque"]
@@ -73,7 +73,12 @@ pub fn read_merged(stack: &Stack, dir: &DirRef) -> io::Result<Vec<MergedEntry>> 
             // a character device, taken for the whiteout it almost always
             // is (the kernel, checking with the mounter's rights, hides it).
             let st = if needs_stat {
-                resolve::fstatat(dfd.as_fd(), &e.name).ok()
+                match resolve::fstatat(dfd.as_fd(), &e.name) {
+                    Ok(st) => Some(st),
+                    Err(err) if resolve::errno(&err) == libc::EACCES => None,
+                    // Gone since the listing (or unreadable): left out.
+                    Err(_) => continue,
+                }
             } else {
                 None
             };
@@ -108,17 +113,28 @@ pub fn is_empty(stack: &Stack, dir: &DirRef) -> io::Result<bool> {
     Ok(read_merged(stack, dir)?.is_empty())
 }
 
-/// Open a layer's directory for reading, without touching its atime where
-/// the kernel lets us.
+/// Open a layer's directory for reading (as "." of `dfd`, so listing and
+/// stat'ing see one directory), without touching its atime where the
+/// kernel lets us.
 fn open_listing(
     stack: &Stack,
     layer: usize,
+    dfd: std::os::fd::BorrowedFd,
     path: &std::path::Path,
 ) -> io::Result<std::os::fd::OwnedFd> {
-    let root = stack.layers[layer].root.as_fd();
     let flags = libc::O_RDONLY | libc::O_DIRECTORY;
-    match resolve::open_beneath(root, path, flags | libc::O_NOATIME) {
-        Err(e) if resolve::errno(&e) == libc::EPERM => resolve::open_beneath(root, path, flags),
+    match resolve::open_noatime(dfd, OsStr::new("."), flags) {
+        // No search permission (a 0600 directory, an unprivileged daemon):
+        // still listable, opened by its path from the layer root.
+        Err(e) if resolve::errno(&e) == libc::EACCES => {
+            let root = stack.layers[layer].root.as_fd();
+            match resolve::open_beneath(root, path, flags | libc::O_NOATIME) {
+                Err(e) if resolve::errno(&e) == libc::EPERM => {
+                    resolve::open_beneath(root, path, flags)
+                }
+                r => r,
+            }
+        }
         r => r,
     }
 }

@@ -392,7 +392,8 @@ pub fn fallocate(fd: BorrowedFd, mode: i32, offset: u64, len: u64) -> io::Result
 pub fn pread_full(fd: BorrowedFd, len: usize, offset: u64) -> io::Result<Vec<u8>> {
     let mut buf: Vec<u8> = Vec::with_capacity(len);
     while buf.len() < len {
-        let spare = buf.spare_capacity_mut();
+        let want = len - buf.len();
+        let spare = &mut buf.spare_capacity_mut()[..want];
         let n = check_ssize(unsafe {
             libc::pread(
                 fd.as_raw_fd(),
@@ -727,6 +728,24 @@ pub fn set_fs_ids(uid: u32, gid: u32) -> (u32, u32) {
 
 /// Best-effort: raise our open-file limit to the hard maximum (open handles
 /// are fds).
+/// The soft limit on open files.
+pub fn nofile_limit() -> u64 {
+    let mut rl: libc::rlimit = unsafe { std::mem::zeroed() };
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0 {
+        rl.rlim_cur
+    } else {
+        1024
+    }
+}
+
+/// Open the object an fd holds anew, with `flags` (through /proc: the
+/// object may have no name).
+pub fn reopen(fd: BorrowedFd, flags: i32) -> io::Result<OwnedFd> {
+    let p = proc_path(fd, None)?;
+    let n = check(unsafe { libc::open(p.as_ptr(), flags | libc::O_CLOEXEC) })?;
+    Ok(unsafe { OwnedFd::from_raw_fd(n) })
+}
+
 pub fn raise_nofile() {
     let mut rl: libc::rlimit = unsafe { std::mem::zeroed() };
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0 && rl.rlim_cur < rl.rlim_max {

@@ -99,8 +99,15 @@ struct LowerDir {
 /// A directory fd of one layer; shared when it comes from the cache.
 pub type DirFd = Arc<OwnedFd>;
 
-/// Bound on cached lower directory fds (each is one O_PATH fd).
-const LOWER_DIR_CACHE: usize = 16384;
+/// Bound on cached lower directory fds (each is one O_PATH fd): at most a
+/// quarter of the open-file limit, so the cache never causes EMFILE.
+fn lower_dir_cache_max() -> usize {
+    static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+    *MAX.get_or_init(|| (resolve::nofile_limit() / 4).clamp(64, 16384) as usize)
+}
+
+/// Bound on remembered opaque marks (no fds: just memory).
+const LOWER_OPAQUE_CACHE: usize = 65536;
 
 fn is_within(a: &Path, b: &Path) -> bool {
     a != b && a.starts_with(b)
@@ -390,7 +397,7 @@ impl Stack {
             // EACCES and the like may pass: not cached.
             Err(e) => return Err(e),
         };
-        if self.lower_dirs.len() >= LOWER_DIR_CACHE {
+        if self.lower_dirs.len() >= lower_dir_cache_max() {
             self.lower_dirs.clear();
         }
         self.lower_dirs.insert(key, r.clone());
@@ -407,8 +414,11 @@ impl Stack {
         if let Some(o) = self.lower_opaque.get(&key) {
             return *o;
         }
-        let o = crate::markers::is_opaque(dfd, name, true);
-        if self.lower_opaque.len() >= LOWER_DIR_CACHE {
+        let Ok(o) = crate::markers::is_opaque_checked(dfd, name, true) else {
+            // Unsure this time (EMFILE, say): answer as before, remember nothing.
+            return false;
+        };
+        if self.lower_opaque.len() >= LOWER_OPAQUE_CACHE {
             self.lower_opaque.clear();
         }
         self.lower_opaque.insert(key, o);

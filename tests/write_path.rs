@@ -1865,17 +1865,26 @@ fn o_tmpfile_and_linkat_work_as_on_the_kernel() {
     let linked = c.ok("O_TMPFILE, write, fchmod, ftruncate, linkat", |r| {
         let fd = open_fd(&r.join("d"), libc::O_TMPFILE | libc::O_RDWR, 0o600)?;
         write_fd(&fd, b"anonymous data")?;
+        // Reopened by its /proc link while it has no name.
+        let again = open_fd(
+            Path::new(&format!("/proc/self/fd/{}", fd.as_raw_fd())),
+            libc::O_RDONLY,
+            0,
+        )?;
+        let reread = pread_fd(&again, 0, 64)?;
         let before = fstat_brief(&fd)?;
         check(unsafe { libc::fchmod(fd.as_raw_fd(), 0o640) })?;
         check(unsafe { libc::ftruncate(fd.as_raw_fd(), 9) })?;
         let unnamed = fstat_brief(&fd)?;
         link_fd_to(&fd, &r.join("d/linked"))?;
         let named = fstat_brief(&fd)?;
-        Ok((before, unnamed, named, probe_read(&r.join("d/linked"))?))
+        let content = probe_read(&r.join("d/linked"))?;
+        Ok((before, unnamed, named, content, reread))
     });
     assert_eq!(linked.0.2, 0, "an O_TMPFILE file has no link yet");
     assert_eq!(linked.2.2, 1);
     assert_eq!(linked.3, b"anonymous");
+    assert_eq!(linked.4, b"anonymous data", "reopened through /proc");
     // Linked over a whiteout: the name comes back with the new content.
     c.ok("rm a lower file", |r| probe_unlink(&r.join("d/f")));
     c.ok("O_TMPFILE linked over the whiteout", |r| {

@@ -130,7 +130,8 @@ impl Inodes {
             );
             n.parent = parent;
             n.others.retain(|(p, x)| !(*p == parent && x == name));
-            if !n.others.contains(&old) {
+            // An empty name was the placeholder of an unnamed file.
+            if !old.1.is_empty() && !n.others.contains(&old) {
                 n.others.push(old);
             }
         }

@@ -292,10 +292,40 @@ impl OvlFs {
     fn setattr_unnamed(&self, h: &handles::FileHandle, sa: &SetAttr) -> io::Result<Stat> {
         self.stack.upper_or_erofs()?;
         let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
-        attr::setattr_fd(fd.as_fd(), sa)?;
+        if sa.size.is_some() && h.flags & libc::O_ACCMODE == libc::O_RDONLY {
+            // truncate(2) needs a writable file; the handle found may not be.
+            let w = resolve::reopen(fd.as_fd(), libc::O_WRONLY)?;
+            attr::setattr_fd(w.as_fd(), sa)?;
+        } else {
+            attr::setattr_fd(fd.as_fd(), sa)?;
+        }
         let mut st = resolve::fstat(fd.as_fd())?;
         st.st_ino = h.ino;
         Ok(st)
+    }
+
+    /// Answer an open with a handle on `fd`, passed through where it can be.
+    fn reply_opened(&self, ino: u64, fd: OwnedFd, in_upper: bool, flags: i32, reply: ReplyOpen) {
+        let want = in_upper && self.passthrough.load(Ordering::Relaxed);
+        let backing = self
+            .handles
+            .io_open(ino, want, || self.backing(|| reply.open_backing(&fd)));
+        let id = self.handles.next_id();
+        self.handles.files.insert(
+            id,
+            Arc::new(handles::FileHandle {
+                ino,
+                fd: std::sync::RwLock::new(fd),
+                in_upper: AtomicBool::new(in_upper),
+                seen_gen: AtomicU64::new(self.stack.copyup_gen.load(Ordering::Acquire)),
+                flags,
+                backing: backing.clone(),
+            }),
+        );
+        match backing {
+            Some(b) => reply.opened_passthrough(FileHandle(id), PASSTHROUGH_OPEN, &b),
+            None => reply.opened(FileHandle(id), FopenFlags::FOPEN_KEEP_CACHE),
+        }
     }
 
     /// Answer a create or tmpfile: a new upper file, open as `fd`.
@@ -781,11 +811,25 @@ impl Filesystem for OvlFs {
         self.count_op("open");
         guarded("open", || {
             let flags = flags.0;
-            let (place, e) = try_reply!(reply, self.entry_of(ino.0));
             let acc = flags & libc::O_ACCMODE;
             let write = acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
             let keep = flags
                 & (libc::O_ACCMODE | libc::O_APPEND | libc::O_TRUNC | libc::O_SYNC | libc::O_DSYNC);
+            let (place, e) = match self.entry_of(ino.0) {
+                Ok(x) => x,
+                // An unnamed or unlinked file, reopened through /proc.
+                Err(err) => match self.handle_of(ino.0, None) {
+                    Some(h) if h.in_upper.load(Ordering::Acquire) => {
+                        let fd = {
+                            let cur = h.fd.read().unwrap_or_else(|p| p.into_inner());
+                            resolve::reopen(cur.as_fd(), keep)
+                        };
+                        let fd = try_reply!(reply, fd);
+                        return self.reply_opened(ino.0, fd, true, flags, reply);
+                    }
+                    _ => return reply.error(eno(&err)),
+                },
+            };
             let (fd, in_upper) = if write {
                 let trunc = flags & libc::O_TRUNC != 0;
                 let up = try_reply!(
@@ -812,26 +856,7 @@ impl Filesystem for OvlFs {
                 write,
                 "opened"
             );
-            let want = in_upper && self.passthrough.load(Ordering::Relaxed);
-            let backing = self
-                .handles
-                .io_open(ino.0, want, || self.backing(|| reply.open_backing(&fd)));
-            let id = self.handles.next_id();
-            self.handles.files.insert(
-                id,
-                Arc::new(handles::FileHandle {
-                    ino: ino.0,
-                    fd: std::sync::RwLock::new(fd),
-                    in_upper: AtomicBool::new(in_upper),
-                    seen_gen: AtomicU64::new(self.stack.copyup_gen.load(Ordering::Acquire)),
-                    flags,
-                    backing: backing.clone(),
-                }),
-            );
-            match backing {
-                Some(b) => reply.opened_passthrough(FileHandle(id), PASSTHROUGH_OPEN, &b),
-                None => reply.opened(FileHandle(id), FopenFlags::FOPEN_KEEP_CACHE),
-            }
+            self.reply_opened(ino.0, fd, in_upper, flags, reply);
         })
     }
 
@@ -1209,9 +1234,13 @@ impl Filesystem for OvlFs {
                 ino = e.ino,
                 "upper layer"
             );
-            // No node yet: it has no name. getattr, setattr and link find
-            // it through this handle until a link names it.
-            self.reply_created(&e, fd, flags, 0, reply);
+            // The kernel counts this reply as a lookup of the node, so it
+            // is one, with an empty name until a link names it; getattr,
+            // setattr, open and link reach it through its handle meanwhile.
+            let g = self
+                .inodes
+                .remember_as(e.ino, parent.0, OsStr::new(""), Vec::new(), true);
+            self.reply_created(&e, fd, flags, g, reply);
         })
     }
 
