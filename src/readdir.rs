@@ -35,10 +35,6 @@ pub fn read_merged(stack: &Stack, dir: &DirRef) -> io::Result<Vec<MergedEntry>> 
             Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => continue,
             Err(e) => return Err(e),
         };
-        // Open for reading without touching the lower directory's atime.
-        // Opened by its path from the layer root, not as "." of `dfd`: that
-        // lookup would need search permission, and a directory its owner
-        // made 0600 is still listable.
         let rd = open_listing(stack, l, dfd.as_fd(), dir.path)?;
         // The kernel only looks for xattr whiteouts where the parent says
         // it holds some (overlay.opaque=x); so do we, to keep listing cheap.
