@@ -2,10 +2,14 @@
 //! deep stack, merged readdir, and the cost of the always-on statistics.
 //! `cargo bench --bench core`. Plain timing loops (median of 5 batches).
 
+#[path = "shared/stacks.rs"]
+mod stacks;
+use stacks::*;
+
 use ovlfuse::lookup::{self, DirRef};
+use ovlfuse::readdir;
 use ovlfuse::stats::Stats;
-use ovlfuse::{MountOptions, Stack, readdir};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Instant;
 
 fn per_op(n: u32, mut f: impl FnMut()) -> f64 {
@@ -20,20 +24,6 @@ fn per_op(n: u32, mut f: impl FnMut()) -> f64 {
         .collect();
     v.sort_by(|a, b| a.partial_cmp(b).unwrap());
     v[2]
-}
-
-fn stack_of(depth: usize, base: &Path) -> Stack {
-    let lowers: Vec<PathBuf> = (0..depth).map(|i| base.join(format!("l{i}"))).collect();
-    for (i, l) in lowers.iter().enumerate() {
-        std::fs::create_dir_all(l.join("dir")).unwrap();
-        std::fs::write(l.join(format!("dir/f{i}")), "x").unwrap();
-    }
-    std::fs::write(lowers[depth - 1].join("bottom"), "b").unwrap();
-    Stack::open(&MountOptions {
-        lowerdirs: lowers,
-        ..Default::default()
-    })
-    .unwrap()
 }
 
 fn main() {

@@ -7,35 +7,19 @@
 //! `cargo bench --bench core_criterion` (a few minutes on 2 CPUs);
 //! `cargo bench --bench core_criterion -- lookup` runs one group.
 
+#[path = "shared/stacks.rs"]
+mod stacks;
+use stacks::*;
+
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use ovlfuse::lookup::{self, DirRef};
-use ovlfuse::{MountOptions, Stack, readdir};
+use ovlfuse::{Stack, readdir};
 use std::ffi::OsStr;
 use std::hint::black_box;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const DEPTHS: [usize; 4] = [1, 10, 100, 500];
-
-/// `depth` lowers under `base`: each has `dir/f<i>`, the bottom one also
-/// holds `bottom` at its root.
-fn stack_of(depth: usize, base: &Path) -> Stack {
-    let lowers: Vec<PathBuf> = (0..depth).map(|i| base.join(format!("l{i}"))).collect();
-    for (i, l) in lowers.iter().enumerate() {
-        std::fs::create_dir_all(l.join("dir")).unwrap();
-        std::fs::write(l.join(format!("dir/f{i}")), "x").unwrap();
-    }
-    std::fs::write(lowers[depth - 1].join("bottom"), "b").unwrap();
-    open(lowers)
-}
-
-fn open(lowers: Vec<PathBuf>) -> Stack {
-    Stack::open(&MountOptions {
-        lowerdirs: lowers,
-        ..Default::default()
-    })
-    .unwrap()
-}
 
 /// Modest settings: 20 samples over ~3 s per case (5-6 s for the slow
 /// listings), about a minute of measuring in all on 2 CPUs.

@@ -291,13 +291,7 @@ pub fn rmdir(stack: &Stack, dir: &DirRef, name: &OsStr) -> io::Result<Entry> {
     if !e.is_dir() {
         return Err(err(libc::ENOTDIR));
     }
-    let path = child_path(dir.path, name);
-    let lowers = e.lowers(stack);
-    let sub = DirRef {
-        path: &path,
-        lowers: &lowers,
-    };
-    if !readdir::is_empty(stack, &sub)? {
+    if !readdir::is_empty(stack, dir.path, name, &e)? {
         return Err(err(libc::ENOTEMPTY));
     }
     remove_name(stack, dir, name, &e)?;
@@ -373,19 +367,12 @@ pub fn rename(
     if let (Some(d), false) = (&dst, exchange)
         && src.is_dir()
         && d.is_dir()
+        && !readdir::is_empty(stack, ndir.path, nname, d)?
     {
-        let p = child_path(ndir.path, nname);
-        let l = d.lowers(stack);
-        let dref = DirRef {
-            path: &p,
-            lowers: &l,
-        };
-        if !readdir::is_empty(stack, &dref)? {
-            if d.has_lower(stack) {
-                return Err(err(libc::ENOTEMPTY));
-            }
-            target_not_empty = true;
+        if d.has_lower(stack) {
+            return Err(err(libc::ENOTEMPTY));
         }
+        target_not_empty = true;
     }
     let opath = child_path(odir.path, oname);
     let npath = child_path(ndir.path, nname);
@@ -592,12 +579,9 @@ pub fn link_unnamed(
     }
     let nup = copy_up::ensure_upper_dir(stack, ndir.path)?;
     link_into(stack, nup.as_fd(), nname, |d, n| resolve::link_fd(fd, d, n))?;
-    let st = resolve::fstatat(nup.as_fd(), nname)?;
-    Ok(Entry {
-        layer: 0,
-        st,
-        layers: vec![0],
-        opaque: false,
-        ino: stack.ino(0, st.st_ino),
-    })
+    // The same object tmpfile() described: its number does not change.
+    Ok(new_upper_entry(
+        stack,
+        resolve::fstatat(nup.as_fd(), nname)?,
+    ))
 }

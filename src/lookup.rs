@@ -24,6 +24,23 @@ pub struct DirRef<'a> {
     pub lowers: &'a [usize],
 }
 
+/// A merged directory held by value (its path and lowers), as a node
+/// table keeps it; `dir_ref` lends it to the core.
+#[derive(Debug, Clone)]
+pub struct DirBuf {
+    pub path: PathBuf,
+    pub lowers: std::sync::Arc<[usize]>,
+}
+
+impl DirBuf {
+    pub fn dir_ref(&self) -> DirRef<'_> {
+        DirRef {
+            path: &self.path,
+            lowers: &self.lowers,
+        }
+    }
+}
+
 /// What a name resolves to.
 #[derive(Debug, Clone)]
 pub struct Entry {

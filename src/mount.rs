@@ -43,33 +43,26 @@ fn unescape_mountinfo(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The filesystem type mounted exactly at `path`, if any.
-pub fn mounted_fstype(path: &Path) -> Option<String> {
+/// The mountinfo line of the mount exactly at `path`: the last one, since
+/// the last mount stacked there is the one that shows.
+fn mountinfo_line(path: &Path) -> Option<String> {
     let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
     let want = path.to_string_lossy();
-    let mut found = None;
-    for line in info.lines() {
-        let mut parts = line.split(" - ");
-        let (Some(left), Some(right)) = (parts.next(), parts.next()) else {
-            continue;
-        };
-        let mp = left.split(' ').nth(4).map(unescape_mountinfo);
-        if mp.as_deref() == Some(&want) {
-            // The last mount stacked there is the one that shows.
-            found = right.split(' ').next().map(str::to_string);
-        }
-    }
-    found
+    info.lines()
+        .rfind(|l| l.split(' ').nth(4).map(unescape_mountinfo).as_deref() == Some(&want))
+        .map(str::to_string)
+}
+
+/// The filesystem type mounted exactly at `path`, if any.
+pub fn mounted_fstype(path: &Path) -> Option<String> {
+    let line = mountinfo_line(path)?;
+    let (_, right) = line.split_once(" - ")?;
+    right.split(' ').next().map(str::to_string)
 }
 
 /// The device ("major:minor") of the mount exactly at `path`.
 fn mounted_dev(path: &Path) -> Option<String> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
-    let want = path.to_string_lossy();
-    info.lines()
-        .filter(|l| l.split(' ').nth(4).map(unescape_mountinfo).as_deref() == Some(&want))
-        .filter_map(|l| l.split(' ').nth(2).map(str::to_string))
-        .next_back()
+    mountinfo_line(path)?.split(' ').nth(2).map(str::to_string)
 }
 
 /// Readahead for the mount, in KiB: 1 MiB reads (FUSE's request limit)

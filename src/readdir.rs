@@ -104,9 +104,21 @@ pub fn read_merged(stack: &Stack, dir: &DirRef) -> io::Result<Vec<MergedEntry>> 
     Ok(out)
 }
 
-/// Is the merged directory empty (ENOTEMPTY check for rmdir and rename)?
-pub fn is_empty(stack: &Stack, dir: &DirRef) -> io::Result<bool> {
-    Ok(read_merged(stack, dir)?.is_empty())
+/// Is the merged directory `entry`, found as `name` in `parent`, empty
+/// (the ENOTEMPTY check of rmdir and rename)?
+pub fn is_empty(
+    stack: &Stack,
+    parent: &std::path::Path,
+    name: &OsStr,
+    entry: &crate::lookup::Entry,
+) -> io::Result<bool> {
+    let path = child_path(parent, name);
+    let lowers = entry.lowers(stack);
+    let dir = DirRef {
+        path: &path,
+        lowers: &lowers,
+    };
+    Ok(read_merged(stack, &dir)?.is_empty())
 }
 
 /// Open a layer's directory for reading (as "." of `dfd`, so listing and

@@ -5,6 +5,7 @@
 //! `d_ino` and the node id agree. Paths are rebuilt from parent links, so a
 //! rename only touches one node.
 
+use crate::lookup::DirBuf;
 use dashmap::DashMap;
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -206,9 +207,12 @@ impl Inodes {
     }
 
     /// Path and merged lowers of a directory node.
-    pub fn dir(&self, ino: u64) -> io::Result<(PathBuf, Arc<[usize]>)> {
+    pub fn dir(&self, ino: u64) -> io::Result<DirBuf> {
         let lowers = self.map.get(&ino).ok_or_else(stale)?.lowers.clone();
-        Ok((self.path(ino)?, lowers))
+        Ok(DirBuf {
+            path: self.path(ino)?,
+            lowers,
+        })
     }
 
     pub fn parent_of(&self, ino: u64) -> u64 {
@@ -256,7 +260,10 @@ impl Inodes {
         name: OsString,
         lowers: Arc<[usize]>,
     ) -> io::Result<Place> {
-        let (parent_path, parent_lowers) = self.dir(parent)?;
+        let DirBuf {
+            path: parent_path,
+            lowers: parent_lowers,
+        } = self.dir(parent)?;
         let path = if ino == ROOT {
             PathBuf::new()
         } else {

@@ -136,6 +136,15 @@ fn time_set(t: Option<TimeOrNow>) -> resolve::TimeSet {
     }
 }
 
+/// Who asks: new objects belong to the requesting uid/gid.
+fn caller(req: &Request, umask: u32) -> Caller {
+    Caller {
+        uid: req.uid(),
+        gid: req.gid(),
+        umask,
+    }
+}
+
 /// Run a handler; a panic inside answers EIO (the dropped reply does) and
 /// the daemon keeps serving. With `-d`, one line per request names the
 /// layer whose lookup answered it.
@@ -253,16 +262,9 @@ impl OvlFs {
         obj: NewObject,
         umask: u32,
     ) -> io::Result<(Entry, Option<OwnedFd>)> {
-        let (ppath, plowers) = self.inodes.dir(parent.0)?;
-        let d = DirRef {
-            path: &ppath,
-            lowers: &plowers,
-        };
-        let who = Caller {
-            uid: req.uid(),
-            gid: req.gid(),
-            umask,
-        };
+        let pdir = self.inodes.dir(parent.0)?;
+        let d = pdir.dir_ref();
+        let who = caller(req, umask);
         let r = dir_ops::create(&self.stack, &d, name, &obj, who);
         tracing::debug!(
             op = "create",
@@ -385,14 +387,8 @@ impl OvlFs {
     }
 
     fn build_listing(&self, ino: u64) -> io::Result<Vec<DirItem>> {
-        let (path, lowers) = self.inodes.dir(ino)?;
-        let merged = readdir::read_merged(
-            &self.stack,
-            &DirRef {
-                path: &path,
-                lowers: &lowers,
-            },
-        )?;
+        let dir = self.inodes.dir(ino)?;
+        let merged = readdir::read_merged(&self.stack, &dir.dir_ref())?;
         let parent = self.inodes.parent_of(ino);
         let mut v = Vec::with_capacity(merged.len() + 2);
         v.push(DirItem {
@@ -505,11 +501,8 @@ impl Filesystem for OvlFs {
         self.count_op("lookup");
         guarded("lookup", || {
             panic_hook(name);
-            let (ppath, plowers) = try_reply!(reply, self.inodes.dir(parent.0));
-            let d = DirRef {
-                path: &ppath,
-                lowers: &plowers,
-            };
+            let pdir = try_reply!(reply, self.inodes.dir(parent.0));
+            let d = pdir.dir_ref();
             match lookup::lookup(&self.stack, &d, name) {
                 Ok(Some(e)) => {
                     tracing::debug!(
@@ -673,11 +666,8 @@ impl Filesystem for OvlFs {
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         self.count_op("unlink");
         guarded("unlink", || {
-            let (ppath, plowers) = try_reply!(reply, self.inodes.dir(parent.0));
-            let d = DirRef {
-                path: &ppath,
-                lowers: &plowers,
-            };
+            let pdir = try_reply!(reply, self.inodes.dir(parent.0));
+            let d = pdir.dir_ref();
             let e = try_reply!(reply, dir_ops::unlink(&self.stack, &d, name));
             tracing::debug!(
                 op = "unlink",
@@ -698,11 +688,8 @@ impl Filesystem for OvlFs {
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         self.count_op("rmdir");
         guarded("rmdir", || {
-            let (ppath, plowers) = try_reply!(reply, self.inodes.dir(parent.0));
-            let d = DirRef {
-                path: &ppath,
-                lowers: &plowers,
-            };
+            let pdir = try_reply!(reply, self.inodes.dir(parent.0));
+            let d = pdir.dir_ref();
             let e = try_reply!(reply, dir_ops::rmdir(&self.stack, &d, name));
             tracing::debug!(
                 op = "rmdir",
@@ -746,16 +733,9 @@ impl Filesystem for OvlFs {
     ) {
         self.count_op("rename");
         guarded("rename", || {
-            let (op, ol) = try_reply!(reply, self.inodes.dir(parent.0));
-            let (np, nl) = try_reply!(reply, self.inodes.dir(newparent.0));
-            let od = DirRef {
-                path: &op,
-                lowers: &ol,
-            };
-            let nd = DirRef {
-                path: &np,
-                lowers: &nl,
-            };
+            let op = try_reply!(reply, self.inodes.dir(parent.0));
+            let np = try_reply!(reply, self.inodes.dir(newparent.0));
+            let (od, nd) = (op.dir_ref(), np.dir_ref());
             let r = dir_ops::rename(&self.stack, &od, name, &nd, newname, flags.bits());
             tracing::debug!(op = "rename", ?name, ?newname, result = ?r.as_ref().err(), "rename");
             let r = try_reply!(reply, r);
@@ -786,11 +766,8 @@ impl Filesystem for OvlFs {
     ) {
         self.count_op("link");
         guarded("link", || {
-            let (np, nl) = try_reply!(reply, self.inodes.dir(newparent.0));
-            let nd = DirRef {
-                path: &np,
-                lowers: &nl,
-            };
+            let np = try_reply!(reply, self.inodes.dir(newparent.0));
+            let nd = np.dir_ref();
             let ne = match self.entry_of(ino.0) {
                 Ok((place, e)) => dir_ops::link(&self.stack, &place.path, &e, &nd, newname),
                 // linkat() of an O_TMPFILE file: named through its fd.
@@ -1012,11 +989,8 @@ impl Filesystem for OvlFs {
         self.count_op("readdirplus");
         guarded("readdirplus", || {
             let items = try_reply!(reply, self.listing(ino.0, fh, offset));
-            let (path, lowers) = try_reply!(reply, self.inodes.dir(ino.0));
-            let d = DirRef {
-                path: &path,
-                lowers: &lowers,
-            };
+            let dir = try_reply!(reply, self.inodes.dir(ino.0));
+            let d = dir.dir_ref();
             for (i, it) in items.iter().enumerate() {
                 let off = offset + i as u64 + 1;
                 if it.name == "." || it.name == ".." {
@@ -1217,16 +1191,9 @@ impl Filesystem for OvlFs {
     ) {
         self.count_op("tmpfile");
         guarded("tmpfile", || {
-            let (ppath, plowers) = try_reply!(reply, self.inodes.dir(parent.0));
-            let d = DirRef {
-                path: &ppath,
-                lowers: &plowers,
-            };
-            let who = Caller {
-                uid: req.uid(),
-                gid: req.gid(),
-                umask,
-            };
+            let pdir = try_reply!(reply, self.inodes.dir(parent.0));
+            let d = pdir.dir_ref();
+            let who = caller(req, umask);
             let (e, fd) = try_reply!(reply, dir_ops::tmpfile(&self.stack, &d, mode, flags, who));
             tracing::debug!(
                 op = "tmpfile",
