@@ -248,13 +248,7 @@ fn main() {
         (w.build)(&lowers);
         if let Some((uid, gid)) = user {
             // The user's own layers, as in a rootless container.
-            let ok = std::process::Command::new("chown")
-                .arg("-R")
-                .arg(format!("{uid}:{gid}"))
-                .args(&lowers)
-                .status()
-                .is_ok_and(|s| s.success());
-            assert!(ok, "chown -R of the lowers");
+            chown_tree(&lowers, uid, gid);
         }
         if only.as_deref().is_some_and(|o| !w.name.contains(o)) {
             continue;

@@ -9,7 +9,6 @@ mod common;
 use common::*;
 use std::fs;
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
 /// A fresh layout: lower `l` (from a spec), upper `u`, work dirs per side.
 struct Site {
@@ -108,15 +107,7 @@ fn rootless_upper_mounts_under_kernel_with_userxattr() {
     }
     let (uid, gid) = ensure_user("ovltest");
     let s = Site::new(&lower_spec());
-    assert!(
-        Command::new("chown")
-            .arg("-R")
-            .arg(format!("{uid}:{gid}"))
-            .arg(&s.b)
-            .status()
-            .unwrap()
-            .success()
-    );
+    chown_tree(&[&s.b], uid, gid);
     let fm = fuse_mount(&s, "w1", &[], Some((uid, gid)));
     let m = s.p("m");
     let seen = with_creds(uid, gid, || {
@@ -197,15 +188,7 @@ fn fuse_overlayfs_written_layer_reads_the_same_under_ovlfuse() {
     }
     let (uid, gid) = ensure_user("ovltest");
     let s = Site::new(&lower_spec());
-    assert!(
-        Command::new("chown")
-            .arg("-R")
-            .arg(format!("{uid}:{gid}"))
-            .arg(&s.b)
-            .status()
-            .unwrap()
-            .success()
-    );
+    chown_tree(&[&s.b], uid, gid);
     // fuse-overlayfs, unprivileged, writes its own marker forms.
     let o = format!(
         "lowerdir={},upperdir={},workdir={}",

@@ -207,13 +207,7 @@ fn rootless_mount_writes_and_unmounts_as_ordinary_user() {
         .file("d/x", "x\n")
         .apply(&b.join("l2"));
     layer().file("top", "t\n").apply(&b.join("l1"));
-    let st = std::process::Command::new("chown")
-        .arg("-R")
-        .arg(format!("{uid}:{gid}"))
-        .arg(b)
-        .status()
-        .unwrap();
-    assert!(st.success());
+    chown_tree(&[b], uid, gid);
     let opts = ovlfuse_options(
         &[b.join("l1"), b.join("l2")],
         Some((&b.join("u"), &b.join("w"))),

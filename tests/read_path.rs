@@ -541,13 +541,19 @@ const WHITED_OUT: &[&str] = &[
 /// Build the whiteout case with `form`; foreign forms go to the kernel in
 /// its own form for `ns`.
 fn whiteout_twin(form: Wh, kernel_reads_it: bool, userxattr: bool) -> Twin {
+    marker_twin(whiteout_layers(form), kernel_reads_it, userxattr)
+}
+
+/// A twin over `layers` that carry markers in some on-disk form; where the
+/// kernel does not read that form, it gets the layers in its own form.
+fn marker_twin(layers: [Layer; 3], kernel_reads_it: bool, userxattr: bool) -> Twin {
     let ns = if userxattr {
         XattrNs::User
     } else {
         XattrNs::Trusted
     };
     let mut b = Twin::builder();
-    for l in whiteout_layers(form) {
+    for l in layers {
         b = if kernel_reads_it {
             b.lower(l)
         } else {
@@ -815,24 +821,7 @@ const OPAQUE_HIDDEN: &[&str] = &[
 ];
 
 fn opaque_twin(form: Opaque, kernel_reads_it: bool, userxattr: bool) -> Twin {
-    let ns = if userxattr {
-        XattrNs::User
-    } else {
-        XattrNs::Trusted
-    };
-    let mut b = Twin::builder();
-    for l in opaque_layers(form) {
-        b = if kernel_reads_it {
-            b.lower(l)
-        } else {
-            let k = l.for_kernel(ns);
-            b.lower_each(l, k)
-        };
-    }
-    if userxattr {
-        b = b.opt("userxattr");
-    }
-    b.mount()
+    marker_twin(opaque_layers(form), kernel_reads_it, userxattr)
 }
 
 fn check_opaque_case(twin: &Twin) {

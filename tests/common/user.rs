@@ -47,6 +47,18 @@ pub fn enable_user_allow_other() {
 
 /// Ensure an ordinary user `name` exists (creating it with useradd, no home)
 /// and that it can open /dev/fuse. Needs root. Returns (uid, gid).
+/// `chown -R uid:gid` of each path (tests and benches hand layers to the
+/// ordinary user this way); panics if it fails.
+pub fn chown_tree<P: AsRef<std::path::Path>>(paths: &[P], uid: u32, gid: u32) {
+    let ok = Command::new("chown")
+        .arg("-R")
+        .arg(format!("{uid}:{gid}"))
+        .args(paths.iter().map(AsRef::as_ref))
+        .status()
+        .is_ok_and(|s| s.success());
+    assert!(ok, "chown -R {uid}:{gid} failed");
+}
+
 pub fn ensure_user(name: &str) -> (u32, u32) {
     let _guard = USERADD.lock().unwrap_or_else(|p| p.into_inner());
     if lookup_user(name).is_none() {
