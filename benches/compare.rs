@@ -4,6 +4,10 @@
 //! OVLFUSE_BENCH_SCALE=0.1 shrinks every workload for a quick look;
 //! OVLFUSE_BENCH_ONLY=name runs one workload; OVLFUSE_BENCH_USER=1 runs
 //! ovlfuse and fuse-overlayfs as an ordinary user (rootless, no passthrough).
+//! OVLFUSE_BENCH_RAM=1 puts the layers on an ext4 image in /dev/shm: the
+//! same filesystem code without the virtual disk, whose stalls can swing
+//! one workload tenfold between runs, so what remains is the overlays' own
+//! cost.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -23,6 +27,9 @@ fn scale(n: usize) -> usize {
         .unwrap_or(1.0);
     ((n as f64) * s).max(1.0) as usize
 }
+
+/// Room for the layers (under 1 GiB) and three uppers at once.
+const RAM_IMAGE_BYTES: u64 = 4 << 30;
 
 struct Workload {
     name: &'static str,
@@ -219,7 +226,25 @@ fn main() {
         .into_iter()
         .filter(|i| *i != Impl::FuseOverlayfs || Path::new("/usr/bin/fuse-overlayfs").exists())
         .collect();
-    let t = tempdir();
+    // Held for its Drop (unmount); the layers go on it.
+    let ram = std::env::var("OVLFUSE_BENCH_RAM")
+        .is_ok_and(|v| v == "1")
+        .then(|| {
+            LoopImage::create(
+                Path::new("/dev/shm"),
+                RAM_IMAGE_BYTES,
+                &["mkfs.ext4", "-q", "-F"],
+            )
+            .unwrap_or_else(|e| panic!("OVLFUSE_BENCH_RAM: {e}"))
+        });
+    let t = match &ram {
+        Some(img) => tempfile::Builder::new()
+            .prefix("ovt")
+            .tempdir_in(&img.mnt)
+            .unwrap(),
+        None => tempdir(),
+    };
+    sys::chmod(t.path(), 0o755).unwrap();
     let lowers: Vec<PathBuf> = (0..5).map(|i| t.path().join(format!("l{i}"))).collect();
     for l in &lowers {
         fs::create_dir_all(l).unwrap();
@@ -233,7 +258,11 @@ fn main() {
     );
     println!(
         "ovlfuse comparison: 5 lowers on {}, {machine}; median of 3; ratio to kernel{}",
-        test_tmp_root().display(),
+        if ram.is_some() {
+            "ext4 in RAM (/dev/shm loop image)".to_string()
+        } else {
+            test_tmp_root().display().to_string()
+        },
         if user.is_some() {
             "; FUSE daemons run by an ordinary user (kernel mounted by root)"
         } else {
@@ -253,13 +282,17 @@ fn main() {
         if only.as_deref().is_some_and(|o| !w.name.contains(o)) {
             continue;
         }
-        let mut med = Vec::new();
-        for &i in &impls {
-            let mut times = Vec::new();
-            for run in 0..3 {
+        // Runs interleave (kernel, ovlfuse, fuse-overlayfs, kernel, ...) so
+        // a slow spell of the disk hits every implementation alike.
+        let mut times: Vec<Vec<Duration>> = vec![Vec::new(); impls.len()];
+        for run in 0..3 {
+            for (k, &i) in impls.iter().enumerate() {
                 let dir = t.path().join(format!("run-{}-{run}", i.name()));
                 let (g, m) = mount_as(i, &lowers, &dir, w.volatile, user);
-                times.push(match user {
+                // Start from a quiet disk: the previous run's deletions
+                // (journal commits, discards) must not land in this one.
+                settle();
+                times[k].push(match user {
                     // As that user; caches dropped first (a user cannot).
                     Some((uid, gid)) => {
                         drop_caches();
@@ -270,8 +303,12 @@ fn main() {
                 drop(g);
                 let _ = fs::remove_dir_all(&dir);
             }
-            med.push((i, median(times)));
         }
+        let med: Vec<(Impl, Duration)> = impls
+            .iter()
+            .copied()
+            .zip(times.into_iter().map(median))
+            .collect();
         let k = med[0].1.as_secs_f64();
         let cell = |i: Impl| {
             med.iter()

@@ -229,57 +229,6 @@ fn run_fs(label: &str, base: &Path, impls: &[Impl], sizes: &[u64], runs: usize) 
     rows
 }
 
-/// A sparse XFS image (reflink=1) loop-mounted under the test temp root;
-/// unmounted and deleted on drop.
-struct XfsImage {
-    dir: Option<tempfile::TempDir>,
-    mnt: PathBuf,
-}
-
-impl XfsImage {
-    fn create(bytes: u64) -> Result<XfsImage, String> {
-        let dir = tempdir();
-        let (img, mnt) = (dir.path().join("xfs.img"), dir.path().join("mnt"));
-        fs::File::create(&img)
-            .and_then(|f| f.set_len(bytes))
-            .map_err(|e| format!("create {}: {e}", img.display()))?;
-        fs::create_dir(&mnt).map_err(|e| e.to_string())?;
-        let run = |cmd: &mut Command| {
-            let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
-            if out.status.success() {
-                Ok(())
-            } else {
-                let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
-                Err(format!("{cmd:?}: {err}"))
-            }
-        };
-        run(Command::new("mkfs.xfs")
-            .args(["-q", "-f", "-m", "reflink=1"])
-            .arg(&img))?;
-        run(Command::new("mount")
-            .args(["-o", "loop"])
-            .arg(&img)
-            .arg(&mnt))?;
-        Ok(XfsImage {
-            dir: Some(dir),
-            mnt,
-        })
-    }
-}
-
-impl Drop for XfsImage {
-    fn drop(&mut self) {
-        if !force_unmount(&self.mnt)
-            && let Some(d) = self.dir.take()
-        {
-            eprintln!(
-                "copyup: keeping {} (XFS image still mounted)",
-                d.keep().display()
-            );
-        }
-    }
-}
-
 fn write_csv(path: &Path, rows: &[Row]) {
     let mut s = String::from("fs,mode,impl,size_bytes,median_ms,runs\n");
     for r in rows {
@@ -497,7 +446,11 @@ fn main() {
     drop(t);
     let mut layer_fs = base_fs.clone();
     if xfs {
-        match XfsImage::create(XFS_IMAGE_BYTES) {
+        match LoopImage::create(
+            &test_tmp_root(),
+            XFS_IMAGE_BYTES,
+            &["mkfs.xfs", "-q", "-f", "-m", "reflink=1"],
+        ) {
             Ok(img) => {
                 rows.extend(run_fs("xfs-reflink", &img.mnt, &impls, &sizes, runs));
                 layer_fs.push_str(" and xfs-reflink (loop image)");

@@ -102,6 +102,36 @@ fn raise_readahead(mp: &Path) {
     });
 }
 
+/// Map every page of our own code now. The first request of each kind
+/// would otherwise fault its code in from disk once the page cache has let
+/// it go (a dropped cache, memory pressure): about 0.3 ms on the first
+/// copy-up here, where a small C daemon is read in whole at exec. Mapped
+/// pages also stay resident while the daemon runs. Best effort.
+fn map_code_in() {
+    let Ok(exe) = std::fs::read_link("/proc/self/exe") else {
+        return;
+    };
+    let Ok(maps) = std::fs::read_to_string("/proc/self/maps") else {
+        return;
+    };
+    for line in maps.lines() {
+        let mut f = line.split_whitespace();
+        let (Some(range), Some(perms)) = (f.next(), f.next()) else {
+            continue;
+        };
+        if !perms.contains('x') || f.nth(3).map(Path::new) != Some(exe.as_path()) {
+            continue;
+        }
+        let Some((a, b)) = range.split_once('-') else {
+            continue;
+        };
+        if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
+            // Linux 5.14+; older kernels say EINVAL and nothing changes.
+            unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_POPULATE_READ) };
+        }
+    }
+}
+
 /// Detach a dead FUSE mount (daemon killed): as root directly, otherwise
 /// through fusermount3.
 fn detach(mp: &Path) -> bool {
@@ -405,6 +435,7 @@ pub fn run(r: MountRequest) -> i32 {
             }
         }
     }
+    map_code_in();
     match session.run() {
         Ok(()) => 0,
         Err(e) => {

@@ -6,6 +6,7 @@ use super::common::*;
 use std::fs;
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 #[derive(Clone, Copy, PartialEq, Debug)]
@@ -85,6 +86,12 @@ pub fn drop_caches() {
     let _ = fs::write("/proc/sys/vm/drop_caches", "3");
 }
 
+/// Flush dirty data and the journal, so the timed work does not pay for
+/// the writeback of what came before it.
+pub fn settle() {
+    unsafe { libc::sync() };
+}
+
 pub fn median(mut v: Vec<Duration>) -> Duration {
     v.sort();
     v[v.len() / 2]
@@ -113,4 +120,57 @@ pub fn copy_up(m: &Path, name: &str) -> Duration {
         .unwrap();
     f.write_all(b"!").unwrap();
     t.elapsed()
+}
+
+/// A sparse filesystem image, made by `mkfs` (program and arguments; the
+/// image path is appended), in a fresh directory under `parent`,
+/// loop-mounted there; unmounted and
+/// deleted on drop.
+pub struct LoopImage {
+    dir: Option<tempfile::TempDir>,
+    pub mnt: PathBuf,
+}
+
+impl LoopImage {
+    pub fn create(parent: &Path, bytes: u64, mkfs: &[&str]) -> Result<LoopImage, String> {
+        let dir = tempfile::Builder::new()
+            .prefix("img")
+            .tempdir_in(parent)
+            .map_err(|e| e.to_string())?;
+        let (img, mnt) = (dir.path().join("fs.img"), dir.path().join("mnt"));
+        fs::File::create(&img)
+            .and_then(|f| f.set_len(bytes))
+            .map_err(|e| format!("create {}: {e}", img.display()))?;
+        fs::create_dir(&mnt).map_err(|e| e.to_string())?;
+        let run = |cmd: &mut Command| {
+            let out = cmd.output().map_err(|e| format!("{cmd:?}: {e}"))?;
+            if out.status.success() {
+                Ok(())
+            } else {
+                let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
+                Err(format!("{cmd:?}: {err}"))
+            }
+        };
+        run(Command::new(mkfs[0]).args(&mkfs[1..]).arg(&img))?;
+        run(Command::new("mount")
+            .args(["-o", "loop"])
+            .arg(&img)
+            .arg(&mnt))?;
+        // So an ordinary (bench) user can traverse it.
+        let _ = sys::chmod(&mnt, 0o755);
+        Ok(LoopImage {
+            dir: Some(dir),
+            mnt,
+        })
+    }
+}
+
+impl Drop for LoopImage {
+    fn drop(&mut self) {
+        if !force_unmount(&self.mnt)
+            && let Some(d) = self.dir.take()
+        {
+            eprintln!("keeping {} (image still mounted)", d.keep().display());
+        }
+    }
 }
