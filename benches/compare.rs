@@ -137,6 +137,29 @@ fn workloads() -> Vec<Workload> {
             volatile: false,
         },
         Workload {
+            // What one FUSE request costs from the caller's side, the unit
+            // the metadata rows below are paid in: a getxattr of a missing
+            // name is one round trip with little work at either end.
+            name: "getxattr (ENODATA) x5000: 1 round trip",
+            build: |l| build_files(l, "rt", 1, 1),
+            run: |m| {
+                let p = std::ffi::CString::new(
+                    m.join("rt/f00000").into_os_string().into_encoded_bytes(),
+                )
+                .unwrap();
+                let name = c"user.absent";
+                let t = Instant::now();
+                for _ in 0..scale(5000) {
+                    let r = unsafe {
+                        libc::getxattr(p.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0)
+                    };
+                    assert_eq!(r, -1);
+                }
+                t.elapsed()
+            },
+            volatile: false,
+        },
+        Workload {
             name: "create 3000 files of 1 KiB",
             build: |_| {},
             run: |m| {
