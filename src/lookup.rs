@@ -115,20 +115,61 @@ fn aufs_whiteout(dir: std::os::fd::BorrowedFd, name: &OsStr) -> bool {
 
 /// Resolve `name` in the merged directory `dir`. `Ok(None)`: no such name.
 pub fn lookup(stack: &Stack, dir: &DirRef, name: &OsStr) -> io::Result<Option<Entry>> {
-    lookup_in(stack, dir, name, &visit_order(stack, dir))
+    lookup_in(stack, dir, name, &visit_order(stack, dir), &mut |l| {
+        stack.dir(l, dir.path)
+    })
+}
+
+/// Many lookups in one merged directory (a READDIRPLUS batch): each
+/// layer's directory is opened once for the batch, not once per name (the
+/// upper one is otherwise resolved afresh every time).
+pub struct Batch<'a> {
+    stack: &'a Stack,
+    dir: &'a DirRef<'a>,
+    order: Vec<usize>,
+    /// Per layer: the open directory, or the errno opening it gave.
+    fds: Vec<Option<Result<crate::stack::DirFd, i32>>>,
+}
+
+impl<'a> Batch<'a> {
+    pub fn new(stack: &'a Stack, dir: &'a DirRef<'a>) -> Self {
+        Batch {
+            stack,
+            dir,
+            order: visit_order(stack, dir),
+            fds: vec![None; stack.layers.len()],
+        }
+    }
+
+    /// `lookup` of one name.
+    pub fn lookup(&mut self, name: &OsStr) -> io::Result<Option<Entry>> {
+        let (stack, dir, fds) = (self.stack, self.dir, &mut self.fds);
+        lookup_in(stack, dir, name, &self.order, &mut |l| {
+            fds[l]
+                .get_or_insert_with(|| stack.dir(l, dir.path).map_err(|e| resolve::errno(&e)))
+                .clone()
+                .map_err(io::Error::from_raw_os_error)
+        })
+    }
 }
 
 /// Does some lower layer still show `name` (so removing the upper object
 /// must leave a whiteout)?
 pub fn lower_positive(stack: &Stack, dir: &DirRef, name: &OsStr) -> io::Result<bool> {
-    Ok(lookup_in(stack, dir, name, dir.lowers)?.is_some())
+    let found = lookup_in(stack, dir, name, dir.lowers, &mut |l| {
+        stack.dir(l, dir.path)
+    })?;
+    Ok(found.is_some())
 }
 
+/// Look `name` up in the layers `order`, whose directories `layer_dir`
+/// opens.
 fn lookup_in(
     stack: &Stack,
     dir: &DirRef,
     name: &OsStr,
     order: &[usize],
+    layer_dir: &mut dyn FnMut(usize) -> io::Result<crate::stack::DirFd>,
 ) -> io::Result<Option<Entry>> {
     if name.as_bytes().len() > 255 {
         return Err(resolve::err(libc::ENAMETOOLONG));
@@ -139,7 +180,7 @@ fn lookup_in(
     }
     let mut found: Option<Entry> = None;
     for &l in order {
-        let dfd = match stack.dir(l, dir.path) {
+        let dfd = match layer_dir(l) {
             Ok(d) => d,
             Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => continue,
             Err(e) => return Err(e),

@@ -991,6 +991,7 @@ impl Filesystem for OvlFs {
             let items = try_reply!(reply, self.listing(ino.0, fh, offset));
             let dir = try_reply!(reply, self.inodes.dir(ino.0));
             let d = dir.dir_ref();
+            let mut batch = lookup::Batch::new(&self.stack, &d);
             for (i, it) in items.iter().enumerate() {
                 let off = offset + i as u64 + 1;
                 if it.name == "." || it.name == ".." {
@@ -1010,7 +1011,7 @@ impl Filesystem for OvlFs {
                     }
                     continue;
                 }
-                let e = match lookup::lookup(&self.stack, &d, &it.name) {
+                let e = match batch.lookup(&it.name) {
                     Ok(Some(e)) => e,
                     _ => continue,
                 };
