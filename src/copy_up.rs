@@ -69,18 +69,32 @@ fn chown_maybe(r: io::Result<()>) -> io::Result<()> {
 }
 
 /// Apply owner, mode, xattrs and (last) times of `src` to the temporary
-/// object `tmp` in workdir/work.
+/// object `tmp` in workdir/work; `file` is it open, for a regular file.
 fn copy_meta(
     stack: &Stack,
     src_dir: BorrowedFd,
     name: &OsStr,
     st: &Stat,
     tmp: &OsStr,
+    file: Option<BorrowedFd>,
 ) -> io::Result<()> {
     let work = stack.work()?;
-    chown_maybe(resolve::fchownat(work, tmp, st.st_uid, st.st_gid))?;
-    if !resolve::is_lnk(st) {
-        resolve::fchmodat(work, tmp, st.st_mode & 0o7777)?;
+    match file {
+        // Through the fd: no path walks, and no chown (an inode update)
+        // where the new file already has the owner, as it mostly does.
+        Some(fd) => {
+            let now = resolve::fstat(fd)?;
+            if (now.st_uid, now.st_gid) != (st.st_uid, st.st_gid) {
+                chown_maybe(resolve::fchown(fd, st.st_uid, st.st_gid))?;
+            }
+            resolve::fchmod(fd, st.st_mode & 0o7777)?;
+        }
+        None => {
+            chown_maybe(resolve::fchownat(work, tmp, st.st_uid, st.st_gid))?;
+            if !resolve::is_lnk(st) {
+                resolve::fchmodat(work, tmp, st.st_mode & 0o7777)?;
+            }
+        }
     }
     copy_xattrs(XTarget::At(src_dir, name), XTarget::At(work, tmp))?;
     resolve::utimensat(
@@ -136,7 +150,7 @@ pub fn ensure_upper_dir(stack: &Stack, path: &Path) -> io::Result<OwnedFd> {
     let work = stack.work()?;
     let tmp = stack.tmp_name();
     resolve::mkdirat(work, &tmp, 0o700)?;
-    let built = copy_meta(stack, src_parent.as_fd(), &name, &st, &tmp)
+    let built = copy_meta(stack, src_parent.as_fd(), &name, &st, &tmp, None)
         .and_then(|_| place(work, &tmp, upper_parent.as_fd(), &name));
     match built {
         Ok(()) => {}
@@ -172,6 +186,9 @@ pub fn copy_data(src: BorrowedFd, dst: BorrowedFd, size: u64) -> io::Result<()> 
         return Ok(());
     }
     let mut off: i64 = 0;
+    // How far the copy has written: the size, unless the file ends in a
+    // hole (or came up short), which a truncate then adds.
+    let mut written: i64 = 0;
     while (off as u64) < size {
         let data = match resolve::lseek(src, off, libc::SEEK_DATA) {
             Ok(d) => d,
@@ -179,13 +196,17 @@ pub fn copy_data(src: BorrowedFd, dst: BorrowedFd, size: u64) -> io::Result<()> 
             Err(_) => off,
         };
         let hole = resolve::lseek(src, data, libc::SEEK_HOLE).unwrap_or(size as i64);
-        copy_range(src, dst, data, (hole - data) as u64)?;
+        written = copy_range(src, dst, data, (hole - data) as u64)?;
         off = hole;
     }
-    resolve::ftruncate(dst, size)
+    if (written as u64) < size {
+        resolve::ftruncate(dst, size)?;
+    }
+    Ok(())
 }
 
-fn copy_range(src: BorrowedFd, dst: BorrowedFd, start: i64, len: u64) -> io::Result<()> {
+/// Copy `len` bytes at `start`; returns the offset the copy reached.
+fn copy_range(src: BorrowedFd, dst: BorrowedFd, start: i64, len: u64) -> io::Result<i64> {
     let (mut inp, mut outp) = (start, start);
     let end = start + len as i64;
     while inp < end {
@@ -205,10 +226,11 @@ fn copy_range(src: BorrowedFd, dst: BorrowedFd, start: i64, len: u64) -> io::Res
             Err(e) => return Err(e),
         }
     }
-    Ok(())
+    Ok(outp)
 }
 
-fn copy_rw(src: BorrowedFd, dst: BorrowedFd, mut off: i64, end: i64) -> io::Result<()> {
+/// Plain reads and writes from `off` to `end`; returns the offset reached.
+fn copy_rw(src: BorrowedFd, dst: BorrowedFd, mut off: i64, end: i64) -> io::Result<i64> {
     let mut buf = vec![0u8; 1 << 20];
     while off < end {
         let want = ((end - off) as usize).min(buf.len());
@@ -222,7 +244,7 @@ fn copy_rw(src: BorrowedFd, dst: BorrowedFd, mut off: i64, end: i64) -> io::Resu
         }
         off += n as i64;
     }
-    Ok(())
+    Ok(off)
 }
 
 /// Options of one copy-up.
@@ -297,7 +319,7 @@ fn build_copy(
             if how.data {
                 copy_data(src.as_fd(), dst.as_fd(), st.st_size as u64)?;
             }
-            copy_meta(stack, src_dir, name, st, tmp)?;
+            copy_meta(stack, src_dir, name, st, tmp, Some(dst.as_fd()))?;
             if !stack.volatile {
                 resolve::fsync(dst.as_fd(), false)?;
             }
@@ -306,12 +328,12 @@ fn build_copy(
         libc::S_IFLNK => {
             let target = resolve::readlinkat(src_dir, name)?;
             resolve::symlinkat(&target, work, tmp)?;
-            copy_meta(stack, src_dir, name, st, tmp)
+            copy_meta(stack, src_dir, name, st, tmp, None)
         }
         libc::S_IFDIR => Err(resolve::err(libc::EISDIR)),
         _ => {
             resolve::mknodat(work, tmp, st.st_mode, st.st_rdev)?;
-            copy_meta(stack, src_dir, name, st, tmp)
+            copy_meta(stack, src_dir, name, st, tmp, None)
         }
     }
 }

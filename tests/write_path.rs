@@ -2111,9 +2111,14 @@ fn copy_up_keeps_holes_sparse() {
             layer()
                 .sparse("holes", LEN)
                 .sparse("holes2", LEN)
-                .sparse("holes3", LEN),
+                .sparse("holes3", LEN)
+                .data_then_hole("tail", &[b'd'; 8192], LEN),
         ),
     );
+    // The copy ends where the data does: the size must still be whole.
+    c.ok("append to a lower file that ends in a hole", |r| {
+        probe_append(&r.join("tail"), b"end")
+    });
     c.ok("chmod a sparse lower file", |r| {
         probe_chmod(&r.join("holes"), 0o600)
     });
@@ -2125,7 +2130,7 @@ fn copy_up_keeps_holes_sparse() {
     });
     // Allow a few blocks of metadata/data; a dense copy would hold 131072.
     let small = |blocks: i64| blocks < 512;
-    for f in ["holes", "holes2", "holes3"] {
+    for f in ["holes", "holes2", "holes3", "tail"] {
         let (fb, kb) = (
             probe_lstat_raw(&c.fuse_upper().join(f)).unwrap().st_blocks,
             probe_lstat_raw(&c.kern_upper().join(f)).unwrap().st_blocks,

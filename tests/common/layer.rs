@@ -51,6 +51,12 @@ pub enum Item {
         content: Vec<u8>,
         mode: u32,
     },
+    /// `data`, then a hole up to `len` bytes.
+    DataThenHole {
+        path: PathBuf,
+        data: Vec<u8>,
+        len: u64,
+    },
     /// Sparse file of `len` bytes holding no data at all.
     Sparse {
         path: PathBuf,
@@ -140,6 +146,13 @@ impl Layer {
             path: pb(path),
             content: content.as_ref().to_vec(),
             mode,
+        })
+    }
+    pub fn data_then_hole(self, path: impl AsRef<Path>, data: &[u8], len: u64) -> Self {
+        self.item(Item::DataThenHole {
+            path: pb(path),
+            data: data.to_vec(),
+            len,
         })
     }
     pub fn sparse(self, path: impl AsRef<Path>, len: u64) -> Self {
@@ -327,6 +340,16 @@ fn apply_item(root: &Path, item: &Item) -> Res {
             let p = parents(root, path)?;
             fs::write(&p, content).map_err(|e| io_err("write", &p, e))?;
             sys::chmod(&p, *mode).map_err(|e| sys_err("chmod", &p, e))
+        }
+        Item::DataThenHole { path, data, len } => {
+            let p = parents(root, path)?;
+            fs::write(&p, data).map_err(|e| io_err("write", &p, e))?;
+            let f = fs::OpenOptions::new()
+                .write(true)
+                .open(&p)
+                .map_err(|e| io_err("open", &p, e))?;
+            f.set_len(*len).map_err(|e| io_err("truncate", &p, e))?;
+            sys::chmod(&p, 0o644).map_err(|e| sys_err("chmod", &p, e))
         }
         Item::Sparse { path, len } => {
             let p = parents(root, path)?;
