@@ -261,13 +261,17 @@ fn main() {
             .unwrap_or_else(|e| panic!("OVLFUSE_BENCH_RAM: {e}"))
         });
     let t = match &ram {
-        Some(img) => tempfile::Builder::new()
-            .prefix("ovt")
-            .tempdir_in(&img.mnt)
-            .unwrap(),
+        Some(img) => {
+            let d = tempfile::Builder::new()
+                .prefix("ovt")
+                .tempdir_in(&img.mnt)
+                .unwrap();
+            // As tempdir() does: an ordinary bench user must traverse it.
+            sys::chmod(d.path(), 0o755).unwrap();
+            d
+        }
         None => tempdir(),
     };
-    sys::chmod(t.path(), 0o755).unwrap();
     let lowers: Vec<PathBuf> = (0..5).map(|i| t.path().join(format!("l{i}"))).collect();
     for l in &lowers {
         fs::create_dir_all(l).unwrap();

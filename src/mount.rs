@@ -376,7 +376,6 @@ pub fn run(r: MountRequest) -> i32 {
             let _ = std::fs::File::from(fd).write_all(msg.as_bytes());
         }
     };
-    stack.warm_roots();
     let config = fuse_config(&r, &stack);
     let sigs = block_signals();
     let root = crate::resolve::geteuid() == 0;

@@ -553,28 +553,32 @@ struct XattrArgs {
     flags: u32,
 }
 
+/// getxattrat or setxattrat (`nr`): the two that pass the value in a
+/// `struct xattr_args`.
+fn xattrat_with_value(
+    nr: libc::c_long,
+    fd: libc::c_int,
+    path: &CStr,
+    at_flags: libc::c_uint,
+    name: &CStr,
+    mut args: XattrArgs,
+) -> libc::c_long {
+    let size = std::mem::size_of::<XattrArgs>();
+    let a = &mut args as *mut XattrArgs;
+    unsafe { libc::syscall(nr, fd, path.as_ptr(), at_flags, name.as_ptr(), a, size) }
+}
+
 /// One value: `Ok(len)`, ERANGE when `buf` is too small.
 fn getxattr_into(t: XTarget, n: &CStr, buf: &mut [u8]) -> io::Result<usize> {
     let ptr = buf.as_mut_ptr() as *mut libc::c_void;
     t.call(
         |fd, path, flags| {
-            let mut a = XattrArgs {
+            let value = XattrArgs {
                 value: ptr as u64,
                 size: buf.len() as u32,
                 flags: 0,
             };
-            let args = &mut a as *mut XattrArgs;
-            unsafe {
-                libc::syscall(
-                    SYS_GETXATTRAT,
-                    fd,
-                    path.as_ptr(),
-                    flags,
-                    n.as_ptr(),
-                    args,
-                    std::mem::size_of::<XattrArgs>(),
-                )
-            }
+            xattrat_with_value(SYS_GETXATTRAT, fd, path, flags, n, value)
         },
         |p, nofollow| unsafe {
             if nofollow {
@@ -642,23 +646,12 @@ pub fn setxattr(t: XTarget, name: &OsStr, value: &[u8], flags: i32) -> io::Resul
     let v = value.as_ptr() as *const libc::c_void;
     t.call(
         |fd, path, at_flags| {
-            let mut a = XattrArgs {
+            let args = XattrArgs {
                 value: v as u64,
                 size: value.len() as u32,
                 flags: flags as u32,
             };
-            let args = &mut a as *mut XattrArgs;
-            unsafe {
-                libc::syscall(
-                    SYS_SETXATTRAT,
-                    fd,
-                    path.as_ptr(),
-                    at_flags,
-                    n.as_ptr(),
-                    args,
-                    std::mem::size_of::<XattrArgs>(),
-                )
-            }
+            xattrat_with_value(SYS_SETXATTRAT, fd, path, at_flags, &n, args)
         },
         |p, nofollow| unsafe {
             (if nofollow {

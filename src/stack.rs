@@ -425,15 +425,6 @@ impl Stack {
         o
     }
 
-    /// Open every lower root and learn whether it holds AUFS markers now,
-    /// at mount, rather than in the first lookup after it (about five
-    /// opens and listings for five lowers).
-    pub fn warm_roots(&self) {
-        for l in self.first_lower()..self.layers.len() {
-            self.lower_may_have_aufs(l, Path::new(""));
-        }
-    }
-
     /// May the lower directory hold AUFS `.wh.*` markers? (true when
     /// unsure). Answered from one listing, kept with the cached fd.
     pub fn lower_may_have_aufs(&self, layer: usize, rel: &Path) -> bool {
