@@ -150,11 +150,14 @@ pub fn ensure_upper_dir(stack: &Stack, path: &Path) -> io::Result<OwnedFd> {
     let work = stack.work()?;
     let tmp = stack.tmp_name();
     resolve::mkdirat(work, &tmp, 0o700)?;
-    let built = copy_meta(stack, src_parent.as_fd(), &name, &st, &tmp, None)
-        .and_then(|_| place(work, &tmp, upper_parent.as_fd(), &name));
+    let built = copy_meta(stack, src_parent.as_fd(), &name, &st, &tmp, None).and_then(|_| {
+        place_keeping_ino(stack, &tmp, stack.ino(layer, st.st_ino), || {
+            place(work, &tmp, upper_parent.as_fd(), &name)
+        })
+    });
     match built {
         Ok(()) => {}
-        // Another request created it first: use theirs.
+        // Another request created it first (and mapped its inode): use theirs.
         Err(e) if matches!(resolve::errno(&e), libc::EEXIST | libc::ENOTEMPTY) => {
             let _ = resolve::unlinkat(work, &tmp, true);
         }
@@ -169,10 +172,22 @@ pub fn ensure_upper_dir(stack: &Stack, path: &Path) -> io::Result<OwnedFd> {
         libc::O_PATH | libc::O_DIRECTORY,
         0,
     )?;
-    let ust = resolve::fstat(fd.as_fd())?;
-    stack.keep_ino(ust.st_ino, stack.ino(layer, st.st_ino));
     tracing::debug!(path = ?path, from_layer = layer, "copied up directory");
     Ok(fd)
+}
+
+/// Give the finished copy `tmp` the overlay inode of its origin, then
+/// `place` it. The number is mapped before the name appears, so a
+/// concurrent lookup never sees the copy under its own real inode.
+fn place_keeping_ino(
+    stack: &Stack,
+    tmp: &OsStr,
+    overlay_ino: u64,
+    place: impl FnOnce() -> io::Result<()>,
+) -> io::Result<()> {
+    let real = resolve::fstatat(stack.work()?, tmp)?.st_ino;
+    stack.keep_ino(real, overlay_ino);
+    place().inspect_err(|_| stack.drop_upper_ino(real, overlay_ino))
 }
 
 /// Copy the data of `src` into `dst`: reflink where possible, else
@@ -277,13 +292,15 @@ pub fn copy_up(stack: &Stack, path: &Path, entry: &Entry, how: CopyUp) -> io::Re
     let work = stack.work()?;
     let tmp = stack.tmp_name();
     let built = build_copy(stack, src_dir.as_fd(), &name, &st, &tmp, how);
-    let placed = built.and_then(|_| place(work, &tmp, upper_parent.as_fd(), &name));
+    let placed = built.and_then(|_| {
+        place_keeping_ino(stack, &tmp, entry.ino, || {
+            place(work, &tmp, upper_parent.as_fd(), &name)
+        })
+    });
     if let Err(e) = placed {
         let _ = resolve::unlinkat(work, &tmp, false);
         return Err(e);
     }
-    let ust = resolve::fstatat(upper_parent.as_fd(), &name)?;
-    stack.keep_ino(ust.st_ino, entry.ino);
     stack
         .copyup_gen
         .fetch_add(1, std::sync::atomic::Ordering::Release);

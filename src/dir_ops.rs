@@ -221,10 +221,9 @@ pub fn create(
 
 /// The entry of an object just made in the upper layer.
 fn new_upper_entry(stack: &Stack, st: resolve::Stat) -> Entry {
-    // A new object has no origin: forget any mapping a previous owner of
-    // this real inode number left (it may have been freed just now by a
-    // concurrent unlink that has not dropped its mapping yet).
-    stack.drop_upper_ino(st.st_ino);
+    // The real inode may have been freed just now by a concurrent unlink
+    // that has not dropped its mapping yet.
+    stack.new_upper_ino(st.st_ino);
     Entry {
         layer: 0,
         st,
@@ -279,7 +278,7 @@ fn remove_name(stack: &Stack, dir: &DirRef, name: &OsStr, e: &Entry) -> io::Resu
         resolve::unlinkat(upper.as_fd(), name, false)?;
     }
     if e.st.st_nlink <= 1 || e.is_dir() {
-        stack.drop_upper_ino(e.st.st_ino);
+        stack.drop_upper_ino(e.st.st_ino, e.ino);
     }
     Ok(())
 }
@@ -464,7 +463,7 @@ pub fn rename(
         && d.in_upper(stack)
         && (d.st.st_nlink <= 1 || d.is_dir())
     {
-        stack.drop_upper_ino(d.st.st_ino);
+        stack.drop_upper_ino(d.st.st_ino, d.ino);
     }
     Ok(Renamed {
         src,

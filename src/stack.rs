@@ -343,16 +343,27 @@ impl Stack {
     }
 
     /// Remember that an upper object carries an existing overlay inode.
+    /// Called before the object gets its upper name, so no lookup ever
+    /// sees it under its own number.
     pub fn keep_ino(&self, upper_real: u64, overlay_ino: u64) {
-        let own = self.ino(0, upper_real);
-        if own != overlay_ino {
+        self.upper_ino.remove(&upper_real);
+        if self.ino(0, upper_real) != overlay_ino {
             self.upper_ino.insert(upper_real, overlay_ino);
         }
     }
 
-    /// An upper object is gone for good: its real inode may be reused.
-    pub fn drop_upper_ino(&self, upper_real: u64) {
+    /// A new upper object has no origin: forget what a previous owner of
+    /// its real inode number left.
+    pub fn new_upper_ino(&self, upper_real: u64) {
         self.upper_ino.remove(&upper_real);
+    }
+
+    /// The upper object that carried `overlay_ino` is gone for good. Only
+    /// that mapping goes: the freed real inode may already belong to a
+    /// concurrent copy-up, which mapped it afresh.
+    pub fn drop_upper_ino(&self, upper_real: u64, overlay_ino: u64) {
+        self.upper_ino
+            .remove_if(&upper_real, |_, v| *v == overlay_ino);
     }
 
     /// Serialise copy-ups of one path.

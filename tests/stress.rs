@@ -247,3 +247,88 @@ fn concurrent_workers_lose_nothing_and_memory_stays_bounded() {
     assert!(rss > 0 && rss < 256 * 1024, "daemon peak RSS {rss} KiB");
     drop(fm);
 }
+
+/// Each of `threads` threads copies up its `files` lower files one by one,
+/// renames and reads each, then removes it; returns every file whose inode
+/// number or content changed on the way.
+fn ino_churn(m: &Path, threads: usize, files: usize) -> Vec<String> {
+    use std::os::unix::fs::MetadataExt;
+    std::thread::scope(|sc| {
+        let hs: Vec<_> = (0..threads)
+            .map(|w| {
+                sc.spawn(move || {
+                    let mut bad = Vec::new();
+                    for i in 0..files {
+                        let p = m.join(format!("t{w}/f{i}"));
+                        let before = fs::symlink_metadata(&p).unwrap().ino();
+                        let mut f = fs::OpenOptions::new().append(true).open(&p).unwrap();
+                        f.write_all(b"upper\n").unwrap();
+                        let during = f.metadata().unwrap().ino();
+                        drop(f);
+                        // Renamed, so the daemon must follow the node too.
+                        let q = m.join(format!("t{w}/g{i}"));
+                        fs::rename(&p, &q).unwrap();
+                        let after = fs::symlink_metadata(&q).unwrap().ino();
+                        let data = fs::read(&q).unwrap();
+                        if before != during || before != after || data != b"lower\nupper\n" {
+                            bad.push(format!("{}: ino {before} {during} {after}", p.display()));
+                        }
+                        // Frees the upper inode for another thread's copy-up.
+                        fs::remove_file(&q).unwrap();
+                    }
+                    bad
+                })
+            })
+            .collect();
+        hs.into_iter()
+            .flat_map(|h| h.join().expect("thread panicked"))
+            .collect()
+    })
+}
+
+/// A copied-up file keeps its inode number while other threads remove
+/// copied-up files, freeing upper inodes the next copy-up may get, as on the
+/// kernel's overlayfs. (An unlink once dropped the freed inode's mapping
+/// after a concurrent copy-up had reused the number: the copied-up file
+/// changed st_ino and the daemon lost track of it, so a later lookup of its
+/// new name gave ENOENT.)
+#[test]
+fn copy_up_keeps_st_ino_while_other_threads_free_upper_inodes() {
+    if !env_ok(&[Need::Root, Need::Fuse, Need::KernelOverlay]) {
+        return;
+    }
+    let threads = env_num("OVLFUSE_STRESS_WORKERS", 8) as usize;
+    let files = env_num("OVLFUSE_INO_FILES", 400) as usize;
+    let t = tempdir();
+    let b = t.path();
+    let mut spec = layer();
+    for w in 0..threads {
+        for i in 0..files {
+            spec = spec.file(format!("t{w}/f{i}"), "lower\n");
+        }
+    }
+    for side in ["kernel", "ovlfuse"] {
+        let d = b.join(side);
+        for x in ["l", "u", "w", "m"] {
+            fs::create_dir_all(d.join(x)).unwrap();
+        }
+        spec.apply(&d.join("l"));
+        let (l, u, w, m) = (d.join("l"), d.join("u"), d.join("w"), d.join("m"));
+        let changed = if side == "kernel" {
+            let _k = KernelOverlay::mount(&[l], Some((&u, &w)), &m, &[] as &[&str]);
+            ino_churn(&m, threads, files)
+        } else {
+            let fm = FuseMount::mount(&[l], Some((&u, &w)), &m, &["threads=4"]);
+            let c = ino_churn(&m, threads, files);
+            assert!(!fm.output().contains("panicked"), "{}", fm.output());
+            c
+        };
+        assert!(
+            changed.is_empty(),
+            "{side}: {} of {} copied-up files changed inode or content, first: {:?}",
+            changed.len(),
+            threads * files,
+            changed.first()
+        );
+    }
+}

@@ -117,10 +117,13 @@ impl Inodes {
             })
         });
         if n.dead || (fresh && n.lookups > 0) {
+            // Another object: none of the old one's names are its own.
             n.dead = false;
             n.generation += 1;
             n.lowers = self.lowers_arc(lowers);
             n.others.clear();
+            n.parent = parent;
+            n.name = name.into();
         }
         // The latest name the kernel used is a valid path; keep the old one
         // as another name of a hard-linked object.
