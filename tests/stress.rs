@@ -3,8 +3,12 @@
 //! Afterwards every file must hold exactly what the workers' logs say they
 //! wrote, the daemon must not have panicked, and its peak RSS is reported.
 //!
+//! A second test churns inode numbers: copy-ups racing removals that free
+//! upper inodes, on the kernel overlayfs and on ovlfuse.
+//!
 //! Bounded: OVLFUSE_STRESS_SECS (default 15) seconds of load;
-//! OVLFUSE_STRESS_WORKERS (default 16) workers.
+//! OVLFUSE_STRESS_WORKERS workers (default 16; 8 for the churn);
+//! OVLFUSE_INO_FILES (default 400) copy-ups per churn thread.
 
 mod common;
 
