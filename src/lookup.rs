@@ -115,7 +115,7 @@ fn aufs_whiteout(dir: std::os::fd::BorrowedFd, name: &OsStr) -> bool {
 
 /// Resolve `name` in the merged directory `dir`. `Ok(None)`: no such name.
 pub fn lookup(stack: &Stack, dir: &DirRef, name: &OsStr) -> io::Result<Option<Entry>> {
-    lookup_in(stack, dir, name, &visit_order(stack, dir), &mut |l| {
+    lookup_in(stack, dir, name, visit_order(stack, dir), &mut |l| {
         stack.dir(l, dir.path)
     })
 }
@@ -143,8 +143,26 @@ impl<'a> Batch<'a> {
 
     /// `lookup` of one name.
     pub fn lookup(&mut self, name: &OsStr) -> io::Result<Option<Entry>> {
+        self.lookup_listed(name, None)
+    }
+
+    /// `lookup` of a name a merged listing found first in `layer`: lower
+    /// layers above that one did not list it and never change, so they are
+    /// skipped; the upper layer, which may have changed since, is not.
+    pub fn lookup_listed(
+        &mut self,
+        name: &OsStr,
+        layer: Option<usize>,
+    ) -> io::Result<Option<Entry>> {
         let (stack, dir, fds) = (self.stack, self.dir, &mut self.fds);
-        lookup_in(stack, dir, name, &self.order, &mut |l| {
+        let skip = layer
+            .and_then(|l| dir.lowers.iter().position(|x| *x == l))
+            .unwrap_or(0);
+        let upper = usize::from(stack.has_upper);
+        let order = self.order[..upper]
+            .iter()
+            .chain(&self.order[upper + skip..]);
+        lookup_in(stack, dir, name, order.copied(), &mut |l| {
             fds[l]
                 .get_or_insert_with(|| stack.dir(l, dir.path).map_err(|e| resolve::errno(&e)))
                 .clone()
@@ -156,7 +174,7 @@ impl<'a> Batch<'a> {
 /// Does some lower layer still show `name` (so removing the upper object
 /// must leave a whiteout)?
 pub fn lower_positive(stack: &Stack, dir: &DirRef, name: &OsStr) -> io::Result<bool> {
-    let found = lookup_in(stack, dir, name, dir.lowers, &mut |l| {
+    let found = lookup_in(stack, dir, name, dir.lowers.iter().copied(), &mut |l| {
         stack.dir(l, dir.path)
     })?;
     Ok(found.is_some())
@@ -168,7 +186,7 @@ fn lookup_in(
     stack: &Stack,
     dir: &DirRef,
     name: &OsStr,
-    order: &[usize],
+    order: impl IntoIterator<Item = usize>,
     layer_dir: &mut dyn FnMut(usize) -> io::Result<crate::stack::DirFd>,
 ) -> io::Result<Option<Entry>> {
     if name.as_bytes().len() > 255 {
@@ -179,7 +197,7 @@ fn lookup_in(
         return Ok(None);
     }
     let mut found: Option<Entry> = None;
-    for &l in order {
+    for l in order {
         let dfd = match layer_dir(l) {
             Ok(d) => d,
             Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => continue,

@@ -40,6 +40,8 @@ pub struct DirItem {
     pub name: OsString,
     pub ino: u64,
     pub dtype: u8,
+    /// The layer the listing found the name in first (lookup starts there).
+    pub layer: usize,
 }
 
 #[derive(Debug)]

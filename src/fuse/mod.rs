@@ -395,16 +395,19 @@ impl OvlFs {
             name: ".".into(),
             ino,
             dtype: libc::DT_DIR,
+            layer: 0,
         });
         v.push(DirItem {
             name: "..".into(),
             ino: parent,
             dtype: libc::DT_DIR,
+            layer: 0,
         });
         v.extend(merged.into_iter().map(|m| DirItem {
             name: m.name,
             ino: m.ino,
             dtype: m.dtype,
+            layer: m.layer,
         }));
         Ok(v)
     }
@@ -1011,7 +1014,7 @@ impl Filesystem for OvlFs {
                     }
                     continue;
                 }
-                let e = match batch.lookup(&it.name) {
+                let e = match batch.lookup_listed(&it.name, Some(it.layer)) {
                     Ok(Some(e)) => e,
                     _ => continue,
                 };
