@@ -141,23 +141,12 @@ impl<'a> Batch<'a> {
         }
     }
 
-    /// `lookup` of one name.
-    pub fn lookup(&mut self, name: &OsStr) -> io::Result<Option<Entry>> {
-        self.lookup_listed(name, None)
-    }
-
     /// `lookup` of a name a merged listing found first in `layer`: lower
     /// layers above that one did not list it and never change, so they are
     /// skipped; the upper layer, which may have changed since, is not.
-    pub fn lookup_listed(
-        &mut self,
-        name: &OsStr,
-        layer: Option<usize>,
-    ) -> io::Result<Option<Entry>> {
+    pub fn lookup_listed(&mut self, name: &OsStr, layer: usize) -> io::Result<Option<Entry>> {
         let (stack, dir, fds) = (self.stack, self.dir, &mut self.fds);
-        let skip = layer
-            .and_then(|l| dir.lowers.iter().position(|x| *x == l))
-            .unwrap_or(0);
+        let skip = dir.lowers.iter().position(|x| *x == layer).unwrap_or(0);
         let upper = usize::from(stack.has_upper);
         let order = self.order[..upper]
             .iter()

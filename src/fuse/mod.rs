@@ -1014,7 +1014,7 @@ impl Filesystem for OvlFs {
                     }
                     continue;
                 }
-                let e = match batch.lookup_listed(&it.name, Some(it.layer)) {
+                let e = match batch.lookup_listed(&it.name, it.layer) {
                     Ok(Some(e)) => e,
                     _ => continue,
                 };

@@ -1,0 +1,138 @@
+//! The FUSE-free core, no mount: a READDIRPLUS batch lookup that starts at
+//! the layer the listing found a name in (`Batch::lookup_listed`) must give
+//! exactly what a full top-down `lookup` gives, for every name of every
+//! merged directory of a stack with whiteouts of each form, opaque
+//! directories and names repeated across layers; and it must still see an
+//! upper object made after the listing.
+
+mod common;
+
+use common::*;
+use ovlfuse::lookup::{self, Batch, DirRef, Entry};
+use ovlfuse::{MountOptions, Stack, readdir};
+use std::ffi::OsStr;
+use std::fs;
+use std::path::{Path, PathBuf};
+
+fn key(e: &Entry) -> (usize, Vec<usize>, bool, u64, u64, u32) {
+    (
+        e.layer,
+        e.layers.clone(),
+        e.opaque,
+        e.ino,
+        e.st.st_ino,
+        e.st.st_mode,
+    )
+}
+
+/// Compare both lookups for every listed name under `path`, recursively;
+/// returns how many names were compared.
+fn check_dir(stack: &Stack, path: &Path, lowers: &[usize]) -> usize {
+    let d = DirRef { path, lowers };
+    let listed = readdir::read_merged(stack, &d).unwrap();
+    let mut batch = Batch::new(stack, &d);
+    let mut n = 0;
+    for m in &listed {
+        let full = lookup::lookup(stack, &d, &m.name).unwrap();
+        let fast = batch.lookup_listed(&m.name, m.layer).unwrap();
+        let (full, fast) = (full.expect("listed name resolves"), fast.expect("listed"));
+        assert_eq!(key(&fast), key(&full), "{}", path.join(&m.name).display());
+        assert_eq!(m.ino, full.ino, "d_ino of {}", path.join(&m.name).display());
+        n += 1;
+        if full.is_dir() {
+            let sub = lookup::child_path(path, &m.name);
+            n += check_dir(stack, &sub, &full.lowers(stack));
+        }
+    }
+    n
+}
+
+#[test]
+fn listed_lookup_skipping_upper_lowers_equals_full_lookup() {
+    if !env_ok(&[Need::Root]) {
+        return;
+    }
+    let t = tempdir();
+    let b = t.path();
+    let ls: Vec<PathBuf> = (0..4).map(|i| b.join(format!("l{i}"))).collect();
+    let (u, w) = (b.join("u"), b.join("w"));
+    for d in ls.iter().chain([&u, &w]) {
+        fs::create_dir_all(d).unwrap();
+    }
+    // Names repeated down the stack, shadowed, hidden and cut off.
+    layer()
+        .file("top", "0")
+        .whiteout("gone")
+        .xattr_whiteout("d/xgone")
+        .aufs_whiteout("d/agone")
+        .file("d/f0", "0")
+        .dir("opq")
+        .opaque("opq", Opaque::TrustedY)
+        .file("opq/mine", "0")
+        .apply(&ls[0]);
+    layer()
+        .file("top", "1")
+        .file("gone", "1")
+        .file("d/xgone", "1")
+        .file("d/agone", "1")
+        .file("d/f1", "1")
+        .dir("d/sub")
+        .file("d/sub/s1", "1")
+        .file("opq/hidden", "1")
+        .file("mid", "1")
+        .hardlink("mid2", "mid")
+        .apply(&ls[1]);
+    layer()
+        .file("d/f1", "2")
+        .file("d/f2", "2")
+        .file("d/sub/s2", "2")
+        .dir("d/sub/deep")
+        .file("d/sub/deep/x", "2")
+        .file("low", "2")
+        .apply(&ls[2]);
+    layer()
+        .file("d/f3", "3")
+        .file("d/sub/s1", "3")
+        // A file under a directory of the same name stops the merge.
+        .file("d/sub/deep", "3")
+        .file("low", "3")
+        .file("bottom", "3")
+        .apply(&ls[3]);
+    // The upper holds some of its own, a shadowing file and a whiteout.
+    layer()
+        .file("d/f2", "u")
+        .whiteout("d/f3")
+        .file("up", "u")
+        .apply(&u);
+    let stack = Stack::open(&MountOptions {
+        lowerdirs: ls.clone(),
+        upperdir: Some(u.clone()),
+        workdir: Some(w.clone()),
+        ..Default::default()
+    })
+    .unwrap();
+    let root = lookup::root(&stack).unwrap();
+    let n = check_dir(&stack, Path::new(""), &root.lowers(&stack));
+    // root: top d opq mid mid2 low bottom up; d: f0 f1 f2 sub; opq: mine;
+    // d/sub: s1 s2 deep; d/sub/deep: x.
+    assert_eq!(n, 17, "names visible in the merged tree");
+
+    // Listed from a lower; then the upper gets its own object by that name.
+    let d = PathBuf::from("d");
+    let dl = lookup::resolve_path(&stack, &d).unwrap().unwrap().1;
+    let dref = DirRef {
+        path: &d,
+        lowers: &dl,
+    };
+    let listed = readdir::read_merged(&stack, &dref).unwrap();
+    let f1 = listed.iter().find(|m| m.name == "f1").unwrap();
+    assert_ne!(f1.layer, 0, "f1 listed from a lower");
+    fs::write(u.join("d/f1"), "new upper").unwrap();
+    let mut batch = Batch::new(&stack, &dref);
+    let e = batch
+        .lookup_listed(OsStr::new("f1"), f1.layer)
+        .unwrap()
+        .unwrap();
+    assert_eq!(e.layer, 0, "the upper object made after the listing wins");
+    assert_eq!(e.st.st_size, 9);
+}
