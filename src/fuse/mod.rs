@@ -306,12 +306,21 @@ impl OvlFs {
         Ok(st)
     }
 
-    /// Answer an open with a handle on `fd`, passed through where it can be.
-    fn reply_opened(&self, ino: u64, fd: OwnedFd, in_upper: bool, flags: i32, reply: ReplyOpen) {
+    /// Keep `fd` as a new handle on `ino`; an upper file is passed through
+    /// where the kernel lets us (`open_backing` registers it). Returns the
+    /// handle and the backing id to answer with.
+    fn new_handle(
+        &self,
+        ino: u64,
+        fd: OwnedFd,
+        in_upper: bool,
+        flags: i32,
+        open_backing: impl FnOnce(&OwnedFd) -> io::Result<fuser::BackingId>,
+    ) -> (FileHandle, Option<Arc<fuser::BackingId>>) {
         let want = in_upper && self.passthrough.load(Ordering::Relaxed);
         let backing = self
             .handles
-            .io_open(ino, want, || self.backing(|| reply.open_backing(&fd)));
+            .io_open(ino, want, || self.backing(|| open_backing(&fd)));
         let id = self.handles.next_id();
         self.handles.files.insert(
             id,
@@ -324,32 +333,23 @@ impl OvlFs {
                 backing: backing.clone(),
             }),
         );
+        (FileHandle(id), backing)
+    }
+
+    /// Answer an open with a handle on `fd`, passed through where it can be.
+    fn reply_opened(&self, ino: u64, fd: OwnedFd, in_upper: bool, flags: i32, reply: ReplyOpen) {
+        let (fh, backing) = self.new_handle(ino, fd, in_upper, flags, |f| reply.open_backing(f));
         match backing {
-            Some(b) => reply.opened_passthrough(FileHandle(id), PASSTHROUGH_OPEN, &b),
-            None => reply.opened(FileHandle(id), FopenFlags::FOPEN_KEEP_CACHE),
+            Some(b) => reply.opened_passthrough(fh, PASSTHROUGH_OPEN, &b),
+            None => reply.opened(fh, FopenFlags::FOPEN_KEEP_CACHE),
         }
     }
 
     /// Answer a create or tmpfile: a new upper file, open as `fd`.
     fn reply_created(&self, e: &Entry, fd: OwnedFd, flags: i32, g: u64, reply: ReplyCreate) {
-        let want = self.passthrough.load(Ordering::Relaxed);
-        let backing = self
-            .handles
-            .io_open(e.ino, want, || self.backing(|| reply.open_backing(&fd)));
-        let id = self.handles.next_id();
-        self.handles.files.insert(
-            id,
-            Arc::new(handles::FileHandle {
-                ino: e.ino,
-                fd: std::sync::RwLock::new(fd),
-                in_upper: AtomicBool::new(true),
-                seen_gen: AtomicU64::new(0),
-                flags,
-                backing: backing.clone(),
-            }),
-        );
+        let (fh, backing) = self.new_handle(e.ino, fd, true, flags, |f| reply.open_backing(f));
         let attr = to_attr(&attr::merged_stat(e));
-        let (g, fh) = (Generation(g), FileHandle(id));
+        let g = Generation(g);
         match backing {
             Some(b) => reply.created_passthrough(&TTL, &attr, g, fh, PASSTHROUGH_OPEN, &b),
             None => reply.created(&TTL, &attr, g, fh, FopenFlags::FOPEN_KEEP_CACHE),
