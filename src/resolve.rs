@@ -803,8 +803,6 @@ pub fn set_fs_ids(uid: u32, gid: u32) -> (u32, u32) {
     (ou, og)
 }
 
-/// Best-effort: raise our open-file limit to the hard maximum (open handles
-/// are fds).
 /// The soft limit on open files.
 pub fn nofile_limit() -> u64 {
     let mut rl: libc::rlimit = unsafe { std::mem::zeroed() };
@@ -823,6 +821,8 @@ pub fn reopen(fd: BorrowedFd, flags: i32) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(n) })
 }
 
+/// Best-effort: raise our open-file limit to the hard maximum (open handles
+/// are fds).
 pub fn raise_nofile() {
     let mut rl: libc::rlimit = unsafe { std::mem::zeroed() };
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0 && rl.rlim_cur < rl.rlim_max {
