@@ -126,7 +126,6 @@ pub fn lookup(stack: &Stack, dir: &DirRef, name: &OsStr) -> io::Result<Option<En
 pub struct Batch<'a> {
     stack: &'a Stack,
     dir: &'a DirRef<'a>,
-    order: Vec<usize>,
     /// Per layer: the open directory, or the errno opening it gave.
     fds: Vec<Option<Result<crate::stack::DirFd, i32>>>,
 }
@@ -136,7 +135,6 @@ impl<'a> Batch<'a> {
         Batch {
             stack,
             dir,
-            order: visit_order(stack, dir),
             fds: vec![None; stack.layers.len()],
         }
     }
@@ -147,11 +145,9 @@ impl<'a> Batch<'a> {
     pub fn lookup_listed(&mut self, name: &OsStr, layer: usize) -> io::Result<Option<Entry>> {
         let (stack, dir, fds) = (self.stack, self.dir, &mut self.fds);
         let skip = dir.lowers.iter().position(|x| *x == layer).unwrap_or(0);
-        let upper = usize::from(stack.has_upper);
-        let order = self.order[..upper]
-            .iter()
-            .chain(&self.order[upper + skip..]);
-        lookup_in(stack, dir, name, order.copied(), &mut |l| {
+        let order = stack.has_upper.then_some(0).into_iter();
+        let order = order.chain(dir.lowers[skip..].iter().copied());
+        lookup_in(stack, dir, name, order, &mut |l| {
             fds[l]
                 .get_or_insert_with(|| stack.dir(l, dir.path).map_err(|e| resolve::errno(&e)))
                 .clone()
