@@ -33,6 +33,67 @@ pub struct SetAttr {
     pub size: Option<u64>,
     pub atime: TimeSet,
     pub mtime: TimeSet,
+    /// Clear setuid/setgid as a write, truncate or chown by a caller
+    /// without CAP_FSETID does.
+    pub kill_privs: KillPrivs,
+}
+
+/// Which setuid/setgid bits a write, truncate or chown by a caller without
+/// CAP_FSETID clears (the kernel's setattr_should_drop_suidgid).
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub enum KillPrivs {
+    #[default]
+    None,
+    /// setuid, and setgid with group execute. Setgid without group execute
+    /// marks mandatory locking and stays for a caller in the file's group.
+    Exec,
+    /// Also a setgid bit without group execute: the caller is not in the
+    /// file's group.
+    All,
+}
+
+impl KillPrivs {
+    /// `mode` with the bits this kill clears gone.
+    pub fn apply(self, mode: u32) -> u32 {
+        if self == KillPrivs::None {
+            return mode;
+        }
+        let mut m = mode & !libc::S_ISUID;
+        if m & libc::S_IXGRP != 0 || self == KillPrivs::All {
+            m &= !libc::S_ISGID;
+        }
+        m
+    }
+
+    /// Whether the caller's group membership matters for `mode` (a setgid
+    /// bit without group execute), so it is worth finding out.
+    pub fn asks_group(mode: u32) -> bool {
+        mode & (libc::S_ISGID | libc::S_IXGRP) == libc::S_ISGID
+    }
+}
+
+impl SetAttr {
+    /// True if no field but `kill_suidgid` asks for a change.
+    pub fn changes_nothing_but_privs(&self) -> bool {
+        self.mode.is_none()
+            && self.uid.is_none()
+            && self.gid.is_none()
+            && self.size.is_none()
+            && self.atime.is_none()
+            && self.mtime.is_none()
+    }
+}
+
+/// Clear setuid/setgid on an open upper file; `kill` is asked with the
+/// file's mode and gid. True if a bit went.
+pub fn kill_privs_fd(fd: BorrowedFd, kill: impl FnOnce(u32, u32) -> KillPrivs) -> io::Result<bool> {
+    let st = resolve::fstat(fd)?;
+    let m = kill(st.st_mode, st.st_gid).apply(st.st_mode);
+    if m == st.st_mode {
+        return Ok(false);
+    }
+    resolve::fchmod(fd, m & 0o7777)?;
+    Ok(true)
 }
 
 /// Apply `sa` to the object at `path`, copying it up first. `open_fd` is an
@@ -44,6 +105,10 @@ pub fn setattr(
     sa: &SetAttr,
     open_fd: Option<BorrowedFd>,
 ) -> io::Result<Stat> {
+    if sa.changes_nothing_but_privs() && sa.kill_privs.apply(entry.st.st_mode) == entry.st.st_mode {
+        // Nothing to change: no copy-up for it either.
+        return Ok(entry.st);
+    }
     stack.upper_or_erofs()?;
     let data = sa.size != Some(0);
     let up = copy_up::copy_up(stack, path, entry, CopyUp { data })?;
@@ -73,7 +138,15 @@ pub fn setattr(
     if sa.atime.is_some() || sa.mtime.is_some() {
         resolve::utimensat(dir, name, sa.atime, sa.mtime)?;
     }
-    resolve::fstatat(dir, name)
+    let st = resolve::fstatat(dir, name)?;
+    let m = sa.kill_privs.apply(st.st_mode);
+    if m != st.st_mode {
+        // Last, on the mode the steps above left (a chown may have
+        // cleared the bits already).
+        resolve::fchmodat(dir, name, m & 0o7777)?;
+        return resolve::fstatat(dir, name);
+    }
+    Ok(st)
 }
 
 /// Apply `sa` through an open upper fd: for an object with no name (an
@@ -91,5 +164,6 @@ pub fn setattr_fd(fd: BorrowedFd, sa: &SetAttr) -> io::Result<()> {
     if sa.atime.is_some() || sa.mtime.is_some() {
         resolve::futimens(fd, sa.atime, sa.mtime)?;
     }
+    kill_privs_fd(fd, |_, _| sa.kill_privs)?;
     Ok(())
 }

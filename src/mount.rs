@@ -381,6 +381,7 @@ pub fn run(r: MountRequest) -> i32 {
     let root = crate::resolve::geteuid() == 0;
     // Passthrough needs CAP_SYS_ADMIN for its backing ids.
     let fs = OvlFs::new(stack).with_passthrough(root && !r.options.nopassthrough);
+    let notifier = fs.notifier_slot();
     let session = if root {
         // Our own mount(2), so the type reads fuse.ovlfuse (fuser's direct
         // mount always says "fuse"); then serve that fd.
@@ -405,6 +406,7 @@ pub fn run(r: MountRequest) -> i32 {
             return 1;
         }
     };
+    let _ = notifier.set(session.notifier());
     if root {
         raise_readahead(&mp);
     }

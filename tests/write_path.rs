@@ -2507,6 +2507,158 @@ fn a_hard_link_stays_usable_after_another_of_its_names_is_removed() {
     c.check();
 }
 
+// ------------------------------------------------------------ setuid kill
+
+/// A write, truncate or O_TRUNC open by a caller without CAP_FSETID clears
+/// setuid, and setgid with group execute or for a caller outside the
+/// file's group; root keeps them; any write drops security.capability.
+/// With FUSE_HANDLE_KILLPRIV_V2 the daemon does this itself (the kernel
+/// skips its per-write getxattr), for passed-through writes (an empty
+/// setattr) and for writes through the daemon (a write flag) alike, so
+/// both paths run against the kernel.
+#[test]
+fn writes_clear_setuid_and_setgid_as_the_kernel_does() {
+    if !require_twin() {
+        return;
+    }
+    let (uid, gid) = ensure_user("ovltest");
+    let extra = 4321;
+    for io in ["passthrough", "nopassthrough"] {
+        let mut b = Twin::builder().fuse_opt("allow_other");
+        if io == "nopassthrough" {
+            b = b.fuse_opt("nopassthrough");
+        }
+        let c = case(
+            b.lower(
+                layer()
+                    .dir_mode("pub", 0o777)
+                    .file_mode("pub/w", "w", 0o4777)
+                    .file_mode("pub/t", "t", 0o4777)
+                    .file_mode("pub/o", "o", 0o4777)
+                    .file_mode("pub/gx", "gx", 0o6777)
+                    .file_mode("pub/gm", "gm", 0o2767)
+                    .chown("pub/gm", 0, gid)
+                    .file_mode("pub/go", "go", 0o2767)
+                    .file_mode("pub/gs", "gs", 0o2767)
+                    .chown("pub/gs", 0, extra)
+                    .file_mode("pub/root", "r", 0o4777)
+                    .file_mode("pub/cap", "c", 0o755),
+            ),
+        );
+        let perm = |r: &Path, n: &str| probe_cached_perm(&r.join(n));
+        let (f, k) = c.both_as_groups((uid, gid), &[gid, extra], |r| {
+            let mut out = Vec::new();
+            for n in ["pub/w", "pub/gx", "pub/gm", "pub/go", "pub/gs"] {
+                out.push((n, "append", probe_append(&r.join(n), b"+").and(perm(r, n))));
+            }
+            // A second write finds the bits gone (the kernel caches that).
+            out.push((
+                "pub/w",
+                "append again",
+                probe_append(&r.join("pub/w"), b"+").and(perm(r, "pub/w")),
+            ));
+            out.push((
+                "pub/t",
+                "truncate",
+                probe_truncate(&r.join("pub/t"), 1).and(perm(r, "pub/t")),
+            ));
+            // No reply carries the mode after an open: a stale cached
+            // setuid bit would show here (and count at exec).
+            out.push((
+                "pub/o",
+                "open O_TRUNC",
+                probe_open(&r.join("pub/o"), libc::O_WRONLY | libc::O_TRUNC).and(perm(r, "pub/o")),
+            ));
+            let own = r.join("pub/own");
+            out.push((
+                "pub/own",
+                "create 4755 + append",
+                probe_create(&own, 0o4755)
+                    .and(probe_chmod(&own, 0o4755))
+                    .and(probe_append(&own, b"+"))
+                    .and(perm(r, "pub/own")),
+            ));
+            out.push((
+                "pub/own",
+                "chmod 4755 + chown to self",
+                probe_chmod(&own, 0o4755)
+                    .and(probe_chown(&own, uid, gid))
+                    .and(perm(r, "pub/own")),
+            ));
+            out
+        });
+        assert_eq!(f, k, "{io}: fuse and kernel differ for an ordinary user");
+        let want = [
+            ("pub/w", 0o777),
+            ("pub/gx", 0o777),
+            ("pub/gm", 0o2767),
+            ("pub/go", 0o767),
+            ("pub/gs", 0o2767),
+            ("pub/w", 0o777),
+            ("pub/t", 0o777),
+            ("pub/o", 0o777),
+            ("pub/own", 0o755),
+            ("pub/own", 0o755),
+        ];
+        for ((n, what, got), (wn, wp)) in f.iter().zip(want) {
+            assert_eq!((*n, *got), (wn, Ok(wp)), "{io}: {what} {n}");
+        }
+        // Root has CAP_FSETID: the bits stay. A file capability goes on
+        // any write, root's too.
+        let cap = [1u8, 0, 0, 2, 0, 4, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0];
+        let (f, k) = c.both(|r| {
+            (
+                probe_append(&r.join("pub/root"), b"+").and(perm(r, "pub/root")),
+                probe_setxattr(&r.join("pub/cap"), "security.capability", &cap, 0)
+                    .and(probe_getxattr(&r.join("pub/cap"), "security.capability"))
+                    .map(|v| v.len()),
+                probe_append(&r.join("pub/cap"), b"+")
+                    .and(probe_getxattr(&r.join("pub/cap"), "security.capability")),
+            )
+        });
+        assert_eq!(f, k, "{io}: fuse and kernel differ for root");
+        assert_eq!(f, (Ok(0o4777), Ok(20), Err(libc::ENODATA)), "{io}: root");
+        c.check();
+    }
+}
+
+/// The same under an unprivileged daemon: no passthrough, and the daemon's
+/// own truncation or write may clear the bits before it looks, so the
+/// kernel's cached mode must still be dropped.
+#[test]
+fn writes_clear_setuid_and_setgid_under_an_unprivileged_daemon() {
+    if !require_twin() {
+        return;
+    }
+    let (uid, gid) = ensure_user("ovltest");
+    // Owned by the user: an unprivileged copy-up keeps no other owner.
+    let mut l = layer().dir_mode("pub", 0o777).chown("pub", uid, gid);
+    for (n, mode) in [("w", 0o4777), ("t", 0o4777), ("o", 0o4777), ("gx", 0o6775)] {
+        let p = format!("pub/{n}");
+        l = l.file_mode(&p, n, mode).chown(&p, uid, gid);
+    }
+    let c = case(Twin::builder().fuse_as(uid, gid).opt("userxattr").lower(l));
+    let perm = |r: &Path, n: &str| probe_cached_perm(&r.join(n));
+    let (f, k) = c.both_as(uid, gid, |r| {
+        [
+            probe_append(&r.join("pub/w"), b"+").and(perm(r, "pub/w")),
+            probe_append(&r.join("pub/gx"), b"+").and(perm(r, "pub/gx")),
+            probe_truncate(&r.join("pub/t"), 1).and(perm(r, "pub/t")),
+            probe_open(&r.join("pub/o"), libc::O_WRONLY | libc::O_TRUNC).and(perm(r, "pub/o")),
+            probe_create(&r.join("pub/own"), 0o755)
+                .and(probe_chmod(&r.join("pub/own"), 0o4755))
+                // As a shell's `: > own` opens it.
+                .and(probe_open(
+                    &r.join("pub/own"),
+                    libc::O_WRONLY | libc::O_CREAT | libc::O_TRUNC,
+                ))
+                .and(perm(r, "pub/own")),
+        ]
+    });
+    assert_eq!(f, k, "fuse and kernel differ");
+    assert_eq!(f, [Ok(0o777), Ok(0o775), Ok(0o777), Ok(0o777), Ok(0o755)]);
+}
+
 // ------------------------------------------------------------------ owners
 
 #[test]

@@ -5,7 +5,7 @@
 pub mod handles;
 pub mod inodes;
 
-use crate::attr::{self, SetAttr};
+use crate::attr::{self, KillPrivs, SetAttr};
 use crate::copy_up::{self, CopyUp};
 use crate::dir_ops::{self, Caller, NewObject};
 use crate::lookup::{self, DirRef, Entry};
@@ -26,8 +26,8 @@ use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 /// Open flags with passthrough: the kernel fails the open (EIO) if any
@@ -52,6 +52,9 @@ pub struct OvlFs {
     /// Upper files' reads and writes go straight to the upper file in the
     /// kernel (FUSE passthrough): asked for at INIT, dropped if refused.
     passthrough: AtomicBool,
+    /// Tells the kernel when an inode changed behind its back; set once
+    /// the session exists (see [`OvlFs::notifier_slot`]).
+    notifier: Arc<OnceLock<fuser::Notifier>>,
 }
 
 fn ftype(mode: u32) -> FileType {
@@ -145,6 +148,34 @@ fn caller(req: &Request, umask: u32) -> Caller {
     }
 }
 
+/// What a write, truncate or chown by the caller of `req` clears on a file
+/// with `mode` and `gid`: a setgid bit without group execute only if the
+/// caller is not in the group (the kernel's setattr_should_drop_sgid).
+fn kill_for(req: &Request, mode: u32, gid: u32) -> KillPrivs {
+    if KillPrivs::asks_group(mode) && !caller_in_group(req, gid) {
+        KillPrivs::All
+    } else {
+        KillPrivs::Exec
+    }
+}
+
+/// Whether `gid` is the caller's group or one of its supplementary groups
+/// (FUSE sends the fsgid only; /proc/<tid>/status of the calling thread has
+/// the rest). Only a setgid file without group execute asks. If the thread
+/// is gone it counts as in the group: the bit stays, as it did before.
+fn caller_in_group(req: &Request, gid: u32) -> bool {
+    if req.gid() == gid {
+        return true;
+    }
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", req.pid())) else {
+        return true;
+    };
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("Groups:"))
+        .is_some_and(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)))
+}
+
 /// Run a handler; a panic inside answers EIO (the dropped reply does) and
 /// the daemon keeps serving. With `-d`, one line per request names the
 /// layer whose lookup answered it.
@@ -179,7 +210,39 @@ impl OvlFs {
             handles: Handles::default(),
             requests: AtomicU64::new(0),
             passthrough: AtomicBool::new(false),
+            notifier: Arc::default(),
         }
+    }
+
+    /// Where the mount puts the session's notifier, before the session
+    /// takes the filesystem.
+    pub fn notifier_slot(&self) -> Arc<OnceLock<fuser::Notifier>> {
+        self.notifier.clone()
+    }
+
+    /// Clear setuid/setgid on an upper file we wrote or truncated for a
+    /// caller without CAP_FSETID (FUSE_HANDLE_KILLPRIV_V2 leaves it to us).
+    /// `was` is the mode before a truncating open, which clears the bits
+    /// itself when the daemon lacks CAP_FSETID.
+    fn kill_privs(
+        &self,
+        req: &Request,
+        ino: u64,
+        fd: std::os::fd::BorrowedFd,
+        was: Option<u32>,
+    ) -> io::Result<()> {
+        let cleared = attr::kill_privs_fd(fd, |mode, gid| kill_for(req, mode, gid))?;
+        let had = was.is_some_and(|m| m & (libc::S_ISUID | libc::S_ISGID) != 0);
+        if cleared || had {
+            tracing::debug!(op = "kill_privs", ino, "setuid/setgid cleared");
+            // No reply of ours carries the new mode, and a stale setuid bit
+            // would still count at exec: drop the kernel's cached attributes
+            // (offset -1: not the page cache).
+            if let Some(n) = self.notifier.get() {
+                let _ = n.inval_inode(INodeNo(ino), -1, 0);
+            }
+        }
+        Ok(())
     }
 
     pub fn with_passthrough(self, on: bool) -> Self {
@@ -291,9 +354,20 @@ impl OvlFs {
     }
 
     /// setattr through an fd, for an object with no name.
-    fn setattr_unnamed(&self, h: &handles::FileHandle, sa: &SetAttr) -> io::Result<Stat> {
+    fn setattr_unnamed(
+        &self,
+        req: &Request,
+        h: &handles::FileHandle,
+        mut sa: SetAttr,
+        kill: bool,
+    ) -> io::Result<Stat> {
         self.stack.upper_or_erofs()?;
         let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
+        if kill {
+            let st = resolve::fstat(fd.as_fd())?;
+            sa.kill_privs = kill_for(req, st.st_mode, st.st_gid);
+        }
+        let sa = &sa;
         if sa.size.is_some() && h.flags & libc::O_ACCMODE == libc::O_RDONLY {
             // truncate(2) needs a writable file; the handle found may not be.
             let w = resolve::reopen(fd.as_fd(), libc::O_WRONLY)?;
@@ -494,6 +568,10 @@ impl Filesystem for OvlFs {
             InitFlags::FUSE_EXPORT_SUPPORT,
             // The kernel leaves the umask to us, so a default ACL can win.
             InitFlags::FUSE_DONT_MASK,
+            // We clear setuid/setgid ourselves (setattr, open, write), so
+            // the kernel marks inodes S_NOSEC after one check instead of a
+            // getxattr(security.capability) round trip on every write(2).
+            InitFlags::FUSE_HANDLE_KILLPRIV_V2,
         ] {
             let _ = config.add_capabilities(cap);
         }
@@ -554,7 +632,7 @@ impl Filesystem for OvlFs {
 
     fn setattr(
         &self,
-        _req: &Request,
+        req: &Request,
         ino: INodeNo,
         mode: Option<u32>,
         uid: Option<u32>,
@@ -568,28 +646,37 @@ impl Filesystem for OvlFs {
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
         _flags: Option<fuser::BsdFileFlags>,
+        kill_suidgid: bool,
         reply: ReplyAttr,
     ) {
         self.count_op("setattr");
         guarded("setattr", || {
-            let sa = SetAttr {
+            let mut sa = SetAttr {
                 mode,
                 uid,
                 gid,
                 size,
                 atime: time_set(atime),
                 mtime: time_set(mtime),
+                kill_privs: KillPrivs::None,
             };
+            // An empty setattr is how the kernel (HANDLE_KILLPRIV_V2) asks
+            // us to clear setuid/setgid after a write it did not send us (a
+            // passed-through one): file_remove_privs had nothing else left.
+            let kill = kill_suidgid || sa.changes_nothing_but_privs();
             let (place, e) = match self.entry_of(ino.0) {
                 Ok(x) => x,
                 Err(err) => match self.handle_of(ino.0, fh) {
                     Some(h) if h.in_upper.load(Ordering::Acquire) => {
-                        let st = try_reply!(reply, self.setattr_unnamed(&h, &sa));
+                        let st = try_reply!(reply, self.setattr_unnamed(req, &h, sa, kill));
                         return reply.attr(&TTL, &to_attr(&st));
                     }
                     _ => return reply.error(eno(&err)),
                 },
             };
+            if kill {
+                sa.kill_privs = kill_for(req, e.st.st_mode, e.st.st_gid);
+            }
             let h = fh.and_then(|f| self.file(f).ok());
             let guard = h
                 .as_ref()
@@ -787,7 +874,14 @@ impl Filesystem for OvlFs {
         })
     }
 
-    fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+    fn open(
+        &self,
+        req: &Request,
+        ino: INodeNo,
+        flags: OpenFlags,
+        kill_suidgid: bool,
+        reply: ReplyOpen,
+    ) {
         self.count_op("open");
         guarded("open", || {
             let flags = flags.0;
@@ -816,10 +910,16 @@ impl Filesystem for OvlFs {
                     reply,
                     copy_up::copy_up(&self.stack, &place.path, &e, CopyUp { data: !trunc })
                 );
-                (
-                    try_reply!(reply, resolve::openat(up.as_fd(), &place.name, keep, 0)),
-                    true,
-                )
+                let fd = try_reply!(reply, resolve::openat(up.as_fd(), &place.name, keep, 0));
+                // O_TRUNC by a caller without CAP_FSETID: we truncated, so
+                // the setuid/setgid bits are ours to clear (KILLPRIV_V2).
+                if trunc && kill_suidgid {
+                    try_reply!(
+                        reply,
+                        self.kill_privs(req, ino.0, fd.as_fd(), Some(e.st.st_mode))
+                    );
+                }
+                (fd, true)
             } else {
                 let dir = try_reply!(reply, self.stack.dir(e.layer, &place.parent_path));
                 let fd = if e.in_upper(&self.stack) {
@@ -866,12 +966,12 @@ impl Filesystem for OvlFs {
 
     fn write(
         &self,
-        _req: &Request,
+        req: &Request,
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
-        _write_flags: WriteFlags,
+        write_flags: WriteFlags,
         _flags: OpenFlags,
         _lock_owner: Option<LockOwner>,
         reply: ReplyWrite,
@@ -880,6 +980,9 @@ impl Filesystem for OvlFs {
         guarded("write", || {
             let h = try_reply!(reply, self.file(fh));
             let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
+            if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
+                try_reply!(reply, self.kill_privs(req, h.ino, fd.as_fd(), None));
+            }
             let mut done = 0;
             while done < data.len() {
                 let n = try_reply!(

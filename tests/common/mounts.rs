@@ -1011,6 +1011,16 @@ impl Twin {
         super::user::with_creds(uid, gid, || self.both(f))
     }
 
+    /// `both_as` with these supplementary groups.
+    pub fn both_as_groups<T: Send>(
+        &self,
+        (uid, gid): (u32, u32),
+        groups: &[u32],
+        f: impl FnMut(&Path) -> T + Send,
+    ) -> (T, T) {
+        super::user::with_creds_groups(uid, gid, groups, || self.both(f))
+    }
+
     /// `both`, asserting the two results are equal; returns the fuse result.
     pub fn same<T: PartialEq + Debug>(&self, what: &str, f: impl FnMut(&Path) -> T) -> T {
         let (a, b) = self.both(f);

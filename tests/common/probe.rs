@@ -58,6 +58,17 @@ pub fn probe_stat(p: &Path) -> Result<StatInfo, i32> {
     probe_stat_raw(p).map(|st| StatInfo::from_stat(&st))
 }
 
+/// Permission bits (with setuid/setgid/sticky) through statx asking for
+/// the mode alone: a FUSE mount answers that from its cache unless the
+/// mode itself was invalidated, as exec reads it, where stat(2) asks for
+/// the size too and would refresh a stale mode.
+pub fn probe_cached_perm(p: &Path) -> Result<u32, i32> {
+    let cp = cpath(p);
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    check(unsafe { libc::statx(libc::AT_FDCWD, cp.as_ptr(), 0, libc::STATX_MODE, &mut stx) })?;
+    Ok(u32::from(stx.stx_mode) & 0o7777)
+}
+
 pub fn probe_lstat(p: &Path) -> Result<StatInfo, i32> {
     probe_lstat_raw(p).map(|st| StatInfo::from_stat(&st))
 }

@@ -105,12 +105,25 @@ pub fn run_as(uid: u32, gid: u32, cmd: &mut Command) -> Output {
 /// raw syscalls (unlike glibc's wrappers) change only the calling thread, so
 /// the rest of the test process stays root.
 pub fn with_creds<T: Send>(uid: u32, gid: u32, f: impl FnOnce() -> T + Send) -> T {
+    with_creds_groups(uid, gid, &[gid], f)
+}
+
+/// `with_creds` with these supplementary groups.
+pub fn with_creds_groups<T: Send>(
+    uid: u32,
+    gid: u32,
+    groups: &[u32],
+    f: impl FnOnce() -> T + Send,
+) -> T {
     std::thread::scope(|s| {
         let h = s.spawn(move || {
-            let groups = [gid];
             unsafe {
                 assert_eq!(
-                    libc::syscall(libc::SYS_setgroups, 1 as libc::c_long, groups.as_ptr()),
+                    libc::syscall(
+                        libc::SYS_setgroups,
+                        groups.len() as libc::c_long,
+                        groups.as_ptr()
+                    ),
                     0,
                     "setgroups"
                 );

@@ -439,6 +439,8 @@ pub trait Filesystem: Send + Sync + 'static {
     }
 
     /// Set file attributes.
+    /// ovlfuse patch: `kill_suidgid` is FATTR_KILL_SUIDGID: with
+    /// FUSE_HANDLE_KILLPRIV_V2 the filesystem clears setuid/setgid itself.
     fn setattr(
         &self,
         _req: &Request,
@@ -455,6 +457,7 @@ pub trait Filesystem: Send + Sync + 'static {
         _chgtime: Option<SystemTime>,
         _bkuptime: Option<SystemTime>,
         flags: Option<BsdFileFlags>,
+        _kill_suidgid: bool,
         reply: ReplyAttr,
     ) {
         warn!(
@@ -573,7 +576,15 @@ pub trait Filesystem: Send + Sync + 'static {
     /// anything in fh. There are also some flags (`direct_io`, `keep_cache`) which the
     /// filesystem may set, to change the way the file is opened. See `fuse_file_info`
     /// structure in <`fuse_common.h`> for more details.
-    fn open(&self, _req: &Request, _ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
+    /// ovlfuse patch: `kill_suidgid` is FUSE_OPEN_KILL_SUIDGID (see `setattr`).
+    fn open(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _flags: OpenFlags,
+        _kill_suidgid: bool,
+        reply: ReplyOpen,
+    ) {
         reply.opened(FileHandle(0), FopenFlags::empty());
     }
 
