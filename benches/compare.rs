@@ -190,6 +190,25 @@ fn workloads() -> Vec<Workload> {
             volatile: false,
         },
         Workload {
+            // Small write(2)s, the way a compiler, tar or a package manager
+            // writes: each one a FUSE request for the daemon without
+            // passthrough, and a capability check unless the kernel may
+            // cache S_NOSEC (FUSE_HANDLE_KILLPRIV_V2).
+            name: "write 16 MiB in 4 KiB writes",
+            build: |_| {},
+            run: |m| {
+                let chunk = vec![b's'; 4096];
+                let t = Instant::now();
+                let mut f = fs::File::create(m.join("small")).unwrap();
+                for _ in 0..scale(4096) {
+                    f.write_all(&chunk).unwrap();
+                }
+                drop(f);
+                t.elapsed()
+            },
+            volatile: false,
+        },
+        Workload {
             name: "sequential read 512 MiB, warm",
             build: |l| big_file(l, "r512", scale(512) << 20),
             run: |m| {
