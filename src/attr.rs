@@ -53,9 +53,10 @@ pub enum KillPrivs {
 }
 
 impl KillPrivs {
-    /// `mode` with the bits this kill clears gone.
+    /// `mode` with the bits this kill clears gone. Only regular files
+    /// lose them: a directory's setgid bit is inheritance, not privilege.
     pub fn apply(self, mode: u32) -> u32 {
-        if self == KillPrivs::None {
+        if self == KillPrivs::None || mode & libc::S_IFMT != libc::S_IFREG {
             return mode;
         }
         let mut m = mode & !libc::S_ISUID;
@@ -166,4 +167,32 @@ pub fn setattr_fd(fd: BorrowedFd, sa: &SetAttr) -> io::Result<()> {
     }
     kill_privs_fd(fd, |_, _| sa.kill_privs)?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KillPrivs::{self, All, Exec};
+
+    const REG: u32 = libc::S_IFREG;
+    const DIR: u32 = libc::S_IFDIR;
+
+    #[test]
+    fn kill_privs_clears_what_the_kernel_clears() {
+        let cases = [
+            (Exec, REG | 0o4755, REG | 0o755),
+            (Exec, REG | 0o6775, REG | 0o775),
+            // Setgid without group execute: kept for a group member.
+            (Exec, REG | 0o2764, REG | 0o2764),
+            (All, REG | 0o2764, REG | 0o764),
+            (All, REG | 0o6755, REG | 0o755),
+            // A directory's setgid bit is inheritance: never cleared.
+            (All, DIR | 0o2775, DIR | 0o2775),
+            (KillPrivs::None, REG | 0o4755, REG | 0o4755),
+        ];
+        for (kill, mode, want) in cases {
+            assert_eq!(kill.apply(mode), want, "{kill:?} {mode:o}");
+        }
+        assert!(KillPrivs::asks_group(REG | 0o2764));
+        assert!(!KillPrivs::asks_group(REG | 0o2774));
+    }
 }
