@@ -4,7 +4,9 @@
 //! Rules served (OVERLAY-SEMANTICS "Inodes and attributes", "Copy-up"):
 //! `st_ino` is the overlay's stable number; chmod, chown, utimes and
 //! truncate of a lower object copy it up first; a merged directory reports
-//! `nlink` 1 as the kernel does (its true count is unknowable cheaply).
+//! `nlink` 1 as the kernel does (its true count is unknowable cheaply); a
+//! write, truncate or chown by a caller without CAP_FSETID clears setuid
+//! and setgid ([`KillPrivs`]: with FUSE_HANDLE_KILLPRIV_V2 that is ours).
 
 use crate::copy_up::{self, CopyUp};
 use crate::lookup::{Entry, split};
@@ -74,7 +76,7 @@ impl KillPrivs {
 }
 
 impl SetAttr {
-    /// True if no field but `kill_suidgid` asks for a change.
+    /// True if no field but `kill_privs` asks for a change.
     pub fn changes_nothing_but_privs(&self) -> bool {
         self.mode.is_none()
             && self.uid.is_none()
