@@ -167,7 +167,9 @@ pub fn setattr_fd(fd: BorrowedFd, sa: &SetAttr) -> io::Result<()> {
     if sa.atime.is_some() || sa.mtime.is_some() {
         resolve::futimens(fd, sa.atime, sa.mtime)?;
     }
-    kill_privs_fd(fd, |_, _| sa.kill_privs)?;
+    if sa.kill_privs != KillPrivs::None {
+        kill_privs_fd(fd, |_, _| sa.kill_privs)?;
+    }
     Ok(())
 }
 
