@@ -393,6 +393,7 @@ pub fn run(r: MountRequest) -> i32 {
     let sigs = block_signals();
     let root = crate::resolve::geteuid() == 0;
     // Passthrough needs CAP_SYS_ADMIN for its backing ids.
+    stack.warm_root();
     let fs = OvlFs::new(stack).with_passthrough(root && !r.options.nopassthrough);
     let notifier = fs.notifier_slot();
     let session = if root {

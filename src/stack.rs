@@ -94,7 +94,16 @@ struct LowerDir {
     /// Does it hold any `.wh.*` entry? Learnt from one listing, so a
     /// negative lookup need not probe for `.wh.NAME` in unmarked layers.
     aufs: std::sync::OnceLock<bool>,
+    /// Negative lookups here so far: the listing waits for
+    /// [`LIST_AFTER_MISSES`] of them, so that a directory looked into once
+    /// or twice pays a probe each, not a listing.
+    misses: std::sync::atomic::AtomicU32,
 }
+
+/// Listing a small directory costs about as many syscalls (open, getdents
+/// twice, close) as this many `.wh.NAME` probes; a large one costs more,
+/// and is listed only once it is clearly being looked into.
+const LIST_AFTER_MISSES: u32 = 8;
 
 /// A directory fd of one layer; shared when it comes from the cache.
 pub type DirFd = Arc<OwnedFd>;
@@ -394,6 +403,17 @@ impl Stack {
         self.lower_dir(layer, rel).map(|d| d.fd.clone())
     }
 
+    /// Open every lower root into the directory cache now, before the
+    /// mount serves: the first lookup of a fresh mount would otherwise open
+    /// one per lower while a caller waits (every path starts at the root).
+    pub fn warm_root(&self) {
+        for l in 0..self.layers.len() {
+            if !self.is_upper(l) {
+                let _ = self.lower_dir(l, Path::new(""));
+            }
+        }
+    }
+
     fn lower_dir(&self, layer: usize, rel: &Path) -> io::Result<Arc<LowerDir>> {
         let key = (layer, rel.to_path_buf());
         if let Some(d) = self.lower_dirs.get(&key) {
@@ -403,6 +423,7 @@ impl Stack {
             Ok(fd) => Some(Arc::new(LowerDir {
                 fd: Arc::new(fd),
                 aufs: Default::default(),
+                misses: Default::default(),
             })),
             Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => None,
             // EACCES and the like may pass: not cached.
@@ -436,12 +457,19 @@ impl Stack {
         o
     }
 
-    /// May the lower directory hold AUFS `.wh.*` markers? (true when
-    /// unsure). Answered from one listing, kept with the cached fd.
+    /// May the lower directory hold AUFS `.wh.*` markers, so that a name
+    /// missing from it needs a `.wh.NAME` probe? (true when unsure). After
+    /// a few misses, answered from one listing kept with the cached fd.
     pub fn lower_may_have_aufs(&self, layer: usize, rel: &Path) -> bool {
         let Ok(d) = self.lower_dir(layer, rel) else {
             return true;
         };
+        if let Some(known) = d.aufs.get() {
+            return *known;
+        }
+        if d.misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < LIST_AFTER_MISSES {
+            return true;
+        }
         *d.aufs.get_or_init(|| {
             let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOATIME;
             let root = self.layers[layer].root.as_fd();

@@ -136,3 +136,60 @@ fn listed_lookup_skipping_upper_lowers_equals_full_lookup() {
     assert_eq!(e.layer, 0, "the upper object made after the listing wins");
     assert_eq!(e.st.st_size, 9);
 }
+
+/// An AUFS `.wh.NAME` in a lower hides NAME whether the lookup probes for
+/// the marker (a directory's first misses) or decides from the listing it
+/// makes after a few misses; a directory without markers, once listed,
+/// still resolves names found further down.
+#[test]
+fn aufs_whiteouts_hide_names_before_and_after_the_listing() {
+    if !env_ok(&[Need::Root]) {
+        return;
+    }
+    let t = tempdir();
+    let b = t.path();
+    let (l0, l1, l2) = (b.join("l0"), b.join("l1"), b.join("l2"));
+    for d in [&l0, &l1, &l2] {
+        fs::create_dir_all(d).unwrap();
+    }
+    let mut top = layer().dir("plain").file("plain/other", "o");
+    let mut bottom = layer();
+    for i in 0..20 {
+        top = top.aufs_whiteout(&format!("w/gone{i}"));
+        bottom = bottom
+            .file(&format!("w/gone{i}"), "g")
+            .file(&format!("w/kept{i}"), "k")
+            .file(&format!("plain/low{i}"), "l");
+    }
+    top.apply(&l0);
+    layer().dir("w").dir("plain").apply(&l1);
+    bottom.apply(&l2);
+    let stack = Stack::open(&MountOptions {
+        lowerdirs: vec![l0, l1, l2],
+        ..Default::default()
+    })
+    .unwrap();
+    for dir in ["w", "plain"] {
+        let p = PathBuf::from(dir);
+        let lowers = lookup::resolve_path(&stack, &p).unwrap().unwrap().1;
+        let d = DirRef {
+            path: &p,
+            lowers: &lowers,
+        };
+        // Twenty rounds: well past the misses after which a layer's
+        // directory is listed instead of probed.
+        for i in 0..20 {
+            if dir == "w" {
+                let gone = lookup::lookup(&stack, &d, OsStr::new(&format!("gone{i}"))).unwrap();
+                assert!(gone.is_none(), "w/gone{i} is whited out (round {i})");
+                let kept = lookup::lookup(&stack, &d, OsStr::new(&format!("kept{i}"))).unwrap();
+                assert_eq!(kept.expect("w/kept shows").layer, 2, "w/kept{i}");
+            } else {
+                let low = lookup::lookup(&stack, &d, OsStr::new(&format!("low{i}"))).unwrap();
+                assert_eq!(low.expect("plain/low shows").layer, 2, "plain/low{i}");
+                let none = lookup::lookup(&stack, &d, OsStr::new(&format!("none{i}"))).unwrap();
+                assert!(none.is_none(), "plain/none{i} does not exist");
+            }
+        }
+    }
+}

@@ -30,9 +30,14 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+/// Close has nothing to flush (writes reach the layer synchronously and
+/// locks are the kernel's), so no FLUSH request at all: without this the
+/// first close of every mount pays one round trip to learn ENOSYS.
+const CACHED_OPEN: FopenFlags = FopenFlags::FOPEN_KEEP_CACHE.union(FopenFlags::FOPEN_NOFLUSH);
+
 /// Open flags with passthrough: the kernel fails the open (EIO) if any
-/// page-cache flag such as KEEP_CACHE comes with it.
-const PASSTHROUGH_OPEN: FopenFlags = FopenFlags::empty();
+/// page-cache flag such as KEEP_CACHE comes with it; NOFLUSH is allowed.
+const PASSTHROUGH_OPEN: FopenFlags = FopenFlags::FOPEN_NOFLUSH;
 
 /// Set once the kernel's INIT has been answered (the mount is live).
 pub static INITIALISED: AtomicBool = AtomicBool::new(false);
@@ -415,7 +420,7 @@ impl OvlFs {
         let (fh, backing) = self.new_handle(ino, fd, in_upper, flags, |f| reply.open_backing(f));
         match backing {
             Some(b) => reply.opened_passthrough(fh, PASSTHROUGH_OPEN, &b),
-            None => reply.opened(fh, FopenFlags::FOPEN_KEEP_CACHE),
+            None => reply.opened(fh, CACHED_OPEN),
         }
     }
 
@@ -426,7 +431,7 @@ impl OvlFs {
         let g = Generation(g);
         match backing {
             Some(b) => reply.created_passthrough(&TTL, &attr, g, fh, PASSTHROUGH_OPEN, &b),
-            None => reply.created(&TTL, &attr, g, fh, FopenFlags::FOPEN_KEEP_CACHE),
+            None => reply.created(&TTL, &attr, g, fh, CACHED_OPEN),
         }
     }
 
@@ -1006,9 +1011,8 @@ impl Filesystem for OvlFs {
         _lock_owner: LockOwner,
         reply: ReplyEmpty,
     ) {
-        // Writes reach the layer synchronously and locks are the kernel's,
-        // so close has nothing to flush: ENOSYS tells the kernel to stop
-        // sending FLUSH (close then answers 0), saving a round trip each.
+        // Opens answer FOPEN_NOFLUSH; a kernel that ignores it still learns
+        // from ENOSYS to stop sending FLUSH (close then answers 0).
         reply.error(Errno::ENOSYS);
     }
 
