@@ -155,11 +155,11 @@ fn aufs_whiteouts_hide_names_before_and_after_the_listing() {
     let mut top = layer().dir("plain").file("plain/other", "o");
     let mut bottom = layer();
     for i in 0..20 {
-        top = top.aufs_whiteout(&format!("w/gone{i}"));
+        top = top.aufs_whiteout(format!("w/gone{i}"));
         bottom = bottom
-            .file(&format!("w/gone{i}"), "g")
-            .file(&format!("w/kept{i}"), "k")
-            .file(&format!("plain/low{i}"), "l");
+            .file(format!("w/gone{i}"), "g")
+            .file(format!("w/kept{i}"), "k")
+            .file(format!("plain/low{i}"), "l");
     }
     top.apply(&l0);
     layer().dir("w").dir("plain").apply(&l1);
