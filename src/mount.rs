@@ -392,8 +392,8 @@ pub fn run(r: MountRequest) -> i32 {
     let config = fuse_config(&r, &stack);
     let sigs = block_signals();
     let root = crate::resolve::geteuid() == 0;
-    // Passthrough needs CAP_SYS_ADMIN for its backing ids.
     stack.warm_root();
+    // Passthrough needs CAP_SYS_ADMIN for its backing ids.
     let fs = OvlFs::new(stack).with_passthrough(root && !r.options.nopassthrough);
     let notifier = fs.notifier_slot();
     let session = if root {

@@ -715,9 +715,16 @@ pub fn read_dir_fd(dir: OwnedFd) -> io::Result<Vec<RawDirent>> {
         }
         let mut off = 0;
         while off < n as usize {
-            let rec = &buf[off..];
+            let rec = &buf[off..n as usize];
+            let reclen = match rec.get(RECLEN..RECLEN + 2) {
+                Some(r) => u16::from_ne_bytes([r[0], r[1]]) as usize,
+                None => 0,
+            };
+            if reclen <= NAME || reclen > rec.len() {
+                // Never from a sane kernel; stop rather than loop or panic.
+                return Err(err(libc::EIO));
+            }
             let ino = u64::from_ne_bytes(rec[..8].try_into().expect("8 bytes"));
-            let reclen = u16::from_ne_bytes([rec[RECLEN], rec[RECLEN + 1]]) as usize;
             let name = &rec[NAME..reclen];
             let name = &name[..name.iter().position(|b| *b == 0).unwrap_or(name.len())];
             if name != b"." && name != b".." {
