@@ -226,11 +226,12 @@ fn fuse_config(r: &MountRequest, stack: &Stack) -> Config {
         SessionACL::Owner
     };
     let cpus = std::thread::available_parallelism().map_or(2, |n| n.get());
-    // At least 4, even on 2 CPUs: the kernel wakes one waiting reader,
-    // wherever it sleeps; with spare readers the woken one more often sits
-    // on the caller's CPU (a local switch, not a cross-CPU wake-up; ftrace:
-    // 97% of requests against 87%). Measured on 2 CPUs: one round trip
-    // 45-50 us with 2 threads, 33-36 us with 3 to 8.
+    // At least 4, even on 2 CPUs: with spare readers a request is more
+    // often answered on the caller's CPU (ftrace: 97% of requests against
+    // 87% with 2), often by the reader that has just replied and is still
+    // runnable there, while the one the kernel woke elsewhere finds nothing.
+    // Measured on 2 CPUs: one round trip 45-50 us with 2 threads, 33-36 us
+    // with 3 to 8.
     c.n_threads = Some(if o.threads > 0 {
         o.threads
     } else {
