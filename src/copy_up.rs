@@ -12,10 +12,10 @@
 use crate::lookup::{Entry, split};
 use crate::markers;
 use crate::resolve::{self, Stat, XTarget};
-use crate::stack::Stack;
+use crate::stack::{DirFd, Stack};
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 use std::time::Instant;
 
@@ -130,7 +130,7 @@ fn place(work: BorrowedFd, tmp: &OsStr, parent: BorrowedFd, name: &OsStr) -> io:
 }
 
 /// Open (creating the chain if needed) the upper directory at `path`.
-pub fn ensure_upper_dir(stack: &Stack, path: &Path) -> io::Result<OwnedFd> {
+pub fn ensure_upper_dir(stack: &Stack, path: &Path) -> io::Result<DirFd> {
     stack.upper_or_erofs()?;
     match stack.upper_dir(path) {
         Ok(fd) => return Ok(fd),
@@ -173,7 +173,7 @@ pub fn ensure_upper_dir(stack: &Stack, path: &Path) -> io::Result<OwnedFd> {
         0,
     )?;
     tracing::debug!(path = ?path, from_layer = layer, "copied up directory");
-    Ok(fd)
+    Ok(std::sync::Arc::new(fd))
 }
 
 /// Give the finished copy `tmp` the overlay inode of its origin, then
@@ -271,7 +271,7 @@ pub struct CopyUp {
 
 /// Make sure the object at `path` (described by `entry`) exists in the upper
 /// layer. Returns the upper parent directory fd.
-pub fn copy_up(stack: &Stack, path: &Path, entry: &Entry, how: CopyUp) -> io::Result<OwnedFd> {
+pub fn copy_up(stack: &Stack, path: &Path, entry: &Entry, how: CopyUp) -> io::Result<DirFd> {
     let (parent, name) = split(path);
     if entry.is_dir() {
         ensure_upper_dir(stack, path)?;

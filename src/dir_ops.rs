@@ -13,7 +13,7 @@ use crate::lookup::{self, DirRef, Entry, child_path};
 use crate::markers;
 use crate::readdir;
 use crate::resolve::{self, XTarget, err, errno};
-use crate::stack::{self, Stack};
+use crate::stack::{self, DirFd, Stack};
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -236,17 +236,28 @@ fn new_upper_entry(stack: &Stack, st: resolve::Stat) -> Entry {
 /// Remove the non-directory `name`. Returns the removed entry.
 pub fn unlink(stack: &Stack, dir: &DirRef, name: &OsStr) -> io::Result<Entry> {
     stack.upper_or_erofs()?;
-    let e = lookup::lookup(stack, dir, name)?.ok_or_else(|| err(libc::ENOENT))?;
+    let mut b = lookup::Batch::new(stack, dir);
+    let e = b.lookup(name)?.ok_or_else(|| err(libc::ENOENT))?;
     if e.is_dir() {
         return Err(err(libc::EISDIR));
     }
-    remove_name(stack, dir, name, &e)?;
+    remove_name(stack, dir, name, &e, b.upper())?;
     Ok(e)
 }
 
-/// Remove a name known to exist, leaving a whiteout where a lower still has it.
-fn remove_name(stack: &Stack, dir: &DirRef, name: &OsStr, e: &Entry) -> io::Result<()> {
-    let upper = copy_up::ensure_upper_dir(stack, dir.path)?;
+/// Remove a name known to exist, leaving a whiteout where a lower still
+/// has it. `upper`: the upper directory, if the lookup opened it.
+fn remove_name(
+    stack: &Stack,
+    dir: &DirRef,
+    name: &OsStr,
+    e: &Entry,
+    upper: Option<DirFd>,
+) -> io::Result<()> {
+    let upper = match upper {
+        Some(u) => u,
+        None => copy_up::ensure_upper_dir(stack, dir.path)?,
+    };
     if !e.in_upper(stack) {
         return markers::whiteout_at(stack, upper.as_fd(), name);
     }
@@ -286,14 +297,15 @@ fn remove_name(stack: &Stack, dir: &DirRef, name: &OsStr, e: &Entry) -> io::Resu
 /// Remove the directory `name` if its merged view is empty.
 pub fn rmdir(stack: &Stack, dir: &DirRef, name: &OsStr) -> io::Result<Entry> {
     stack.upper_or_erofs()?;
-    let e = lookup::lookup(stack, dir, name)?.ok_or_else(|| err(libc::ENOENT))?;
+    let mut b = lookup::Batch::new(stack, dir);
+    let e = b.lookup(name)?.ok_or_else(|| err(libc::ENOENT))?;
     if !e.is_dir() {
         return Err(err(libc::ENOTDIR));
     }
     if !readdir::is_empty(stack, dir.path, name, &e)? {
         return Err(err(libc::ENOTEMPTY));
     }
-    remove_name(stack, dir, name, &e)?;
+    remove_name(stack, dir, name, &e, b.upper())?;
     Ok(e)
 }
 

@@ -139,6 +139,34 @@ impl<'a> Batch<'a> {
         }
     }
 
+    /// `lookup`, through the batch's directory fds.
+    pub fn lookup(&mut self, name: &OsStr) -> io::Result<Option<Entry>> {
+        let (stack, dir, fds) = (self.stack, self.dir, &mut self.fds);
+        lookup_in(stack, dir, name, visit_order(stack, dir), &mut |l| {
+            Self::fd(stack, dir, fds, l)
+        })
+    }
+
+    /// The upper directory, where the batch has opened it.
+    pub fn upper(&self) -> Option<crate::stack::DirFd> {
+        match self.fds.first() {
+            Some(Some(Ok(fd))) if self.stack.has_upper => Some(fd.clone()),
+            _ => None,
+        }
+    }
+
+    fn fd(
+        stack: &Stack,
+        dir: &DirRef,
+        fds: &mut [Option<Result<crate::stack::DirFd, i32>>],
+        l: usize,
+    ) -> io::Result<crate::stack::DirFd> {
+        fds[l]
+            .get_or_insert_with(|| stack.dir(l, dir.path).map_err(|e| resolve::errno(&e)))
+            .clone()
+            .map_err(io::Error::from_raw_os_error)
+    }
+
     /// `lookup` of a name a merged listing found first in `layer`: lower
     /// layers above that one did not list it and never change, so they are
     /// skipped; the upper layer, which may have changed since, is not.
@@ -148,12 +176,66 @@ impl<'a> Batch<'a> {
         let order = stack.has_upper.then_some(0).into_iter();
         let order = order.chain(dir.lowers[skip..].iter().copied());
         lookup_in(stack, dir, name, order, &mut |l| {
-            fds[l]
-                .get_or_insert_with(|| stack.dir(l, dir.path).map_err(|e| resolve::errno(&e)))
-                .clone()
-                .map_err(io::Error::from_raw_os_error)
+            Self::fd(stack, dir, fds, l)
         })
     }
+}
+
+/// A node a lookup resolved before, seen again from its topmost object
+/// alone (a GETATTR): `lowers` are the lowers that lookup merged into it
+/// (none for a non-directory). Lowers never change and a directory's merge
+/// ends only with the directory, so while the upper still shows a
+/// directory there (or nothing, over a lower one) the merge is as it was
+/// and no other layer needs a look: O(1) in the depth of the stack, where
+/// `lookup` stats the name in every lower. `None` where that cannot be told
+/// this way (a whiteout, or a lower non-directory): ask `lookup`. The
+/// entry's `opaque` is not read (false): it serves attributes only.
+pub fn known(
+    stack: &Stack,
+    parent: &DirRef,
+    name: &OsStr,
+    lowers: &[usize],
+) -> io::Result<Option<Entry>> {
+    let at = |l: usize| -> io::Result<Option<Stat>> {
+        let d = match stack.dir(l, parent.path) {
+            Ok(d) => d,
+            Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => {
+                return Ok(None);
+            }
+            Err(e) => return Err(e),
+        };
+        match resolve::fstatat(d.as_fd(), name) {
+            Ok(st) if markers::is_whiteout(d.as_fd(), name, &st) => Err(resolve::err(libc::ENOENT)),
+            Ok(st) => Ok(Some(st)),
+            Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => Ok(None),
+            Err(e) => Err(e),
+        }
+    };
+    let entry = |l: usize, st: Stat, layers: Vec<usize>| Entry {
+        layer: l,
+        st,
+        layers,
+        opaque: false,
+        ino: stack.ino_at(l, &child_path(parent.path, name), &st),
+    };
+    if stack.has_upper {
+        match at(0) {
+            Ok(Some(st)) if resolve::is_dir(&st) || lowers.is_empty() => {
+                let layers = std::iter::once(0).chain(lowers.iter().copied());
+                return Ok(Some(entry(0, st, layers.collect())));
+            }
+            Ok(Some(_)) => return Ok(None),
+            Ok(None) => {}
+            Err(e) if resolve::errno(&e) == libc::ENOENT => return Ok(None),
+            Err(e) => return Err(e),
+        }
+    }
+    let Some(&top) = lowers.first() else {
+        return Ok(None);
+    };
+    Ok(at(top)?
+        .filter(resolve::is_dir)
+        .map(|st| entry(top, st, lowers.to_vec())))
 }
 
 /// Does some lower layer still show `name` (so removing the upper object

@@ -85,6 +85,9 @@ pub struct Stack {
     /// Opaque marks of lower directories, by (layer, path): they never
     /// change, and a merged directory's getattr would re-read them.
     lower_opaque: DashMap<(usize, PathBuf), bool>,
+    /// The upper root, shared: it never moves, so a request in a top-level
+    /// directory needs no `openat2` to reach it.
+    upper_root: Option<DirFd>,
 }
 
 /// A cached lower directory.
@@ -238,7 +241,14 @@ impl Stack {
         } else {
             XattrNs::Trusted
         };
+        let upper_root = match work {
+            Some(_) => Some(Arc::new(
+                resolve::dup(layers[0].root.as_fd()).map_err(|e| format!("upperdir: {e}"))?,
+            )),
+            None => None,
+        };
         Ok(Stack {
+            upper_root,
             layers,
             has_upper: work.is_some(),
             work,
@@ -390,15 +400,18 @@ impl Stack {
     }
 
     /// Open a directory of the upper layer by its path inside the overlay.
-    pub fn upper_dir(&self, rel: &Path) -> io::Result<OwnedFd> {
-        resolve::open_dir(self.layers[0].root.as_fd(), rel)
+    pub fn upper_dir(&self, rel: &Path) -> io::Result<DirFd> {
+        match &self.upper_root {
+            Some(r) if rel.as_os_str().is_empty() => Ok(r.clone()),
+            _ => resolve::open_dir(self.layers[0].root.as_fd(), rel).map(Arc::new),
+        }
     }
 
     /// Open a directory of one layer by its path inside the overlay.
     pub fn dir(&self, layer: usize, rel: &Path) -> io::Result<DirFd> {
         if self.is_upper(layer) {
             // The upper changes under renames: resolved afresh each time.
-            return self.upper_dir(rel).map(Arc::new);
+            return self.upper_dir(rel);
         }
         self.lower_dir(layer, rel).map(|d| d.fd.clone())
     }

@@ -10,6 +10,7 @@ mod common;
 use common::*;
 use ovlfuse::lookup::{self, Batch, DirRef, Entry};
 use ovlfuse::{MountOptions, Stack, readdir};
+use ovlfuse::{attr, copy_up, dir_ops};
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -38,6 +39,7 @@ fn check_dir(stack: &Stack, path: &Path, lowers: &[usize]) -> usize {
         let (full, fast) = (full.expect("listed name resolves"), fast.expect("listed"));
         assert_eq!(key(&fast), key(&full), "{}", path.join(&m.name).display());
         assert_eq!(m.ino, full.ino, "d_ino of {}", path.join(&m.name).display());
+        check_known(stack, &d, &m.name, &full);
         n += 1;
         if full.is_dir() {
             let sub = lookup::child_path(path, &m.name);
@@ -45,6 +47,31 @@ fn check_dir(stack: &Stack, path: &Path, lowers: &[usize]) -> usize {
         }
     }
     n
+}
+
+/// `lookup::known` (a GETATTR's view from the topmost object and the
+/// lowers a lookup recorded) must agree with a full `lookup`, or decline:
+/// only for a non-directory shown from a lower, whose layer is not recorded.
+fn check_known(stack: &Stack, d: &DirRef, name: &OsStr, full: &Entry) {
+    let what = d.path.join(name);
+    match lookup::known(stack, d, name, &full.lowers(stack)).unwrap() {
+        Some(k) => {
+            assert_eq!(k.layer, full.layer, "{}", what.display());
+            assert_eq!(k.ino, full.ino, "{}", what.display());
+            let (a, b) = (attr::merged_stat(&k), attr::merged_stat(full));
+            assert_eq!(
+                (a.st_ino, a.st_mode, a.st_nlink, a.st_size, a.st_dev),
+                (b.st_ino, b.st_mode, b.st_nlink, b.st_size, b.st_dev),
+                "{}",
+                what.display()
+            );
+        }
+        None => assert!(
+            !full.is_dir() && !stack.is_upper(full.layer),
+            "known declined {}",
+            what.display()
+        ),
+    }
 }
 
 #[test]
@@ -192,4 +219,84 @@ fn aufs_whiteouts_hide_names_before_and_after_the_listing() {
             }
         }
     }
+}
+
+/// A merged directory seen by `known` through its life: from a lower, then
+/// copied up (same inode number, still merged: nlink 1), then emptied and
+/// removed (a whiteout: `known` declines, and `lookup` finds nothing);
+/// the same for a copied-up file.
+#[test]
+fn known_follows_a_directory_through_copy_up_and_removal() {
+    if !env_ok(&[Need::Root]) {
+        return;
+    }
+    let t = tempdir();
+    let b = t.path();
+    let ls: Vec<PathBuf> = (0..3).map(|i| b.join(format!("l{i}"))).collect();
+    let (u, w) = (b.join("u"), b.join("w"));
+    for d in ls.iter().chain([&u, &w]) {
+        fs::create_dir_all(d).unwrap();
+    }
+    layer().file("d/a", "0").apply(&ls[0]);
+    layer().file("d/b", "1").file("f", "1").apply(&ls[2]);
+    let stack = Stack::open(&MountOptions {
+        lowerdirs: ls.clone(),
+        upperdir: Some(u.clone()),
+        workdir: Some(w.clone()),
+        ..Default::default()
+    })
+    .unwrap();
+    let root = lookup::root(&stack).unwrap();
+    let rl = root.lowers(&stack);
+    let rd = DirRef {
+        path: Path::new(""),
+        lowers: &rl,
+    };
+    let name = OsStr::new("d");
+    let first = lookup::lookup(&stack, &rd, name).unwrap().unwrap();
+    let dl = first.lowers(&stack);
+    assert_eq!(dl.len(), 2, "d merges two lowers");
+    check_known(&stack, &rd, name, &first);
+
+    copy_up::ensure_upper_dir(&stack, Path::new("d")).unwrap();
+    let up = lookup::known(&stack, &rd, name, &dl).unwrap().unwrap();
+    assert_eq!(up.layer, 0, "the copy in the upper is the top now");
+    assert_eq!(up.ino, first.ino, "copy-up keeps the inode number");
+    assert_eq!(
+        attr::merged_stat(&up).st_nlink,
+        1,
+        "still a merged directory"
+    );
+    check_known(
+        &stack,
+        &rd,
+        name,
+        &lookup::lookup(&stack, &rd, name).unwrap().unwrap(),
+    );
+
+    let dp = PathBuf::from("d");
+    let dd = DirRef {
+        path: &dp,
+        lowers: &dl,
+    };
+    for f in ["a", "b"] {
+        dir_ops::unlink(&stack, &dd, OsStr::new(f)).unwrap();
+    }
+    dir_ops::rmdir(&stack, &rd, name).unwrap();
+    assert!(lookup::known(&stack, &rd, name, &dl).unwrap().is_none());
+    assert!(lookup::lookup(&stack, &rd, name).unwrap().is_none());
+
+    // A file copied up, then removed: the whiteout left in its place is
+    // not the file's attributes.
+    let f = OsStr::new("f");
+    let fe = lookup::lookup(&stack, &rd, f).unwrap().unwrap();
+    copy_up::copy_up(&stack, Path::new("f"), &fe, copy_up::CopyUp { data: true }).unwrap();
+    let fk = lookup::known(&stack, &rd, f, &[]).unwrap().unwrap();
+    assert_eq!(
+        (fk.layer, fk.ino),
+        (0, fe.ino),
+        "copied up, same inode number"
+    );
+    dir_ops::unlink(&stack, &rd, f).unwrap();
+    assert!(lookup::known(&stack, &rd, f, &[]).unwrap().is_none());
 }

@@ -301,6 +301,26 @@ impl OvlFs {
         }
     }
 
+    /// `entry_of` where only the topmost object matters (attributes,
+    /// xattrs): a node is first seen from it alone (`lookup::known`); the
+    /// kernel asks for a directory's attributes after every change in it.
+    fn attr_entry(&self, ino: u64) -> io::Result<(inodes::Place, Entry)> {
+        if ino != ROOT
+            && let Ok(p) = self.inodes.place(ino)
+        {
+            let d = DirRef {
+                path: &p.parent_path,
+                lowers: &p.parent_lowers,
+            };
+            if let Ok(Some(e)) = lookup::known(&self.stack, &d, &p.name, &p.lowers)
+                && e.ino == ino
+            {
+                return Ok((p, e));
+            }
+        }
+        self.entry_of(ino)
+    }
+
     fn entry_at(&self, place: inodes::Place) -> io::Result<(inodes::Place, Entry)> {
         let d = DirRef {
             path: &place.parent_path,
@@ -618,7 +638,7 @@ impl Filesystem for OvlFs {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         self.count_op("getattr");
-        guarded("getattr", || match self.entry_of(ino.0) {
+        guarded("getattr", || match self.attr_entry(ino.0) {
             Ok((_, e)) => reply.attr(&TTL, &to_attr(&attr::merged_stat(&e))),
             Err(err) => {
                 // An unlinked or unnamed but open file still answers
@@ -1226,7 +1246,7 @@ impl Filesystem for OvlFs {
             if ino.0 == ROOT && name == STATS_XATTR {
                 return Self::xattr_reply(self.stats_text().as_bytes(), size, reply);
             }
-            let (place, e) = try_reply!(reply, self.entry_of(ino.0));
+            let (place, e) = try_reply!(reply, self.attr_entry(ino.0));
             let v = try_reply!(reply, xattr::get(&self.stack, &place.path, &e, name));
             Self::xattr_reply(&v, size, reply);
         })
@@ -1235,7 +1255,7 @@ impl Filesystem for OvlFs {
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         self.count_op("listxattr");
         guarded("listxattr", || {
-            let (place, e) = try_reply!(reply, self.entry_of(ino.0));
+            let (place, e) = try_reply!(reply, self.attr_entry(ino.0));
             let names = try_reply!(reply, xattr::list(&self.stack, &place.path, &e));
             let mut buf = Vec::new();
             for n in names {
