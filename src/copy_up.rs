@@ -2,8 +2,8 @@
 //!
 //! Rules served (OVERLAY-SEMANTICS "Copy-up"): parents first (directories
 //! with mode, owner, xattrs and times); the copy is built under
-//! workdir/work: data (FICLONE, else copy_file_range hole by hole, else
-//! read/write), then owner, mode, xattrs, times last; fsync unless
+//! workdir/work: data (FICLONE, else splice through a pipe hole by hole,
+//! else copy_file_range, else read/write), then owner, mode, xattrs, times last; fsync unless
 //! `volatile`; then renamed into the upper directory, so a crash leaves no
 //! copy or a complete one. Racing copy-ups of one path serialise on a lock
 //! stripe and the loser finds the winner's copy. The overlay inode number
@@ -15,7 +15,7 @@ use crate::resolve::{self, Stat, XTarget};
 use crate::stack::{DirFd, Stack};
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::time::Instant;
 
@@ -190,9 +190,9 @@ fn place_keeping_ino(
     place().inspect_err(|_| stack.drop_upper_ino(real, overlay_ino))
 }
 
-/// Copy the data of `src` into `dst`: reflink where possible, else
-/// copy_file_range over the data segments only (holes stay holes), else
-/// plain reads and writes.
+/// Copy the data of `src` into `dst`: reflink where possible, else splice
+/// (or copy_file_range, or plain reads and writes, where a side cannot)
+/// over the data segments only (holes stay holes).
 pub fn copy_data(src: BorrowedFd, dst: BorrowedFd, size: u64) -> io::Result<()> {
     if size == 0 {
         return Ok(());
@@ -222,8 +222,82 @@ pub fn copy_data(src: BorrowedFd, dst: BorrowedFd, size: u64) -> io::Result<()> 
 
 /// Copy `len` bytes at `start`; returns the offset the copy reached.
 fn copy_range(src: BorrowedFd, dst: BorrowedFd, start: i64, len: u64) -> io::Result<i64> {
-    let (mut inp, mut outp) = (start, start);
     let end = start + len as i64;
+    match splice_range(src, dst, start, end)? {
+        Spliced::Done(at) => Ok(at),
+        Spliced::Unsupported(at) => copy_file_ranges(src, dst, at, end),
+    }
+}
+
+enum Spliced {
+    /// Copied up to this offset (short only at the source's end).
+    Done(i64),
+    /// A side cannot splice: everything before this offset is copied.
+    Unsupported(i64),
+}
+
+std::thread_local! {
+    /// Each event loop's pipe, kept between copy-ups (empty between them).
+    static PIPE: std::cell::RefCell<Option<(OwnedFd, OwnedFd)>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// The pipe's capacity asked for: a whole 1 MiB moves in one pass.
+/// `copy_file_range` between two files without a copy method of their own
+/// (ext4, tmpfs) splices through a 64 KiB pipe, and each pass pays the
+/// destination's write path again: a 1 MiB copy took 270-320 us that way
+/// against 210-220 us through this pipe (ext4 in RAM, 200 copies each).
+const PIPE_BYTES: usize = 1 << 20;
+
+/// Copy `[start, end)` at the same offsets through a per-thread pipe.
+fn splice_range(src: BorrowedFd, dst: BorrowedFd, start: i64, end: i64) -> io::Result<Spliced> {
+    let unsupported = |e: &io::Error| {
+        matches!(
+            resolve::errno(e),
+            libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP | libc::EXDEV
+        )
+    };
+    // Taken out while in use and put back only when empty again: after an
+    // error it may still hold data, and is dropped.
+    let pipe = match PIPE.with(|p| p.borrow_mut().take()) {
+        Some(p) => p,
+        None => match resolve::pipe() {
+            Ok(p) => {
+                let _ = resolve::set_pipe_size(p.1.as_fd(), PIPE_BYTES);
+                p
+            }
+            Err(_) => return Ok(Spliced::Unsupported(start)),
+        },
+    };
+    let (r, w) = (pipe.0.as_fd(), pipe.1.as_fd());
+    let (mut inp, mut outp) = (start, start);
+    while inp < end {
+        let want = ((end - inp) as usize).min(PIPE_BYTES);
+        let n = match resolve::splice(src, Some(&mut inp), w, None, want) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if resolve::errno(&e) == libc::EINTR => continue,
+            Err(e) if unsupported(&e) => return Ok(Spliced::Unsupported(outp)),
+            Err(e) => return Err(e),
+        };
+        let mut left = n;
+        while left > 0 {
+            match resolve::splice(r, None, dst, Some(&mut outp), left) {
+                Ok(0) => return Err(resolve::err(libc::EIO)),
+                Ok(k) => left -= k,
+                Err(e) if resolve::errno(&e) == libc::EINTR => {}
+                Err(e) if unsupported(&e) => return Ok(Spliced::Unsupported(outp)),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+    PIPE.with(|p| *p.borrow_mut() = Some(pipe));
+    Ok(Spliced::Done(outp))
+}
+
+/// copy_file_range from `start` to `end`; returns the offset reached.
+fn copy_file_ranges(src: BorrowedFd, dst: BorrowedFd, start: i64, end: i64) -> io::Result<i64> {
+    let (mut inp, mut outp) = (start, start);
     while inp < end {
         let want = ((end - inp) as usize).min(1 << 30);
         match resolve::copy_file_range(src, &mut inp, dst, &mut outp, want) {

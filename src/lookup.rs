@@ -196,7 +196,18 @@ pub fn known(
     name: &OsStr,
     lowers: &[usize],
 ) -> io::Result<Option<Entry>> {
-    let at = |l: usize| -> io::Result<Option<Stat>> {
+    Ok(known_in(stack, parent, name, lowers)?.map(|(e, _)| e))
+}
+
+/// `known`, with the directory of the layer the object was found in (so
+/// that reading its xattrs needs no second resolution of the path).
+pub fn known_in(
+    stack: &Stack,
+    parent: &DirRef,
+    name: &OsStr,
+    lowers: &[usize],
+) -> io::Result<Option<(Entry, crate::stack::DirFd)>> {
+    let at = |l: usize| -> io::Result<Option<(Stat, crate::stack::DirFd)>> {
         let d = match stack.dir(l, parent.path) {
             Ok(d) => d,
             Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => {
@@ -206,7 +217,7 @@ pub fn known(
         };
         match resolve::fstatat(d.as_fd(), name) {
             Ok(st) if markers::is_whiteout(d.as_fd(), name, &st) => Err(resolve::err(libc::ENOENT)),
-            Ok(st) => Ok(Some(st)),
+            Ok(st) => Ok(Some((st, d))),
             Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => Ok(None),
             Err(e) => Err(e),
         }
@@ -220,9 +231,9 @@ pub fn known(
     };
     if stack.has_upper {
         match at(0) {
-            Ok(Some(st)) if resolve::is_dir(&st) || lowers.is_empty() => {
+            Ok(Some((st, d))) if resolve::is_dir(&st) || lowers.is_empty() => {
                 let layers = std::iter::once(0).chain(lowers.iter().copied());
-                return Ok(Some(entry(0, st, layers.collect())));
+                return Ok(Some((entry(0, st, layers.collect()), d)));
             }
             Ok(Some(_)) => return Ok(None),
             Ok(None) => {}
@@ -234,8 +245,8 @@ pub fn known(
         return Ok(None);
     };
     Ok(at(top)?
-        .filter(resolve::is_dir)
-        .map(|st| entry(top, st, lowers.to_vec())))
+        .filter(|(st, _)| resolve::is_dir(st))
+        .map(|(st, d)| (entry(top, st, lowers.to_vec()), d)))
 }
 
 /// Does some lower layer still show `name` (so removing the upper object

@@ -461,6 +461,41 @@ pub fn copy_file_range(
     })
 }
 
+/// A pipe (read end, write end) for moving file data with splice(2).
+pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
+    let mut fds = [0; 2];
+    check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
+}
+
+/// Ask for a pipe of `bytes` capacity; returns what the kernel granted.
+pub fn set_pipe_size(fd: BorrowedFd, bytes: usize) -> io::Result<usize> {
+    let n =
+        check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, bytes as libc::c_int) })?;
+    Ok(n as usize)
+}
+
+/// splice(2) between a file (at an offset) and a pipe (`None`).
+pub fn splice(
+    from: BorrowedFd,
+    off_in: Option<&mut i64>,
+    to: BorrowedFd,
+    off_out: Option<&mut i64>,
+    len: usize,
+) -> io::Result<usize> {
+    let ptr = |o: Option<&mut i64>| o.map_or(std::ptr::null_mut(), |r| r as *mut i64);
+    check_ssize(unsafe {
+        libc::splice(
+            from.as_raw_fd(),
+            ptr(off_in),
+            to.as_raw_fd(),
+            ptr(off_out),
+            len,
+            0,
+        )
+    })
+}
+
 pub fn fstatfs(fd: BorrowedFd) -> io::Result<libc::statvfs> {
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     check(unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut st) })?;

@@ -11,7 +11,7 @@ use crate::copy_up::{self, CopyUp};
 use crate::lookup::{Entry, split};
 use crate::markers::is_private_xattr;
 use crate::resolve::{self, XTarget, err};
-use crate::stack::Stack;
+use crate::stack::{DirFd, Stack};
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::AsFd;
@@ -23,18 +23,31 @@ use std::path::Path;
 const HIDDEN: i32 = libc::ENODATA;
 const REFUSED: i32 = libc::EOPNOTSUPP;
 
-pub fn get(stack: &Stack, path: &Path, entry: &Entry, name: &OsStr) -> io::Result<Vec<u8>> {
+/// `dir`: the directory holding the object in its layer, if the caller
+/// has it open already.
+pub fn get(
+    stack: &Stack,
+    path: &Path,
+    entry: &Entry,
+    dir: Option<DirFd>,
+    name: &OsStr,
+) -> io::Result<Vec<u8>> {
     if is_private_xattr(name) {
         return Err(err(HIDDEN));
     }
     let (parent, n) = split(path);
-    let dir = stack.dir(entry.layer, &parent)?;
+    let dir = dir.map_or_else(|| stack.dir(entry.layer, &parent), Ok)?;
     resolve::getxattr(XTarget::At(dir.as_fd(), &n), name)
 }
 
-pub fn list(stack: &Stack, path: &Path, entry: &Entry) -> io::Result<Vec<OsString>> {
+pub fn list(
+    stack: &Stack,
+    path: &Path,
+    entry: &Entry,
+    dir: Option<DirFd>,
+) -> io::Result<Vec<OsString>> {
     let (parent, n) = split(path);
-    let dir = stack.dir(entry.layer, &parent)?;
+    let dir = dir.map_or_else(|| stack.dir(entry.layer, &parent), Ok)?;
     Ok(resolve::listxattr(XTarget::At(dir.as_fd(), &n))?
         .into_iter()
         .filter(|x| !is_private_xattr(x))
@@ -65,7 +78,7 @@ pub fn remove(stack: &Stack, path: &Path, entry: &Entry, name: &OsStr) -> io::Re
     }
     // Like the kernel: removing an absent xattr fails without a copy-up.
     if !entry.in_upper(stack) {
-        get(stack, path, entry, name)?;
+        get(stack, path, entry, None, name)?;
     }
     let up = copy_up::copy_up(stack, path, entry, CopyUp { data: true })?;
     let (_, n) = split(path);

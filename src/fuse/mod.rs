@@ -11,7 +11,7 @@ use crate::dir_ops::{self, Caller, NewObject};
 use crate::lookup::{self, DirRef, Entry};
 use crate::readdir;
 use crate::resolve::{self, Stat, errno};
-use crate::stack::Stack;
+use crate::stack::{DirFd, Stack};
 use crate::xattr;
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
@@ -304,7 +304,9 @@ impl OvlFs {
     /// `entry_of` where only the topmost object matters (attributes,
     /// xattrs): a node is first seen from it alone (`lookup::known`); the
     /// kernel asks for a directory's attributes after every change in it.
-    fn attr_entry(&self, ino: u64) -> io::Result<(inodes::Place, Entry)> {
+    /// With the entry comes the directory holding the object in its
+    /// layer, where that is already open.
+    fn attr_entry(&self, ino: u64) -> io::Result<(inodes::Place, Entry, Option<DirFd>)> {
         if ino != ROOT
             && let Ok(p) = self.inodes.place(ino)
         {
@@ -312,13 +314,13 @@ impl OvlFs {
                 path: &p.parent_path,
                 lowers: &p.parent_lowers,
             };
-            if let Ok(Some(e)) = lookup::known(&self.stack, &d, &p.name, &p.lowers)
+            if let Ok(Some((e, fd))) = lookup::known_in(&self.stack, &d, &p.name, &p.lowers)
                 && e.ino == ino
             {
-                return Ok((p, e));
+                return Ok((p, e, Some(fd)));
             }
         }
-        self.entry_of(ino)
+        self.entry_of(ino).map(|(p, e)| (p, e, None))
     }
 
     fn entry_at(&self, place: inodes::Place) -> io::Result<(inodes::Place, Entry)> {
@@ -639,7 +641,7 @@ impl Filesystem for OvlFs {
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         self.count_op("getattr");
         guarded("getattr", || match self.attr_entry(ino.0) {
-            Ok((_, e)) => reply.attr(&TTL, &to_attr(&attr::merged_stat(&e))),
+            Ok((_, e, _)) => reply.attr(&TTL, &to_attr(&attr::merged_stat(&e))),
             Err(err) => {
                 // An unlinked or unnamed but open file still answers
                 // through its fd (the kernel may not say which handle).
@@ -1246,8 +1248,8 @@ impl Filesystem for OvlFs {
             if ino.0 == ROOT && name == STATS_XATTR {
                 return Self::xattr_reply(self.stats_text().as_bytes(), size, reply);
             }
-            let (place, e) = try_reply!(reply, self.attr_entry(ino.0));
-            let v = try_reply!(reply, xattr::get(&self.stack, &place.path, &e, name));
+            let (place, e, dir) = try_reply!(reply, self.attr_entry(ino.0));
+            let v = try_reply!(reply, xattr::get(&self.stack, &place.path, &e, dir, name));
             Self::xattr_reply(&v, size, reply);
         })
     }
@@ -1255,8 +1257,8 @@ impl Filesystem for OvlFs {
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         self.count_op("listxattr");
         guarded("listxattr", || {
-            let (place, e) = try_reply!(reply, self.attr_entry(ino.0));
-            let names = try_reply!(reply, xattr::list(&self.stack, &place.path, &e));
+            let (place, e, dir) = try_reply!(reply, self.attr_entry(ino.0));
+            let names = try_reply!(reply, xattr::list(&self.stack, &place.path, &e, dir));
             let mut buf = Vec::new();
             for n in names {
                 buf.extend_from_slice(std::os::unix::ffi::OsStrExt::as_bytes(n.as_os_str()));
