@@ -3,11 +3,11 @@
 //! Rules served (OVERLAY-SEMANTICS "Copy-up"): parents first (directories
 //! with mode, owner, xattrs and times); the copy is built under
 //! workdir/work: data (FICLONE, else splice through a pipe hole by hole,
-//! else copy_file_range, else read/write), then owner, mode, xattrs, times last; fsync unless
-//! `volatile`; then renamed into the upper directory, so a crash leaves no
-//! copy or a complete one. Racing copy-ups of one path serialise on a lock
-//! stripe and the loser finds the winner's copy. The overlay inode number
-//! carries over to the upper object.
+//! else copy_file_range, else read/write), then owner, mode, xattrs, times
+//! last; fsync unless `volatile`; then renamed into the upper directory,
+//! so a crash leaves no copy or a complete one. Racing copy-ups of one path
+//! serialise on a lock stripe and the loser finds the winner's copy. The
+//! overlay inode number carries over to the upper object.
 
 use crate::lookup::{Entry, split};
 use crate::markers;

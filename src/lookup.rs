@@ -244,9 +244,12 @@ pub fn known_in(
     let Some(&top) = lowers.first() else {
         return Ok(None);
     };
-    Ok(at(top)?
-        .filter(|(st, _)| resolve::is_dir(st))
-        .map(|(st, d)| (entry(top, st, lowers.to_vec()), d)))
+    match at(top) {
+        Ok(Some((st, d))) if resolve::is_dir(&st) => Ok(Some((entry(top, st, lowers.to_vec()), d))),
+        Ok(_) => Ok(None),
+        Err(e) if resolve::errno(&e) == libc::ENOENT => Ok(None),
+        Err(e) => Err(e),
+    }
 }
 
 /// Does some lower layer still show `name` (so removing the upper object
