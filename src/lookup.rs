@@ -189,19 +189,10 @@ impl<'a> Batch<'a> {
 /// and no other layer needs a look: O(1) in the depth of the stack, where
 /// `lookup` stats the name in every lower. `None` where that cannot be told
 /// this way (a whiteout, or a lower non-directory): ask `lookup`. The
-/// entry's `opaque` is not read (false): it serves attributes only.
+/// entry's `opaque` is not read (false): it serves attributes only. With
+/// it comes the directory of the layer the object was found in (so that
+/// reading its xattrs needs no second resolution of the path).
 pub fn known(
-    stack: &Stack,
-    parent: &DirRef,
-    name: &OsStr,
-    lowers: &[usize],
-) -> io::Result<Option<Entry>> {
-    Ok(known_in(stack, parent, name, lowers)?.map(|(e, _)| e))
-}
-
-/// `known`, with the directory of the layer the object was found in (so
-/// that reading its xattrs needs no second resolution of the path).
-pub fn known_in(
     stack: &Stack,
     parent: &DirRef,
     name: &OsStr,

@@ -49,13 +49,33 @@ fn check_dir(stack: &Stack, path: &Path, lowers: &[usize]) -> usize {
     n
 }
 
+/// `n` lower directories, an upper and a workdir under `b`, created.
+fn layer_dirs(b: &Path, n: usize) -> (Vec<PathBuf>, PathBuf, PathBuf) {
+    let ls: Vec<PathBuf> = (0..n).map(|i| b.join(format!("l{i}"))).collect();
+    let (u, w) = (b.join("u"), b.join("w"));
+    for d in ls.iter().chain([&u, &w]) {
+        fs::create_dir_all(d).unwrap();
+    }
+    (ls, u, w)
+}
+
+fn open_with_upper(ls: &[PathBuf], u: &Path, w: &Path) -> Stack {
+    Stack::open(&MountOptions {
+        lowerdirs: ls.to_vec(),
+        upperdir: Some(u.to_path_buf()),
+        workdir: Some(w.to_path_buf()),
+        ..Default::default()
+    })
+    .unwrap()
+}
+
 /// `lookup::known` (a GETATTR's view from the topmost object and the
 /// lowers a lookup recorded) must agree with a full `lookup`, or decline:
 /// only for a non-directory shown from a lower, whose layer is not recorded.
 fn check_known(stack: &Stack, d: &DirRef, name: &OsStr, full: &Entry) {
     let what = d.path.join(name);
     match lookup::known(stack, d, name, &full.lowers(stack)).unwrap() {
-        Some(k) => {
+        Some((k, _)) => {
             assert_eq!(k.layer, full.layer, "{}", what.display());
             assert_eq!(k.ino, full.ino, "{}", what.display());
             let (a, b) = (attr::merged_stat(&k), attr::merged_stat(full));
@@ -80,12 +100,7 @@ fn listed_lookup_skipping_upper_lowers_equals_full_lookup() {
         return;
     }
     let t = tempdir();
-    let b = t.path();
-    let ls: Vec<PathBuf> = (0..4).map(|i| b.join(format!("l{i}"))).collect();
-    let (u, w) = (b.join("u"), b.join("w"));
-    for d in ls.iter().chain([&u, &w]) {
-        fs::create_dir_all(d).unwrap();
-    }
+    let (ls, u, w) = layer_dirs(t.path(), 4);
     // Names repeated down the stack, shadowed, hidden and cut off.
     layer()
         .file("top", "0")
@@ -131,13 +146,7 @@ fn listed_lookup_skipping_upper_lowers_equals_full_lookup() {
         .whiteout("d/f3")
         .file("up", "u")
         .apply(&u);
-    let stack = Stack::open(&MountOptions {
-        lowerdirs: ls.clone(),
-        upperdir: Some(u.clone()),
-        workdir: Some(w.clone()),
-        ..Default::default()
-    })
-    .unwrap();
+    let stack = open_with_upper(&ls, &u, &w);
     let root = lookup::root(&stack).unwrap();
     let n = check_dir(&stack, Path::new(""), &root.lowers(&stack));
     // root: top d opq mid mid2 low bottom up; d: f0 f1 f2 sub; opq: mine;
@@ -231,21 +240,10 @@ fn known_follows_a_directory_through_copy_up_and_removal() {
         return;
     }
     let t = tempdir();
-    let b = t.path();
-    let ls: Vec<PathBuf> = (0..3).map(|i| b.join(format!("l{i}"))).collect();
-    let (u, w) = (b.join("u"), b.join("w"));
-    for d in ls.iter().chain([&u, &w]) {
-        fs::create_dir_all(d).unwrap();
-    }
+    let (ls, u, w) = layer_dirs(t.path(), 3);
     layer().file("d/a", "0").apply(&ls[0]);
     layer().file("d/b", "1").file("f", "1").apply(&ls[2]);
-    let stack = Stack::open(&MountOptions {
-        lowerdirs: ls.clone(),
-        upperdir: Some(u.clone()),
-        workdir: Some(w.clone()),
-        ..Default::default()
-    })
-    .unwrap();
+    let stack = open_with_upper(&ls, &u, &w);
     let root = lookup::root(&stack).unwrap();
     let rl = root.lowers(&stack);
     let rd = DirRef {
@@ -259,7 +257,7 @@ fn known_follows_a_directory_through_copy_up_and_removal() {
     check_known(&stack, &rd, name, &first);
 
     copy_up::ensure_upper_dir(&stack, Path::new("d")).unwrap();
-    let up = lookup::known(&stack, &rd, name, &dl).unwrap().unwrap();
+    let (up, _) = lookup::known(&stack, &rd, name, &dl).unwrap().unwrap();
     assert_eq!(up.layer, 0, "the copy in the upper is the top now");
     assert_eq!(up.ino, first.ino, "copy-up keeps the inode number");
     assert_eq!(
@@ -291,7 +289,7 @@ fn known_follows_a_directory_through_copy_up_and_removal() {
     let f = OsStr::new("f");
     let fe = lookup::lookup(&stack, &rd, f).unwrap().unwrap();
     copy_up::copy_up(&stack, Path::new("f"), &fe, copy_up::CopyUp { data: true }).unwrap();
-    let fk = lookup::known(&stack, &rd, f, &[]).unwrap().unwrap();
+    let (fk, _) = lookup::known(&stack, &rd, f, &[]).unwrap().unwrap();
     assert_eq!(
         (fk.layer, fk.ino),
         (0, fe.ino),

@@ -314,7 +314,7 @@ impl OvlFs {
                 path: &p.parent_path,
                 lowers: &p.parent_lowers,
             };
-            if let Ok(Some((e, fd))) = lookup::known_in(&self.stack, &d, &p.name, &p.lowers)
+            if let Ok(Some((e, fd))) = lookup::known(&self.stack, &d, &p.name, &p.lowers)
                 && e.ino == ino
             {
                 return Ok((p, e, Some(fd)));
