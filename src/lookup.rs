@@ -8,7 +8,7 @@
 
 use crate::markers;
 use crate::resolve::{self, Stat};
-use crate::stack::Stack;
+use crate::stack::{Listed, Stack};
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::AsFd;
@@ -270,6 +270,13 @@ fn lookup_in(
     }
     let mut found: Option<Entry> = None;
     for l in order {
+        if !stack.is_upper(l) {
+            match stack.lower_listed(l, dir.path, name) {
+                Listed::Absent => continue,
+                Listed::WhitedOut => break,
+                Listed::Unknown => {}
+            }
+        }
         let dfd = match layer_dir(l) {
             Ok(d) => d,
             Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => continue,

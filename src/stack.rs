@@ -12,6 +12,7 @@ use dashmap::DashMap;
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -85,6 +86,9 @@ pub struct Stack {
     /// Opaque marks of lower directories, by (layer, path): they never
     /// change, and a merged directory's getattr would re-read them.
     lower_opaque: DashMap<(usize, PathBuf), bool>,
+    /// Bytes of names held by the listings in `lower_dirs` (see
+    /// [`LISTED_NAMES_MAX`]).
+    listed_bytes: std::sync::atomic::AtomicUsize,
     /// The upper root, shared: it never moves, so a request in a top-level
     /// directory needs no `openat2` to reach it.
     upper_root: Option<DirFd>,
@@ -94,19 +98,93 @@ pub struct Stack {
 #[derive(Debug)]
 struct LowerDir {
     fd: DirFd,
-    /// Does it hold any `.wh.*` entry? Learnt from one listing, so a
-    /// negative lookup need not probe for `.wh.NAME` in unmarked layers.
-    aufs: std::sync::OnceLock<bool>,
+    /// What one listing of it taught (lowers never change, so it stays
+    /// true): made at mount for the layer roots, elsewhere once
+    /// [`LIST_AFTER_MISSES`] negative lookups have been seen here.
+    listing: std::sync::OnceLock<Listing>,
     /// Negative lookups here so far: the listing waits for
     /// [`LIST_AFTER_MISSES`] of them, so that a directory looked into once
     /// or twice pays a probe each, not a listing.
     misses: std::sync::atomic::AtomicU32,
 }
 
+#[derive(Debug)]
+struct Listing {
+    /// Does the directory hold any `.wh.*` entry? If not, a name missing
+    /// from it needs no `.wh.NAME` probe.
+    aufs: bool,
+    /// Its names, while they fit in [`LISTED_NAMES_MAX`]: a name not among
+    /// them needs no probe at all.
+    names: Option<Names>,
+}
+
+/// The names of a directory, sorted and packed into one buffer (a few
+/// bytes each above the name itself, where a set of strings costs ~50).
+#[derive(Debug)]
+pub struct Names {
+    bytes: Box<[u8]>,
+    /// End of each name in `bytes`.
+    ends: Box<[u32]>,
+}
+
+impl Names {
+    pub fn new(mut names: Vec<OsString>) -> Names {
+        names.sort_unstable();
+        let mut bytes = Vec::with_capacity(names.iter().map(|n| n.len()).sum());
+        let mut ends = Vec::with_capacity(names.len());
+        for n in &names {
+            bytes.extend_from_slice(n.as_bytes());
+            ends.push(bytes.len() as u32);
+        }
+        Names {
+            bytes: bytes.into(),
+            ends: ends.into(),
+        }
+    }
+
+    fn at(&self, i: usize) -> &[u8] {
+        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
+        &self.bytes[start..self.ends[i] as usize]
+    }
+
+    pub fn contains(&self, name: &[u8]) -> bool {
+        let (mut lo, mut hi) = (0, self.ends.len());
+        while lo < hi {
+            let mid = (lo + hi) / 2;
+            match self.at(mid).cmp(name) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return true,
+            }
+        }
+        false
+    }
+
+    /// Memory held, roughly.
+    pub fn size(&self) -> usize {
+        self.bytes.len() + 4 * self.ends.len()
+    }
+}
+
+/// What a lower directory's listing says of one name.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Listed {
+    /// Not there, and no AUFS whiteout for it: the layer can be skipped.
+    Absent,
+    /// Not there, but a `.wh.NAME` whiteout is: the lookup ends here.
+    WhitedOut,
+    /// There, or not known: stat it.
+    Unknown,
+}
+
 /// Listing a small directory costs about as many syscalls (open, getdents
 /// twice, close) as this many `.wh.NAME` probes; a large one costs more,
 /// and is listed only once it is clearly being looked into.
 const LIST_AFTER_MISSES: u32 = 8;
+
+/// Bound on the memory the kept listings hold, all directories together
+/// (a listing past it keeps only its AUFS answer).
+const LISTED_NAMES_MAX: usize = 16 << 20;
 
 /// A directory fd of one layer; shared when it comes from the cache.
 pub type DirFd = Arc<OwnedFd>;
@@ -266,6 +344,7 @@ impl Stack {
             stats: Default::default(),
             lower_dirs: DashMap::new(),
             lower_opaque: DashMap::new(),
+            listed_bytes: Default::default(),
         })
     }
 
@@ -416,13 +495,16 @@ impl Stack {
         self.lower_dir(layer, rel).map(|d| d.fd.clone())
     }
 
-    /// Open every lower root into the directory cache now, before the
-    /// mount serves: the first lookup of a fresh mount would otherwise open
-    /// one per lower while a caller waits (every path starts at the root).
+    /// Open and list every lower root into the directory cache now,
+    /// before the mount serves: every path starts at the root, and its
+    /// first lookup would otherwise open each lower root and probe the
+    /// name in every one while a caller waits.
     pub fn warm_root(&self) {
         for l in 0..self.layers.len() {
-            if !self.is_upper(l) {
-                let _ = self.lower_dir(l, Path::new(""));
+            if !self.is_upper(l)
+                && let Ok(d) = self.lower_dir(l, Path::new(""))
+            {
+                self.listing(l, Path::new(""), &d);
             }
         }
     }
@@ -435,7 +517,7 @@ impl Stack {
         let r = match resolve::open_dir(self.layers[layer].root.as_fd(), rel) {
             Ok(fd) => Some(Arc::new(LowerDir {
                 fd: Arc::new(fd),
-                aufs: Default::default(),
+                listing: Default::default(),
                 misses: Default::default(),
             })),
             Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => None,
@@ -444,6 +526,9 @@ impl Stack {
         };
         if self.lower_dirs.len() >= lower_dir_cache_max() {
             self.lower_dirs.clear();
+            // Listings still held by requests in flight go with them.
+            self.listed_bytes
+                .store(0, std::sync::atomic::Ordering::Relaxed);
         }
         self.lower_dirs.insert(key, r.clone());
         r.ok_or_else(|| resolve::err(libc::ENOENT))
@@ -470,6 +555,32 @@ impl Stack {
         o
     }
 
+    /// What the listing of the lower directory `rel`, if made, says of
+    /// `name` (a lookup asks before probing the layer).
+    pub fn lower_listed(&self, layer: usize, rel: &Path, name: &OsStr) -> Listed {
+        let Ok(d) = self.lower_dir(layer, rel) else {
+            return Listed::Unknown;
+        };
+        let Some(Listing {
+            aufs,
+            names: Some(names),
+        }) = d.listing.get()
+        else {
+            return Listed::Unknown;
+        };
+        if names.contains(name.as_bytes()) {
+            return Listed::Unknown;
+        }
+        if *aufs {
+            let mut w = crate::markers::AUFS_PREFIX.to_vec();
+            w.extend_from_slice(name.as_bytes());
+            if names.contains(&w) {
+                return Listed::WhitedOut;
+            }
+        }
+        Listed::Absent
+    }
+
     /// May the lower directory hold AUFS `.wh.*` markers, so that a name
     /// missing from it needs a `.wh.NAME` probe? (true when unsure). After
     /// a few misses, answered from one listing kept with the cached fd.
@@ -477,21 +588,40 @@ impl Stack {
         let Ok(d) = self.lower_dir(layer, rel) else {
             return true;
         };
-        if let Some(known) = d.aufs.get() {
-            return *known;
+        if let Some(l) = d.listing.get() {
+            return l.aufs;
         }
         if d.misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < LIST_AFTER_MISSES {
             return true;
         }
-        *d.aufs.get_or_init(|| {
+        self.listing(layer, rel, &d).aufs
+    }
+
+    /// The listing of a cached lower directory, made on first use.
+    fn listing<'d>(&self, layer: usize, rel: &Path, d: &'d LowerDir) -> &'d Listing {
+        use std::sync::atomic::Ordering::Relaxed;
+        d.listing.get_or_init(|| {
             let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOATIME;
             let root = self.layers[layer].root.as_fd();
             let listing = resolve::open_beneath(root, rel, flags)
                 .or_else(|_| resolve::open_beneath(root, rel, flags & !libc::O_NOATIME))
                 .and_then(resolve::read_dir_fd);
-            match listing {
-                Ok(v) => v.iter().any(|e| crate::markers::is_aufs_marker(&e.name)),
-                Err(_) => true,
+            let Ok(v) = listing else {
+                return Listing {
+                    aufs: true,
+                    names: None,
+                };
+            };
+            let aufs = v.iter().any(|e| crate::markers::is_aufs_marker(&e.name));
+            let names = Names::new(v.into_iter().map(|e| e.name).collect());
+            let size = names.size();
+            let kept = self.listed_bytes.fetch_add(size, Relaxed) + size <= LISTED_NAMES_MAX;
+            if !kept {
+                self.listed_bytes.fetch_sub(size, Relaxed);
+            }
+            Listing {
+                aufs,
+                names: kept.then_some(names),
             }
         })
     }

@@ -175,8 +175,8 @@ fn listed_lookup_skipping_upper_lowers_equals_full_lookup() {
 
 /// An AUFS `.wh.NAME` in a lower hides NAME whether the lookup probes for
 /// the marker (a directory's first misses) or decides from the listing it
-/// makes after a few misses; a directory without markers, once listed,
-/// still resolves names found further down.
+/// makes after a few misses (or at mount, for the roots); a directory
+/// without markers, once listed, still resolves names found further down.
 #[test]
 fn aufs_whiteouts_hide_names_before_and_after_the_listing() {
     if !env_ok(&[Need::Root]) {
@@ -197,14 +197,29 @@ fn aufs_whiteouts_hide_names_before_and_after_the_listing() {
             .file(format!("w/kept{i}"), "k")
             .file(format!("plain/low{i}"), "l");
     }
-    top.apply(&l0);
+    top.aufs_whiteout("rootgone").apply(&l0);
     layer().dir("w").dir("plain").apply(&l1);
-    bottom.apply(&l2);
+    bottom
+        .file("rootgone", "g")
+        .file("rootkept", "k")
+        .apply(&l2);
     let stack = Stack::open(&MountOptions {
         lowerdirs: vec![l0, l1, l2],
         ..Default::default()
     })
     .unwrap();
+    // The roots are listed up front, as a mount does: their answers come
+    // from the listings from the first lookup on.
+    stack.warm_root();
+    let root = DirRef {
+        path: Path::new(""),
+        lowers: &[0, 1, 2],
+    };
+    let at = |n: &str| lookup::lookup(&stack, &root, OsStr::new(n)).unwrap();
+    assert!(at("rootgone").is_none(), "rootgone is whited out");
+    assert_eq!(at("rootkept").expect("rootkept shows").layer, 2);
+    assert_eq!(at("plain").expect("plain shows").layers, vec![0, 1, 2]);
+    assert!(at("nothing").is_none());
     for dir in ["w", "plain"] {
         let p = PathBuf::from(dir);
         let lowers = lookup::resolve_path(&stack, &p).unwrap().unwrap().1;
@@ -297,4 +312,25 @@ fn known_follows_a_directory_through_copy_up_and_removal() {
     );
     dir_ops::unlink(&stack, &rd, f).unwrap();
     assert!(lookup::known(&stack, &rd, f, &[]).unwrap().is_none());
+}
+
+/// The packed, sorted name list a lower directory's listing keeps: every
+/// name is found (bytes, not UTF-8), nothing else is, prefixes included.
+#[test]
+fn listed_names_answer_membership_exactly() {
+    use std::os::unix::ffi::OsStringExt;
+    let names: Vec<std::ffi::OsString> = ["b", "a", "ab", ".wh.x", "zz"]
+        .iter()
+        .map(|n| std::ffi::OsString::from(*n))
+        .chain([std::ffi::OsString::from_vec(vec![0xff, 0x80])])
+        .collect();
+    let set = ovlfuse::stack::Names::new(names.clone());
+    for n in &names {
+        assert!(set.contains(n.as_encoded_bytes()), "{n:?} is listed");
+    }
+    for n in ["", "aa", "abc", ".wh.", "c", "z", "zzz"] {
+        assert!(!set.contains(n.as_bytes()), "{n:?} is not listed");
+    }
+    assert!(!set.contains(&[0xff]));
+    assert!(!ovlfuse::stack::Names::new(Vec::new()).contains(b"a"));
 }
