@@ -128,6 +128,7 @@ pub struct Names {
 }
 
 impl Names {
+    /// Names of at most 4 GiB in all (offsets are u32).
     pub fn new(mut names: Vec<OsString>) -> Names {
         names.sort_unstable();
         let mut bytes = Vec::with_capacity(names.iter().map(|n| n.len()).sum());
@@ -160,9 +161,9 @@ impl Names {
         false
     }
 
-    /// Memory held, roughly.
-    pub fn size(&self) -> usize {
-        self.bytes.len() + 4 * self.ends.len()
+    /// Memory held by names of these lengths, roughly.
+    pub fn size_of(lens: impl Iterator<Item = usize>) -> usize {
+        lens.map(|n| n + 4).sum()
     }
 }
 
@@ -613,15 +614,16 @@ impl Stack {
                 };
             };
             let aufs = v.iter().any(|e| crate::markers::is_aufs_marker(&e.name));
-            let names = Names::new(v.into_iter().map(|e| e.name).collect());
-            let size = names.size();
+            // Room is reserved before packing: a listing past the bound is
+            // never packed (and so never overflows `Names`' u32 offsets).
+            let size = Names::size_of(v.iter().map(|e| e.name.len()));
             let kept = self.listed_bytes.fetch_add(size, Relaxed) + size <= LISTED_NAMES_MAX;
             if !kept {
                 self.listed_bytes.fetch_sub(size, Relaxed);
             }
             Listing {
                 aufs,
-                names: kept.then_some(names),
+                names: kept.then(|| Names::new(v.into_iter().map(|e| e.name).collect())),
             }
         })
     }
