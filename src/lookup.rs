@@ -108,8 +108,7 @@ pub fn visit_order(stack: &Stack, dir: &DirRef) -> Vec<usize> {
 }
 
 fn aufs_whiteout(dir: std::os::fd::BorrowedFd, name: &OsStr) -> bool {
-    let mut w = OsString::from(std::str::from_utf8(markers::AUFS_PREFIX).unwrap_or(".wh."));
-    w.push(name);
+    let w = markers::aufs_whiteout_name(name);
     w.as_bytes().len() <= 255 && resolve::fstatat(dir, &w).is_ok()
 }
 

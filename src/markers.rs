@@ -13,7 +13,7 @@ use crate::stack::Stack;
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 pub const AUFS_PREFIX: &[u8] = b".wh.";
 pub const AUFS_OPAQUE: &str = ".wh..wh..opq";
@@ -40,6 +40,13 @@ pub fn aufs_target(name: &OsStr) -> Option<&OsStr> {
     } else {
         None
     }
+}
+
+/// `NAME` -> `.wh.NAME`: the AUFS whiteout that would hide NAME.
+pub fn aufs_whiteout_name(name: &OsStr) -> OsString {
+    let mut w = AUFS_PREFIX.to_vec();
+    w.extend_from_slice(name.as_bytes());
+    OsString::from_vec(w)
 }
 
 pub fn is_aufs_marker(name: &OsStr) -> bool {

@@ -162,7 +162,7 @@ impl Names {
     }
 
     /// Memory held by names of these lengths, roughly.
-    pub fn size_of(lens: impl Iterator<Item = usize>) -> usize {
+    fn size_of(lens: impl Iterator<Item = usize>) -> usize {
         lens.map(|n| n + 4).sum()
     }
 }
@@ -572,12 +572,8 @@ impl Stack {
         if names.contains(name.as_bytes()) {
             return Listed::Unknown;
         }
-        if *aufs {
-            let mut w = crate::markers::AUFS_PREFIX.to_vec();
-            w.extend_from_slice(name.as_bytes());
-            if names.contains(&w) {
-                return Listed::WhitedOut;
-            }
+        if *aufs && names.contains(crate::markers::aufs_whiteout_name(name).as_bytes()) {
+            return Listed::WhitedOut;
         }
         Listed::Absent
     }
