@@ -1,33 +1,44 @@
-//! The `ovlfuse` command: mount (both argv forms) and the teaching tools.
+//! The `ovlfuse` command: mount (both argv forms), the teaching tools, and
+//! the man page and shell completions generated from these definitions.
 
-use clap::{Parser, Subcommand};
+use clap::{CommandFactory, Parser, Subcommand};
 use ovlfuse::mount::{self, MountRequest};
-use ovlfuse::options::MountOptions;
+use ovlfuse::options::{self, MountOptions};
 use ovlfuse::tools;
-use std::path::PathBuf;
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
 
 #[derive(Parser, Debug)]
 #[command(
     name = "ovlfuse",
     version,
     about = "A userspace overlay filesystem (FUSE), behaving like the kernel's overlayfs",
+    long_about = "A userspace overlay filesystem (FUSE), behaving like the kernel's overlayfs.\n\n\
+                  Stacks read-only lower directories under one writable upper directory and \
+                  shows the merge at MOUNTPOINT. The first change to a lower file copies it \
+                  up whole; deletes leave 0/0 character-device whiteouts; a directory made \
+                  over a deleted one is opaque; renaming a directory that comes from a lower \
+                  layer answers EXDEV. The upper layer is in the kernel overlayfs's format.",
     args_conflicts_with_subcommands = true,
     after_help = "Mount:   ovlfuse -o lowerdir=A:B,upperdir=U,workdir=W MOUNTPOINT\n\
                   Helper:  ovlfuse SOURCE MOUNTPOINT -o OPTIONS   (as mount -t fuse.ovlfuse runs it)\n\
-                  Unmount: fusermount3 -u MOUNTPOINT"
+                  Unmount: fusermount3 -u MOUNTPOINT   (or umount MOUNTPOINT as root)"
 )]
 struct Cli {
     /// Mount options, comma separated (lowerdir=, upperdir=, workdir=,
-    /// userxattr, volatile, threads=N, and FUSE/mount flags); repeatable.
-    #[arg(short = 'o', value_name = "OPTIONS")]
+    /// userxattr, volatile, nopassthrough, threads=N, FUSE and mount flags);
+    /// repeatable. --help lists them all.
+    #[arg(short = 'o', value_name = "OPTIONS", long_help = options::help_text())]
     options: Vec<String>,
     /// Stay in the foreground.
     #[arg(short = 'f')]
     foreground: bool,
-    /// Log every request (implies -f unless RUST_LOG is set); RUST_LOG is honoured.
+    /// Log every request to standard error (implies -f); RUST_LOG is
+    /// honoured; colour only on a terminal and without NO_COLOR.
     #[arg(short = 'd')]
     debug: bool,
-    /// [SOURCE] MOUNTPOINT
+    /// [SOURCE] MOUNTPOINT: SOURCE (shown in /proc/mounts) is what mount(8)
+    /// passes to mount.fuse3; the mount point must be an existing directory.
     #[arg(value_name = "MOUNTPOINT", num_args = 0..=2)]
     positional: Vec<PathBuf>,
     #[command(subcommand)]
@@ -39,33 +50,64 @@ enum Command {
     /// Guided tour on built-in sample layers: lookup order, copy-up,
     /// whiteouts, opaque directories, EXDEV.
     Demo {
-        /// Keep the sample layers in this directory instead of a temp dir.
-        #[arg(long)]
+        /// Build the sample layers in DIR (created if missing) and keep them
+        /// afterwards; by default a temporary directory that is removed.
+        #[arg(long, value_name = "DIR")]
         dir: Option<PathBuf>,
     },
     /// Show every layer's object at PATH, which one wins and why (no mount).
     Which {
-        #[arg(short = 'o', value_name = "OPTIONS")]
+        /// The layers, as for a mount: -o lowerdir=A:B[,upperdir=U] (workdir
+        /// is not needed).
+        #[arg(short = 'o', value_name = "OPTIONS", required = true)]
         options: Vec<String>,
+        /// A path in the merged view, relative to its root ("/" for the root).
         path: PathBuf,
     },
     /// Print the live counters of a running mount.
-    Stats { mountpoint: PathBuf },
+    Stats {
+        /// The mount point of a running ovlfuse mount.
+        mountpoint: PathBuf,
+    },
     /// What an upper layer changed (A added, C changed, D deleted), like docker diff.
     Diff {
+        /// The upper directory (upperdir=), not the mount point.
         upper: PathBuf,
-        /// Lower layers to compare with (repeatable, top first).
-        #[arg(long = "lower")]
-        lowers: Vec<PathBuf>,
+        /// The lower layers, top first: one directory per flag (repeatable),
+        /// or a colon list as in lowerdir= (the "lowerdir=" prefix may be
+        /// kept). Without them every upper name counts as added.
+        #[arg(long = "lower", value_name = "DIRS")]
+        lowers: Vec<String>,
     },
     /// Write an upper layer as an OCI image layer tar; prints its diffID.
     Export {
+        /// The upper directory (upperdir=) to export.
         upper: PathBuf,
-        #[arg(short = 'o', value_name = "TAR")]
-        output: PathBuf,
-        /// The lower layers' diffIDs, bottom first: also print the chainID.
-        #[arg(long = "parent-chain", num_args = 1..)]
+        /// Where to write the tar; "-" is standard output (the diffID and
+        /// chainID then go to standard error).
+        #[arg(short = 'f', long = "file", value_name = "TAR")]
+        output: Option<PathBuf>,
+        /// The lower layers' diffIDs (sha256:HEX), bottom first: also print
+        /// the chainID of the stack with this layer on top.
+        #[arg(long = "parent-chain", value_name = "DIFFID", num_args = 1..)]
         parents: Vec<String>,
+        /// Not an option of export (it names mount options elsewhere); kept
+        /// only to say so.
+        #[arg(short = 'o', hide = true)]
+        old_output: Option<PathBuf>,
+    },
+    /// Write the man pages (ovlfuse.1 and one per subcommand), generated
+    /// from these definitions.
+    Man {
+        /// Write the pages into DIR (e.g. /usr/local/share/man/man1);
+        /// without it, print ovlfuse.1 to standard output.
+        #[arg(long, value_name = "DIR")]
+        dir: Option<PathBuf>,
+    },
+    /// Print a shell completion script.
+    Completions {
+        /// The shell to complete for.
+        shell: clap_complete::Shell,
     },
 }
 
@@ -76,11 +118,54 @@ fn init_tracing(debug: bool) {
         _ if debug => EnvFilter::new("ovlfuse=debug"),
         _ => EnvFilter::new("warn"),
     };
+    // Colour codes would land in a redirected log; NO_COLOR (no-color.org)
+    // turns them off on a terminal too.
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(colour)
         .with_target(false)
         .init();
+}
+
+/// Write ovlfuse.1 and ovlfuse-SUB.1 into `dir`, or ovlfuse.1 to stdout.
+fn man(dir: Option<&Path>) -> std::io::Result<()> {
+    let cmd = Cli::command();
+    let Some(dir) = dir else {
+        return clap_mangen::Man::new(cmd).render(&mut std::io::stdout().lock());
+    };
+    std::fs::create_dir_all(dir)?;
+    let page = |c: clap::Command, file: String| -> std::io::Result<()> {
+        let mut out = Vec::new();
+        clap_mangen::Man::new(c).render(&mut out)?;
+        std::fs::write(dir.join(&file), out)?;
+        println!("{}", dir.join(file).display());
+        Ok(())
+    };
+    page(cmd.clone(), "ovlfuse.1".into())?;
+    for sub in cmd.get_subcommands().filter(|s| s.get_name() != "help") {
+        let name = format!("ovlfuse-{}", sub.get_name());
+        page(sub.clone().name(name.clone()), format!("{name}.1"))?;
+    }
+    Ok(())
+}
+
+/// Mount options given as the source argument (`ovlfuse lowerdir=x m`):
+/// say where they belong rather than report a missing lowerdir.
+fn misplaced_options(cli: &Cli) -> Option<String> {
+    let p = cli.positional.iter().find(|p| {
+        let s = p.to_string_lossy();
+        ["lowerdir=", "upperdir=", "workdir="]
+            .iter()
+            .any(|k| s.contains(k))
+    })?;
+    Some(format!(
+        "'{}' looks like mount options: they go after -o (ovlfuse -o {} MOUNTPOINT)",
+        p.display(),
+        p.display()
+    ))
 }
 
 fn main() {
@@ -91,13 +176,53 @@ fn main() {
         Some(Command::Demo { dir }) => tools::demo::run(dir),
         Some(Command::Which { options, path }) => tools::which::run(&options, &path, &cwd),
         Some(Command::Stats { mountpoint }) => tools::stats::run(&mountpoint),
-        Some(Command::Diff { upper, lowers }) => tools::diff::run(&upper, &lowers),
+        Some(Command::Diff { upper, lowers }) => tools::diff::run(&upper, &lowers, &cwd),
+        Some(Command::Export {
+            old_output: Some(f),
+            ..
+        }) => {
+            eprintln!(
+                "ovlfuse export: the tar goes to -f FILE (-f - for standard output); \
+                 -o is for mount options: ovlfuse export UPPER -f {}",
+                f.display()
+            );
+            2
+        }
+        Some(Command::Export { output: None, .. }) => {
+            eprintln!(
+                "ovlfuse export: say where the tar goes: -f FILE, or -f - for standard output"
+            );
+            2
+        }
         Some(Command::Export {
             upper,
-            output,
+            output: Some(output),
             parents,
+            ..
         }) => tools::export::run(&upper, &output, &parents),
+        Some(Command::Man { dir }) => match man(dir.as_deref()) {
+            Ok(()) => 0,
+            Err(e) => {
+                eprintln!("ovlfuse man: {e}");
+                1
+            }
+        },
+        Some(Command::Completions { shell }) => {
+            clap_complete::generate(
+                shell,
+                &mut Cli::command(),
+                "ovlfuse",
+                &mut std::io::stdout(),
+            );
+            0
+        }
         None => {
+            if cli.options.is_empty()
+                && let Some(hint) = misplaced_options(&cli)
+            {
+                eprintln!("ovlfuse: {hint}");
+                std::process::exit(2);
+            }
             let (source, mountpoint) = match cli.positional.as_slice() {
                 [mp] => (None, mp.clone()),
                 [src, mp] => (Some(src.to_string_lossy().into_owned()), mp.clone()),
@@ -128,4 +253,38 @@ fn main() {
         }
     };
     std::process::exit(code);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every argument of every command has a help line (the man page and
+    /// --help show nothing else for it).
+    #[test]
+    fn every_argument_is_described() {
+        fn check(c: &clap::Command, path: &str) {
+            for a in c.get_arguments() {
+                let id = a.get_id().as_str();
+                if a.is_hide_set() || id == "help" || id == "version" {
+                    continue;
+                }
+                assert!(
+                    a.get_help().is_some() || a.get_long_help().is_some(),
+                    "{path}: argument {id} has no help"
+                );
+            }
+            for s in c.get_subcommands() {
+                assert!(
+                    s.get_about().is_some(),
+                    "{path} {} has no about",
+                    s.get_name()
+                );
+                check(s, &format!("{path} {}", s.get_name()));
+            }
+        }
+        let c = Cli::command();
+        c.clone().debug_assert();
+        check(&c, "ovlfuse");
+    }
 }

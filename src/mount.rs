@@ -60,6 +60,15 @@ pub fn mounted_fstype(path: &Path) -> Option<String> {
     right.split(' ').next().map(str::to_string)
 }
 
+/// The type of an overlay whose merged view holds `path` (the kernel's
+/// `overlay`, ovlfuse or fuse-overlayfs), found from the mount containing
+/// it: the nearest ancestor that is a mount point.
+pub fn overlay_view_fstype(path: &Path) -> Option<String> {
+    let canon = path.canonicalize().ok()?;
+    let t = canon.ancestors().find_map(mounted_fstype)?;
+    matches!(t.as_str(), "overlay" | FSTYPE | "fuse.fuse-overlayfs").then_some(t)
+}
+
 /// The device ("major:minor") of the mount exactly at `path`.
 fn mounted_dev(path: &Path) -> Option<String> {
     mountinfo_line(path)?.split(' ').nth(2).map(str::to_string)

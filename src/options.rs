@@ -1,10 +1,10 @@
 //! `-o` parsing into [`MountOptions`] (the kernel's params.c concern).
 //!
-//! Rules served (OVERLAY-SEMANTICS "Layers"): `lowerdir=a:b:c` stacks `a` on
+//! Rules served (docs/semantics.md "Layers and options"): `lowerdir=a:b:c` stacks `a` on
 //! top; `\:` escapes a colon and `\,` a comma inside a path; relative paths
 //! resolve against the caller's cwd. Generic flags that mount(8),
-//! mount.fuse3 and fstab add are accepted quietly; an unknown option is an
-//! error.
+//! mount.fuse3 and fstab add are accepted and ignored (each with its reason
+//! in [`IGNORED`]); an unknown option is an error.
 
 use std::path::{Path, PathBuf};
 
@@ -38,37 +38,136 @@ pub struct MountOptions {
     pub nopassthrough: bool,
 }
 
-/// Flags the mount tools add on their own; they change nothing for us.
-const QUIET: &[&str] = &[
-    "rw",
-    "relatime",
-    "norelatime",
-    "strictatime",
-    "nostrictatime",
-    "lazytime",
-    "nolazytime",
-    "sync",
-    "async",
-    "dirsync",
-    "diratime",
-    "nodiratime",
-    "defaults",
-    "auto",
-    "noauto",
-    "user",
-    "nouser",
-    "users",
-    "owner",
-    "group",
-    "_netdev",
-    "nofail",
-    "default_permissions",
-    "atime",
-    "iversion",
-    "noiversion",
-    "mand",
-    "nomand",
+/// Every option that changes what ovlfuse does, with its default. The `-o`
+/// help and the man page are built from this table, and a test checks that
+/// README's option table names each, so the three cannot drift apart.
+pub const EFFECTIVE: &[(&str, &str)] = &[
+    (
+        "lowerdir=A:B:C",
+        "lower layers, A on top (required); \\: and \\, escape : and , in a path; \
+         relative paths resolve against the current directory",
+    ),
+    (
+        "upperdir=U",
+        "the writable layer; without it the mount is read-only (every write: EROFS)",
+    ),
+    (
+        "workdir=W",
+        "scratch directory for copy-up, on the same filesystem as U and inside no layer",
+    ),
+    (
+        "userxattr",
+        "write the private marks as user.overlay.* (automatic when not root; default as root: trusted.overlay.*)",
+    ),
+    (
+        "volatile",
+        "do not fsync copied-up files (the kernel's volatile); a crash may lose them",
+    ),
+    (
+        "nopassthrough",
+        "serve every read and write through the daemon (default as root: upper files' I/O is passed \
+         to the upper file in the kernel; lower files never are)",
+    ),
+    (
+        "threads=N",
+        "FUSE event loops (default: the CPU count, at least 4, at most 8)",
+    ),
+    (
+        "ro",
+        "mount read-only (default: rw when there is an upperdir)",
+    ),
+    (
+        "allow_other",
+        "let other users see the mount (default: only the mounting user; as a user \
+         it needs user_allow_other in /etc/fuse.conf)",
+    ),
+    ("allow_root", "let root and the mounting user see the mount"),
+    (
+        "suid, nosuid",
+        "honour setuid/setgid bits (default: nosuid; mount -t fuse.ovlfuse passes suid as root)",
+    ),
+    (
+        "dev, nodev",
+        "allow device files (default: nodev; mount -t fuse.ovlfuse passes dev as root)",
+    ),
+    ("exec, noexec", "allow executing files (default: exec)"),
+    (
+        "noatime",
+        "set MS_NOATIME on the mount; access times in the layers are still the upper filesystem's",
+    ),
+    (
+        "fsname=NAME",
+        "the source shown in /proc/mounts (default: the SOURCE argument, else ovlfuse)",
+    ),
+    (
+        "subtype=NAME",
+        "the type shown as fuse.NAME (default: ovlfuse)",
+    ),
 ];
+
+/// Flags that mount(8), mount.fuse3 and fstab add, accepted with no
+/// effect, each group with the reason it changes nothing here.
+pub const IGNORED: &[(&[&str], &str)] = &[
+    (&["rw"], "the default"),
+    (
+        &["default_permissions"],
+        "always on: the kernel checks permissions",
+    ),
+    (
+        &[
+            "relatime",
+            "norelatime",
+            "strictatime",
+            "nostrictatime",
+            "atime",
+            "diratime",
+            "nodiratime",
+            "lazytime",
+            "nolazytime",
+        ],
+        "access times are kept by the upper filesystem as its own mount says",
+    ),
+    (
+        &["sync", "async", "dirsync"],
+        "each request reaches the upper filesystem before it is answered; \
+         durability is the upper's (copy-ups are fsynced unless volatile)",
+    ),
+    (
+        &["iversion", "noiversion", "mand", "nomand"],
+        "not supported by FUSE",
+    ),
+    (
+        &[
+            "defaults", "auto", "noauto", "user", "nouser", "users", "owner", "group", "_netdev",
+            "nofail", "comment=", "x-*",
+        ],
+        "read by mount(8) and fstab, not by a filesystem",
+    ),
+];
+
+/// Whether `key` (without a value) is one of the [`IGNORED`] flags.
+fn ignored(key: &str, has_value: bool) -> bool {
+    if key.starts_with("x-") || key == "comment" {
+        return true;
+    }
+    !has_value && IGNORED.iter().any(|(names, _)| names.contains(&key))
+}
+
+/// The `-o` help (and the man page's): [`EFFECTIVE`], then [`IGNORED`].
+pub fn help_text() -> String {
+    // Blank lines between the parts keep the man page from running them
+    // into one paragraph.
+    let mut s = String::from("Mount options, comma separated; -o may be repeated.\n\n");
+    for (name, what) in EFFECTIVE {
+        s += &format!("  {name:<16} {what}\n");
+    }
+    s += "\nAccepted and ignored:\n\n";
+    for (names, why) in IGNORED {
+        s += &format!("  {}: {why}\n", names.join(", "));
+    }
+    s += "\nAnything else is an error.";
+    s
+}
 
 /// Split on commas not preceded by a backslash, keeping other escapes.
 fn split_unescaped(s: &str, sep: char) -> Vec<String> {
@@ -116,6 +215,21 @@ fn absolute(p: &str, cwd: &Path) -> PathBuf {
     if p.is_absolute() { p } else { cwd.join(p) }
 }
 
+/// A `lowerdir=` value (without the key): colon separated, top first, with
+/// `\:` `\,` escapes; relative paths resolve against `cwd`.
+pub fn parse_lowerdirs(v: &str, cwd: &Path) -> Result<Vec<PathBuf>, String> {
+    split_unescaped(v, ':')
+        .iter()
+        .map(|p| {
+            if p.is_empty() {
+                Err("lowerdir has an empty path".to_string())
+            } else {
+                Ok(absolute(&unescape(p), cwd))
+            }
+        })
+        .collect()
+}
+
 impl MountOptions {
     /// Parse every `-o` argument (each comma separated) in order.
     pub fn parse<S: AsRef<str>>(opts: &[S], cwd: &Path) -> Result<Self, String> {
@@ -141,19 +255,7 @@ impl MountOptions {
         };
         match key {
             "" => {}
-            "lowerdir" => {
-                let v = need(val)?;
-                self.lowerdirs = split_unescaped(&v, ':')
-                    .iter()
-                    .map(|p| {
-                        if p.is_empty() {
-                            Err("lowerdir has an empty path".to_string())
-                        } else {
-                            Ok(absolute(&unescape(p), cwd))
-                        }
-                    })
-                    .collect::<Result<_, _>>()?;
-            }
+            "lowerdir" => self.lowerdirs = parse_lowerdirs(&need(val)?, cwd)?,
             "upperdir" => self.upperdir = Some(absolute(&unescape(&need(val)?), cwd)),
             "workdir" => self.workdir = Some(absolute(&unescape(&need(val)?), cwd)),
             "userxattr" => self.userxattr = true,
@@ -176,8 +278,7 @@ impl MountOptions {
                     .parse()
                     .map_err(|_| format!("threads={} is not a number", val.unwrap_or("")))?
             }
-            k if k.starts_with("x-") || k == "comment" => {}
-            k if val.is_none() && QUIET.contains(&k) => {}
+            k if ignored(k, val.is_some()) => {}
             _ => return Err(format!("unknown option '{item}'")),
         }
         Ok(())
@@ -238,5 +339,34 @@ mod tests {
         assert!(m.allow_other && m.ro && m.nosuid && m.nodev && m.noexec && m.noatime);
         assert_eq!(m.fsname.as_deref(), Some("x"));
         assert_eq!(m.subtype.as_deref(), Some("y"));
+    }
+
+    /// The option tables (the -o help, the man page) name only options the
+    /// parser takes, every one of them as written there.
+    #[test]
+    fn every_documented_option_parses() {
+        let sample = |n: &str| match n.split_once('=') {
+            Some(("threads", _)) => "threads=2".to_string(),
+            Some((k, _)) => format!("{k}=x"),
+            None => n.replace('*', "foo"),
+        };
+        for (names, _) in EFFECTIVE {
+            for n in names.split(", ") {
+                let item = sample(n);
+                parse(&[&format!("lowerdir=a,{item}")]).unwrap_or_else(|e| panic!("{item}: {e}"));
+            }
+        }
+        for (names, _) in IGNORED {
+            for n in *names {
+                let item = sample(n);
+                let m = parse(&[&format!("lowerdir=a,{item}")])
+                    .unwrap_or_else(|e| panic!("{item}: {e}"));
+                assert_eq!(
+                    m,
+                    parse(&["lowerdir=a"]).unwrap(),
+                    "{item} changed something"
+                );
+            }
+        }
     }
 }

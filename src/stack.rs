@@ -1,6 +1,6 @@
 //! Layers and the stack they form (the kernel's super.c concern).
 //!
-//! Rules served (OVERLAY-SEMANTICS "Layers", "Inodes and attributes"):
+//! Rules served (docs/semantics.md "Layers and options", "Inode numbers, attributes, statfs"):
 //! upper above all lowers, lowers top to bottom; no upper means read-only;
 //! workdir on the upper's filesystem, layers not overlapping, one mount per
 //! upper/workdir (flock); leftovers in workdir cleared at mount; `st_ino`
@@ -635,7 +635,21 @@ fn prepare_work(wfd: BorrowedFd, w: &Path) -> Result<OwnedFd, String> {
     }
     let work = resolve::open_dir(wfd, Path::new("work"))
         .map_err(|e| format!("workdir {}/work: {e}", w.display()))?;
-    clear_dir(work.as_fd()).map_err(|e| format!("cannot clear {}/work: {e}", w.display()))?;
+    clear_dir(work.as_fd()).map_err(|e| {
+        let uid = resolve::geteuid();
+        match resolve::fstat(work.as_fd()) {
+            // The kernel overlayfs leaves workdir/work (root's, mode 000)
+            // behind; a user cannot empty it and should be told why.
+            Ok(st) if st.st_uid != uid => format!(
+                "cannot clear {}/work: it belongs to uid {} (a kernel overlay mount leaves one \
+                 owned by root); remove it as its owner (rm -rf {}/work) or use another workdir",
+                w.display(),
+                st.st_uid,
+                w.display()
+            ),
+            _ => format!("cannot clear {}/work: {e}", w.display()),
+        }
+    })?;
     Ok(work)
 }
 

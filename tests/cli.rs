@@ -396,3 +396,283 @@ fn help_and_version() {
         "{h}"
     );
 }
+
+/// Run ovlfuse; (exit ok, stdout, stderr).
+fn ovl(args: &[&str]) -> (bool, String, String) {
+    let o = Command::new(ovlfuse_bin()).args(args).output().unwrap();
+    (
+        o.status.success(),
+        String::from_utf8_lossy(&o.stdout).into_owned(),
+        String::from_utf8_lossy(&o.stderr).into_owned(),
+    )
+}
+
+#[test]
+fn help_lists_every_mount_option_and_describes_every_argument() {
+    let (ok, h, _) = ovl(&["--help"]);
+    assert!(ok);
+    for (name, _) in ovlfuse::options::EFFECTIVE {
+        for n in name.split(", ") {
+            assert!(h.contains(n), "--help lacks option {n}:\n{h}");
+        }
+    }
+    assert!(
+        h.contains("nopassthrough") && h.contains("Accepted and ignored"),
+        "{h}"
+    );
+    // Each subcommand's help says what each argument is and, where it
+    // matters, the layer order.
+    for (sub, wants) in [
+        ("which", &["lowerdir=A:B", "relative to its root"][..]),
+        ("stats", &["mount point of a running ovlfuse mount"][..]),
+        (
+            "diff",
+            &["top first", "not the mount point", "lowerdir="][..],
+        ),
+        (
+            "export",
+            &["-f, --file", "standard output", "bottom first"][..],
+        ),
+        ("demo", &["keep them"][..]),
+        ("man", &["--dir"][..]),
+        ("completions", &["shell"][..]),
+    ] {
+        let (ok, h, _) = ovl(&[sub, "--help"]);
+        assert!(ok, "{sub} --help");
+        for w in wants {
+            assert!(h.contains(w), "{sub} --help lacks {w:?}:\n{h}");
+        }
+        // clap prints an undescribed argument as a bare name on its line.
+        for l in h.lines().filter(|l| l.starts_with("  ")) {
+            let t = l.trim();
+            let words: Vec<&str> = t.split_whitespace().collect();
+            let flag_only = words.iter().all(|w| {
+                w.starts_with('-') || w.starts_with('<') || w.starts_with('[') || w.ends_with(',')
+            });
+            assert!(!flag_only, "{sub} --help: undescribed argument {t:?}");
+        }
+    }
+}
+
+#[test]
+fn man_pages_and_completions_are_generated() {
+    let (ok, page, err) = ovl(&["man"]);
+    assert!(ok, "{err}");
+    assert!(page.contains(".TH ovlfuse 1"), "{page}");
+    for w in ["nopassthrough", "lowerdir", "which", "export"] {
+        assert!(page.contains(w), "ovlfuse.1 lacks {w}");
+    }
+    let t = tempdir();
+    let dir = t.path().join("man1");
+    let (ok, out, err) = ovl(&["man", "--dir", dir.to_str().unwrap()]);
+    assert!(ok, "{err}");
+    for p in [
+        "ovlfuse",
+        "ovlfuse-which",
+        "ovlfuse-diff",
+        "ovlfuse-export",
+        "ovlfuse-stats",
+    ] {
+        let f = dir.join(format!("{p}.1"));
+        assert!(out.contains(&f.display().to_string()), "{out}");
+        let text = fs::read_to_string(&f).unwrap();
+        assert!(text.contains(&format!(".TH {p} 1")), "{p}: {text}");
+        // groff must typeset it without a warning.
+        if need(
+            "groff (package groff-base)",
+            Path::new("/usr/bin/groff").exists(),
+        ) {
+            let o = Command::new("groff")
+                .args(["-man", "-Tutf8", "-ww", "-z"])
+                .arg(&f)
+                .output()
+                .unwrap();
+            assert!(
+                o.status.success() && o.stderr.is_empty(),
+                "groff {p}.1: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+    }
+    let (ok, sh, _) = ovl(&["completions", "bash"]);
+    assert!(
+        ok && sh.contains("complete") && sh.contains("export"),
+        "{sh}"
+    );
+    let (ok, _, _) = ovl(&["completions", "zsh"]);
+    assert!(ok);
+}
+
+#[test]
+fn options_given_without_o_are_pointed_at_it() {
+    let d = Dirs::new();
+    let opts = format!("lowerdir={}", d.p("l1").display());
+    refused(
+        &[&opts, d.p("m").to_str().unwrap()],
+        &d.base,
+        &d.p("m"),
+        "go after -o",
+    );
+    refused(&[&opts], &d.base, &d.p("m"), "go after -o");
+}
+
+#[test]
+fn export_to_stdout_and_its_argument_checks() {
+    if !env_ok(&[Need::Tool("tar")]) {
+        return;
+    }
+    let d = Dirs::new();
+    fs::write(d.p("u/file"), "x\n").unwrap();
+    let u = d.p("u");
+    let u = u.to_str().unwrap();
+    let o = Command::new(ovlfuse_bin())
+        .args(["export", u, "-f", "-"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.starts_with("diffID sha256:"), "IDs go to stderr: {err}");
+    assert!(!d.base.join("-").exists(), "wrote a file named -");
+    let tarf = d.p("t.tar");
+    fs::write(&tarf, &o.stdout).unwrap();
+    let list = Command::new("tar").arg("-tf").arg(&tarf).output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&list.stdout).trim(), "file");
+    // -o names mount options everywhere else: a pointer to -f, no file.
+    let (ok, _, err) = ovl(&["export", u, "-o", "x.tar"]);
+    assert!(
+        !ok && err.contains("-f FILE") && err.lines().count() == 1,
+        "{err}"
+    );
+    let (ok, _, err) = ovl(&[
+        "export",
+        u,
+        "-f",
+        d.p("y.tar").to_str().unwrap(),
+        "--parent-chain",
+        "1111",
+    ]);
+    assert!(!ok && err.contains("1111 is not a digest"), "{err}");
+    assert!(!d.p("y.tar").exists());
+    let good = format!("sha256:{}", "ab".repeat(32));
+    let (ok, out, err) = ovl(&[
+        "export",
+        u,
+        "-f",
+        d.p("y.tar").to_str().unwrap(),
+        "--parent-chain",
+        &good,
+    ]);
+    assert!(ok && out.contains("chainID sha256:"), "{out}{err}");
+}
+
+#[test]
+fn diff_takes_a_lowerdir_list_and_refuses_a_merged_view() {
+    if !env_ok(&[Need::Root, Need::Fuse]) {
+        return;
+    }
+    let d = Dirs::new();
+    fs::write(d.p("u/bottom"), "changed\n").unwrap();
+    fs::write(d.p("u/new"), "new\n").unwrap();
+    let (l1, l2) = (d.p("l1"), d.p("l2"));
+    let colon = format!("{}:{}", l1.display(), l2.display());
+    let want = "C /bottom\nA /new\n";
+    let u = d.p("u");
+    let u = u.to_str().unwrap();
+    for args in [
+        vec!["diff", u, "--lower", &colon],
+        vec![
+            "diff",
+            u,
+            "--lower",
+            l1.to_str().unwrap(),
+            "--lower",
+            l2.to_str().unwrap(),
+        ],
+    ] {
+        let (ok, out, err) = ovl(&args);
+        assert!(ok, "{args:?}: {err}");
+        assert_eq!(out, want, "{args:?}");
+    }
+    let prefixed = format!("lowerdir={colon}");
+    let (ok, out, err) = ovl(&["diff", u, "--lower", &prefixed]);
+    assert!(ok && out == want, "{out}{err}");
+    // A merged view is not an upper: refused, naming the mount type.
+    let fm = FuseMount::try_mount(&d.std_opts(), &d.p("m"), None).unwrap();
+    let (ok, _, err) = ovl(&["diff", d.p("m").to_str().unwrap(), "--lower", &colon]);
+    assert!(
+        !ok && err.contains("mounted overlay (fuse.ovlfuse)"),
+        "{err}"
+    );
+    drop(fm);
+}
+
+#[test]
+fn debug_log_is_plain_in_a_file_and_names_inode_offset_and_size() {
+    if !env_ok(&[Need::Root, Need::Fuse]) {
+        return;
+    }
+    let d = Dirs::new();
+    let log = d.p("log");
+    let m = d.p("m");
+    let mut child = Command::new(ovlfuse_bin())
+        .args(["-d", "-o", &format!("{},nopassthrough", d.std_opts())])
+        .arg(&m)
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR")
+        .stderr(fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let t0 = Instant::now();
+    while !is_mounted(&m) {
+        assert!(t0.elapsed() < Duration::from_secs(10), "no mount");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    assert_eq!(fs::read_to_string(m.join("top")).unwrap(), "top\n");
+    fs::write(m.join("new"), "12345").unwrap();
+    assert!(force_unmount(&m));
+    child.wait().unwrap();
+    let text = fs::read_to_string(&log).unwrap();
+    assert!(!text.contains('\x1b'), "colour codes in a file: {text:?}");
+    let line = |op: &str| {
+        text.lines()
+            .find(|l| l.contains("request") && l.contains(&format!("op=\"{op}\"")))
+            .unwrap_or_else(|| panic!("no {op} line in {text}"))
+            .to_string()
+    };
+    assert!(line("lookup").contains("ino=1"), "{text}");
+    let r = line("read");
+    assert!(
+        r.contains("ino=") && r.contains("offset=0") && r.contains("size="),
+        "{r}"
+    );
+    let w = line("write");
+    assert!(w.contains("offset=0") && w.contains("size=5"), "{w}");
+}
+
+#[test]
+fn rootless_mount_over_a_kernel_workdir_says_what_to_do() {
+    if !env_ok(&[Need::Root, Need::Fuse, Need::KernelOverlay]) {
+        return;
+    }
+    let (uid, gid) = ensure_user("ovltest");
+    let d = Dirs::new();
+    chown_tree(&[&d.base], uid, gid);
+    // The kernel leaves workdir/work behind, root's and mode 000.
+    let k = KernelOverlay::mount(
+        &[d.p("l1")],
+        Some((&d.p("u"), &d.p("w"))),
+        &d.p("m"),
+        &[] as &[&str],
+    );
+    drop(k);
+    assert!(d.p("w/work").exists());
+    let e = match FuseMount::try_mount(&d.std_opts(), &d.p("m"), Some((uid, gid))) {
+        Ok(_) => panic!("mounted over root's workdir/work"),
+        Err(e) => e,
+    };
+    assert!(
+        e.contains("belongs to uid 0") && e.contains("rm -rf") && e.contains("another workdir"),
+        "{e}"
+    );
+    assert!(!is_mounted(&d.p("m")));
+}

@@ -101,6 +101,9 @@ fn diff_lists_added_changed_deleted_and_opaque() {
     );
 }
 
+/// A parent diffID for the chainID check (any digest will do).
+const PARENT: &str = "sha256:aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa";
+
 #[test]
 fn export_round_trips_through_tar_and_a_mount() {
     if !env_ok(&[
@@ -117,10 +120,10 @@ fn export_round_trips_through_tar_and_a_mount() {
     let (ok, out) = run(&[
         "export",
         s.p("u").to_str().unwrap(),
-        "-o",
+        "-f",
         tarf.to_str().unwrap(),
         "--parent-chain",
-        "sha256:aaaa",
+        PARENT,
     ]);
     assert!(ok, "{out}");
     // diffID is the sha256 of the tar as written.
@@ -134,9 +137,7 @@ fn export_round_trips_through_tar_and_a_mount() {
     // chainID = sha256("<parent> <diffID>").
     let want = Command::new("sh")
         .arg("-c")
-        .arg(format!(
-            "printf '%s' 'sha256:aaaa sha256:{sum}' | sha256sum"
-        ))
+        .arg(format!("printf '%s' '{PARENT} sha256:{sum}' | sha256sum"))
         .output()
         .unwrap();
     let want = String::from_utf8_lossy(&want.stdout)
@@ -215,16 +216,209 @@ fn which_shows_every_layer_and_the_winner() {
     let top = s.p("top");
     fs::create_dir(&top).unwrap();
     layer().file("keep", "shadow\n").whiteout("del").apply(&top);
-    let o = format!("lowerdir={}:{}", top.display(), s.p("l").display());
-    let (ok, out) = run(&["which", "-o", &o, "keep"]);
+    // The upper whites out mod and has an opaque dir over the lower's dir/a.
+    layer()
+        .file("keep", "upper\n")
+        .whiteout("mod")
+        .opaque("dir", Opaque::TrustedY)
+        .file("dir/c", "c\n")
+        .apply(&s.p("u"));
+    let o = format!(
+        "lowerdir={}:{},upperdir={}",
+        top.display(),
+        s.p("l").display(),
+        s.p("u").display()
+    );
+    let which = |path: &str| run(&["which", "-o", &o, path]);
+    // The line of layer [i], as `stats` numbers layers.
+    fn line(out: &str, i: usize) -> &str {
+        let want = format!("[{i}] ");
+        out.lines()
+            .find(|l| l.trim_start().starts_with(&want))
+            .unwrap_or_else(|| panic!("no layer [{i}] in {out}"))
+    }
+    let canon = |p: PathBuf| fs::canonicalize(p).unwrap().display().to_string();
+    let (u, t, l) = (canon(s.p("u")), canon(top.clone()), canon(s.p("l")));
+
+    let (ok, out) = which("keep");
     assert!(ok, "{out}");
+    // Index as stats, role as the options name it: no `[1] lower2`.
+    for (i, role, path, why) in [
+        (0, "upper", &u, "<- wins"),
+        (1, "lowerdir #1", &t, "shadowed by layer [0]"),
+        (2, "lowerdir #2", &l, "shadowed by layer [0]"),
+    ] {
+        let x = line(&out, i);
+        let head = format!("[{i}] {role} ");
+        assert!(x.trim_start().starts_with(&head), "{x:?} in {out}");
+        assert!(
+            x.contains(path.as_str()) && x.ends_with(why),
+            "{x:?} in {out}"
+        );
+    }
     assert!(
-        out.contains("[0]") && out.contains("[1]") && out.contains("layer [0] wins"),
+        out.contains("result: /keep exists: the file from layer [0] wins"),
         "{out}"
     );
-    let (ok, out) = run(&["which", "-o", &o, "del"]);
+
+    // The root prints as `/`, however it is spelt, and merges every layer.
+    for root in ["/", ".", "./"] {
+        let (ok, out) = which(root);
+        assert!(ok, "{root}: {out}");
+        assert_eq!(
+            out.lines().next(),
+            Some("/ in 3 layers (top first):"),
+            "{out}"
+        );
+        assert!(line(&out, 0).ends_with("<- wins"), "{out}");
+        assert!(line(&out, 1).ends_with("merged") && line(&out, 2).ends_with("merged"));
+        assert!(
+            out.contains(
+                "result: / exists: the directory from layer [0] wins, merged from layers [0] [1] [2]"
+            ),
+            "{out}"
+        );
+    }
+
+    // A whiteout: the verdict names its layer and its form.
+    let (ok, out) = which("del");
+    assert!(!ok, "{out}");
     assert!(
-        !ok && out.contains("whiteout") && out.contains("does not exist"),
+        out.contains(
+            "result: /del does not exist in the merged view: whited out by layer [1] (0/0 character device)"
+        ),
+        "{out}"
+    );
+    assert!(
+        line(&out, 1).contains("whiteout (0/0 character device)"),
+        "{out}"
+    );
+    assert!(
+        line(&out, 2).ends_with("below the whiteout in layer [1]"),
+        "{out}"
+    );
+    let (ok, out) = which("/mod");
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("whited out by layer [0] (0/0 character device)"),
+        "{out}"
+    );
+
+    // A file below an opaque directory is hidden, and the verdict says by what.
+    let (ok, out) = which("dir/a");
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(
+            "result: /dir/a does not exist in the merged view: hidden: an ancestor directory /dir in layer [0] is opaque"
+        ),
+        "{out}"
+    );
+    let x = line(&out, 2);
+    assert!(
+        x.contains("file 644") && x.ends_with("below opaque directory /dir in layer [0]"),
+        "{out}"
+    );
+    // The opaque directory itself: where its merge stops.
+    let (ok, out) = which("dir");
+    assert!(ok, "{out}");
+    assert!(
+        line(&out, 0).contains("opaque (trusted.overlay.opaque=y)"),
+        "{out}"
+    );
+    assert!(
+        line(&out, 2).ends_with("below opaque directory /dir in layer [0]"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "the directory from layer [0] wins, merged from layers [0]; the opaque directory in layer [0] stops the merge"
+        ),
+        "{out}"
+    );
+}
+
+#[test]
+fn which_explains_ancestors_that_end_the_search() {
+    if !env_ok(&[Need::Root]) {
+        return;
+    }
+    let t = tempdir();
+    let p = |n: &str| t.path().join(n);
+    for d in ["a", "b", "c"] {
+        fs::create_dir(p(d)).unwrap();
+    }
+    // No upper: lowerdir #1 is layer [0].
+    layer().dir("d/keep").file("f", "f\n").apply(&p("a"));
+    layer().whiteout("d").aufs_whiteout("g").apply(&p("b"));
+    layer()
+        .file("d/x", "x\n")
+        .file("f/y", "y\n")
+        .file("g", "g\n")
+        .apply(&p("c"));
+    let o = format!(
+        "lowerdir={}:{}:{}",
+        p("a").display(),
+        p("b").display(),
+        p("c").display()
+    );
+    let which = |path: &str| run(&["which", "-o", &o, path]);
+    fn line(out: &str, i: usize) -> &str {
+        let want = format!("[{i}] ");
+        out.lines()
+            .find(|l| l.trim_start().starts_with(&want))
+            .unwrap_or_else(|| panic!("no layer [{i}] in {out}"))
+    }
+
+    let (ok, out) = which("f");
+    assert!(ok, "{out}");
+    for (i, role) in [(0, "lowerdir #1"), (1, "lowerdir #2"), (2, "lowerdir #3")] {
+        let head = format!("[{i}] {role} ");
+        assert!(line(&out, i).trim_start().starts_with(&head), "{out}");
+    }
+    assert!(line(&out, 2).ends_with("shadowed by layer [0]"), "{out}");
+
+    // A directory merged above a whiteout: the whiteout ends its merge, and
+    // what lies below the whiteout stays hidden.
+    let (ok, out) = which("d");
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("merged from layers [0]; the whiteout in layer [1] (0/0 character device) stops the merge"),
+        "{out}"
+    );
+    let (ok, out) = which("d/x");
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains("hidden: an ancestor /d is whited out by layer [1] (0/0 character device"),
+        "{out}"
+    );
+    assert!(
+        line(&out, 2).ends_with("parent /d is whited out in layer [1]"),
+        "{out}"
+    );
+
+    // A non-directory ancestor ends the search.
+    let (ok, out) = which("f/y");
+    assert!(!ok, "{out}");
+    assert!(
+        out.contains(
+            "does not exist in the merged view: an ancestor /f is not a directory in layer [0]"
+        ),
+        "{out}"
+    );
+    assert!(
+        line(&out, 2).ends_with("parent /f is not a directory in layer [0]"),
+        "{out}"
+    );
+
+    // An AUFS whiteout, and a name no layer has.
+    let (ok, out) = which("g");
+    assert!(
+        !ok && out.contains("whited out by layer [1] (AUFS .wh.g)"),
+        "{out}"
+    );
+    let (ok, out) = which("nowhere");
+    assert!(
+        !ok && out.contains("/nowhere does not exist in the merged view: absent from every layer"),
         "{out}"
     );
 }

@@ -182,17 +182,28 @@ fn caller_in_group(req: &Request, gid: u32) -> bool {
 }
 
 /// Run a handler; a panic inside answers EIO (the dropped reply does) and
-/// the daemon keeps serving. With `-d`, one line per request names the
-/// layer whose lookup answered it.
-fn guarded<F: FnOnce()>(op: &'static str, f: F) {
+/// the daemon keeps serving. With `-d`, one line per request names its
+/// inode (the parent's, for requests about a name) and the layer whose
+/// lookup answered it.
+fn guarded<F: FnOnce()>(op: &'static str, ino: INodeNo, f: F) {
+    guarded_io(op, ino, None, f)
+}
+
+/// [`guarded`] for I/O requests, whose `-d` line adds offset and size.
+fn guarded_io<F: FnOnce()>(op: &'static str, ino: INodeNo, io: Option<(u64, u64)>, f: F) {
     crate::stats::take_last_layer();
     if catch_unwind(AssertUnwindSafe(f)).is_err() {
-        tracing::error!(op, "handler panicked; answered EIO");
+        tracing::error!(op, ino = ino.0, "handler panicked; answered EIO");
     }
     if tracing::enabled!(tracing::Level::DEBUG) {
-        match crate::stats::take_last_layer() {
-            Some(layer) => tracing::debug!(op, layer, "request"),
-            None => tracing::debug!(op, "request"),
+        let ino = ino.0;
+        match (crate::stats::take_last_layer(), io) {
+            (Some(layer), Some((offset, size))) => {
+                tracing::debug!(op, ino, offset, size, layer, "request")
+            }
+            (Some(layer), None) => tracing::debug!(op, ino, layer, "request"),
+            (None, Some((offset, size))) => tracing::debug!(op, ino, offset, size, "request"),
+            (None, None) => tracing::debug!(op, ino, "request"),
         }
     }
 }
@@ -607,7 +618,7 @@ impl Filesystem for OvlFs {
 
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
         self.count_op("lookup");
-        guarded("lookup", || {
+        guarded("lookup", parent, || {
             panic_hook(name);
             let pdir = try_reply!(reply, self.inodes.dir(parent.0));
             let d = pdir.dir_ref();
@@ -640,7 +651,7 @@ impl Filesystem for OvlFs {
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         self.count_op("getattr");
-        guarded("getattr", || match self.attr_entry(ino.0) {
+        guarded("getattr", ino, || match self.attr_entry(ino.0) {
             Ok((_, e, _)) => reply.attr(&TTL, &to_attr(&attr::merged_stat(&e))),
             Err(err) => {
                 // An unlinked or unnamed but open file still answers
@@ -677,7 +688,7 @@ impl Filesystem for OvlFs {
         reply: ReplyAttr,
     ) {
         self.count_op("setattr");
-        guarded("setattr", || {
+        guarded("setattr", ino, || {
             let mut sa = SetAttr {
                 mode,
                 uid,
@@ -725,7 +736,7 @@ impl Filesystem for OvlFs {
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
         self.count_op("readlink");
-        guarded("readlink", || {
+        guarded("readlink", ino, || {
             let (place, e) = try_reply!(reply, self.entry_of(ino.0));
             let dir = try_reply!(reply, self.stack.dir(e.layer, &place.parent_path));
             let t = try_reply!(reply, resolve::readlinkat(dir.as_fd(), &place.name));
@@ -744,7 +755,7 @@ impl Filesystem for OvlFs {
         reply: ReplyEntry,
     ) {
         self.count_op("mknod");
-        guarded("mknod", || {
+        guarded("mknod", parent, || {
             let obj = if mode & libc::S_IFMT == libc::S_IFREG || mode & libc::S_IFMT == 0 {
                 NewObject::File {
                     mode,
@@ -771,7 +782,7 @@ impl Filesystem for OvlFs {
         reply: ReplyEntry,
     ) {
         self.count_op("mkdir");
-        guarded("mkdir", || {
+        guarded("mkdir", parent, || {
             let (e, _) = try_reply!(
                 reply,
                 self.create_obj(req, parent, name, NewObject::Dir { mode }, umask)
@@ -782,7 +793,7 @@ impl Filesystem for OvlFs {
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         self.count_op("unlink");
-        guarded("unlink", || {
+        guarded("unlink", parent, || {
             let pdir = try_reply!(reply, self.inodes.dir(parent.0));
             let d = pdir.dir_ref();
             let e = try_reply!(reply, dir_ops::unlink(&self.stack, &d, name));
@@ -804,7 +815,7 @@ impl Filesystem for OvlFs {
 
     fn rmdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         self.count_op("rmdir");
-        guarded("rmdir", || {
+        guarded("rmdir", parent, || {
             let pdir = try_reply!(reply, self.inodes.dir(parent.0));
             let d = pdir.dir_ref();
             let e = try_reply!(reply, dir_ops::rmdir(&self.stack, &d, name));
@@ -829,7 +840,7 @@ impl Filesystem for OvlFs {
         reply: ReplyEntry,
     ) {
         self.count_op("symlink");
-        guarded("symlink", || {
+        guarded("symlink", parent, || {
             let obj = NewObject::Symlink {
                 target: target.as_os_str().to_os_string(),
             };
@@ -849,7 +860,7 @@ impl Filesystem for OvlFs {
         reply: ReplyEmpty,
     ) {
         self.count_op("rename");
-        guarded("rename", || {
+        guarded("rename", parent, || {
             let op = try_reply!(reply, self.inodes.dir(parent.0));
             let np = try_reply!(reply, self.inodes.dir(newparent.0));
             let (od, nd) = (op.dir_ref(), np.dir_ref());
@@ -882,7 +893,7 @@ impl Filesystem for OvlFs {
         reply: ReplyEntry,
     ) {
         self.count_op("link");
-        guarded("link", || {
+        guarded("link", ino, || {
             let np = try_reply!(reply, self.inodes.dir(newparent.0));
             let nd = np.dir_ref();
             let ne = match self.entry_of(ino.0) {
@@ -910,7 +921,7 @@ impl Filesystem for OvlFs {
         reply: ReplyOpen,
     ) {
         self.count_op("open");
-        guarded("open", || {
+        guarded("open", ino, || {
             let flags = flags.0;
             let acc = flags & libc::O_ACCMODE;
             let write = acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
@@ -970,7 +981,7 @@ impl Filesystem for OvlFs {
     fn read(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         size: u32,
@@ -979,7 +990,7 @@ impl Filesystem for OvlFs {
         reply: ReplyData,
     ) {
         self.count_op("read");
-        guarded("read", || {
+        guarded_io("read", ino, Some((offset, u64::from(size))), || {
             let h = try_reply!(reply, self.file(fh));
             try_reply!(reply, self.follow_copy_up(&h));
             let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
@@ -994,7 +1005,7 @@ impl Filesystem for OvlFs {
     fn write(
         &self,
         req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         data: &[u8],
@@ -1004,7 +1015,7 @@ impl Filesystem for OvlFs {
         reply: ReplyWrite,
     ) {
         self.count_op("write");
-        guarded("write", || {
+        guarded_io("write", ino, Some((offset, data.len() as u64)), || {
             let h = try_reply!(reply, self.file(fh));
             let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
             if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
@@ -1057,13 +1068,13 @@ impl Filesystem for OvlFs {
     fn fsync(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         datasync: bool,
         reply: ReplyEmpty,
     ) {
         self.count_op("fsync");
-        guarded("fsync", || {
+        guarded("fsync", ino, || {
             let h = try_reply!(reply, self.file(fh));
             let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
             try_reply!(reply, resolve::fsync(fd.as_fd(), datasync));
@@ -1098,7 +1109,7 @@ impl Filesystem for OvlFs {
         mut reply: ReplyDirectory,
     ) {
         self.count_op("readdir");
-        guarded("readdir", || {
+        guarded("readdir", ino, || {
             let items = try_reply!(reply, self.listing(ino.0, fh, offset));
             for (i, it) in items.iter().enumerate() {
                 let off = offset + i as u64 + 1;
@@ -1119,7 +1130,7 @@ impl Filesystem for OvlFs {
         mut reply: ReplyDirectoryPlus,
     ) {
         self.count_op("readdirplus");
-        guarded("readdirplus", || {
+        guarded("readdirplus", ino, || {
             let items = try_reply!(reply, self.listing(ino.0, fh, offset));
             let dir = try_reply!(reply, self.inodes.dir(ino.0));
             let d = dir.dir_ref();
@@ -1189,7 +1200,7 @@ impl Filesystem for OvlFs {
         reply: ReplyEmpty,
     ) {
         self.count_op("fsyncdir");
-        guarded("fsyncdir", || {
+        guarded("fsyncdir", ino, || {
             if self.stack.has_upper
                 && let Ok(p) = self.inodes.path(ino.0)
                 && let Ok(d) = self.stack.dir(0, &p)
@@ -1232,7 +1243,7 @@ impl Filesystem for OvlFs {
         reply: ReplyEmpty,
     ) {
         self.count_op("setxattr");
-        guarded("setxattr", || {
+        guarded("setxattr", ino, || {
             let (place, e) = try_reply!(reply, self.entry_of(ino.0));
             try_reply!(
                 reply,
@@ -1244,7 +1255,7 @@ impl Filesystem for OvlFs {
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         self.count_op("getxattr");
-        guarded("getxattr", || {
+        guarded("getxattr", ino, || {
             if ino.0 == ROOT && name == STATS_XATTR {
                 return Self::xattr_reply(self.stats_text().as_bytes(), size, reply);
             }
@@ -1256,7 +1267,7 @@ impl Filesystem for OvlFs {
 
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         self.count_op("listxattr");
-        guarded("listxattr", || {
+        guarded("listxattr", ino, || {
             let (place, e, dir) = try_reply!(reply, self.attr_entry(ino.0));
             let names = try_reply!(reply, xattr::list(&self.stack, &place.path, &e, dir));
             let mut buf = Vec::new();
@@ -1270,7 +1281,7 @@ impl Filesystem for OvlFs {
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         self.count_op("removexattr");
-        guarded("removexattr", || {
+        guarded("removexattr", ino, || {
             let (place, e) = try_reply!(reply, self.entry_of(ino.0));
             try_reply!(reply, xattr::remove(&self.stack, &place.path, &e, name));
             reply.ok();
@@ -1279,7 +1290,7 @@ impl Filesystem for OvlFs {
 
     fn access(&self, _req: &Request, ino: INodeNo, mask: AccessFlags, reply: ReplyEmpty) {
         self.count_op("access");
-        guarded("access", || {
+        guarded("access", ino, || {
             try_reply!(reply, self.entry_of(ino.0));
             if mask.bits() & libc::W_OK != 0 && !self.stack.has_upper {
                 return reply.error(Errno::from_i32(libc::EROFS));
@@ -1299,7 +1310,7 @@ impl Filesystem for OvlFs {
         reply: ReplyCreate,
     ) {
         self.count_op("create");
-        guarded("create", || {
+        guarded("create", parent, || {
             let obj = NewObject::File { mode, flags };
             let (e, fd) = try_reply!(reply, self.create_obj(req, parent, name, obj, umask));
             let fd = match fd {
@@ -1323,7 +1334,7 @@ impl Filesystem for OvlFs {
         reply: ReplyCreate,
     ) {
         self.count_op("tmpfile");
-        guarded("tmpfile", || {
+        guarded("tmpfile", parent, || {
             let pdir = try_reply!(reply, self.inodes.dir(parent.0));
             let d = pdir.dir_ref();
             let who = caller(req, umask);
@@ -1347,7 +1358,7 @@ impl Filesystem for OvlFs {
     fn fallocate(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: u64,
         length: u64,
@@ -1355,7 +1366,7 @@ impl Filesystem for OvlFs {
         reply: ReplyEmpty,
     ) {
         self.count_op("fallocate");
-        guarded("fallocate", || {
+        guarded_io("fallocate", ino, Some((offset, length)), || {
             let h = try_reply!(reply, self.file(fh));
             let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
             try_reply!(reply, resolve::fallocate(fd.as_fd(), mode, offset, length));
@@ -1366,14 +1377,14 @@ impl Filesystem for OvlFs {
     fn lseek(
         &self,
         _req: &Request,
-        _ino: INodeNo,
+        ino: INodeNo,
         fh: FileHandle,
         offset: i64,
         whence: i32,
         reply: ReplyLseek,
     ) {
         self.count_op("lseek");
-        guarded("lseek", || {
+        guarded("lseek", ino, || {
             let h = try_reply!(reply, self.file(fh));
             try_reply!(reply, self.follow_copy_up(&h));
             let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());

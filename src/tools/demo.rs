@@ -94,6 +94,7 @@ pub fn run(dir: Option<PathBuf>) -> i32 {
 
 fn tour(dir: Option<PathBuf>) -> Result<(), String> {
     let tmp;
+    let kept = dir.is_some();
     let base = match dir {
         Some(d) => d,
         None => {
@@ -144,7 +145,28 @@ fn tour(dir: Option<PathBuf>) -> Result<(), String> {
     unmount(&t.merged);
     r?;
     println!("\nUnmounted. build/ is an ordinary directory: the kernel's overlayfs");
-    println!("can mount the same layers and shows the same merged view.");
+    println!("can mount the same layers and shows the same merged view:");
+    let b = base.display();
+    // An unprivileged run wrote its marks as user.overlay.*: the kernel
+    // reads those only with userxattr.
+    let ux = if crate::resolve::geteuid() == 0 {
+        ""
+    } else {
+        ",userxattr"
+    };
+    let kernel = format!(
+        "mount -t overlay overlay -o lowerdir={b}/material2:{b}/material,upperdir={b}/build,workdir={b}/work{ux} {b}/merged"
+    );
+    if kept {
+        println!("   $ sudo {kernel}");
+        println!("The layers stay in {b}.");
+    } else {
+        println!("   $ ovlfuse demo --dir DIR    # keeps the layers in DIR, then:");
+        println!(
+            "   $ sudo mount -t overlay overlay -o lowerdir=DIR/material2:DIR/material,upperdir=DIR/build,workdir=DIR/work{ux} DIR/merged"
+        );
+        println!("These layers were in a temporary directory and are removed now.");
+    }
     Ok(())
 }
 

@@ -1,4 +1,4 @@
-//! `ovlfuse diff UPPERDIR [--lower DIR ...]`: what a container layer
+//! `ovlfuse diff UPPERDIR [--lower DIRS ...]`: what a container layer
 //! changed, one line a path, in the style of `docker diff`: A(dded),
 //! C(hanged: the name exists in a lower layer too), D(eleted by whiteout);
 //! opaque directories are marked. Presence below uses the library's lookup.
@@ -9,8 +9,28 @@ use crate::options::MountOptions;
 use crate::stack::Stack;
 use std::path::{Path, PathBuf};
 
+/// The lower layers of `--lower` values, top first: each value is one
+/// directory or a `lowerdir=` list (`A:B`, with or without the key, with
+/// the mount option's escapes), so a mount's options can be pasted.
+pub fn parse_lowers(values: &[String], cwd: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut out = Vec::new();
+    for v in values {
+        let v = v.strip_prefix("lowerdir=").unwrap_or(v);
+        out.extend(crate::options::parse_lowerdirs(v, cwd)?);
+    }
+    Ok(out)
+}
+
 /// The diff as lines, for the command and for tests.
 pub fn lines(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<String>, String> {
+    // A merged view walked as if it were an upper gives a plausible but
+    // wrong answer (everything "added"): refuse it.
+    if let Some(t) = crate::mount::overlay_view_fstype(upper) {
+        return Err(format!(
+            "{} is inside a mounted overlay ({t}), not an upper directory: give the mount's upperdir",
+            upper.display()
+        ));
+    }
     let items = layerwalk::walk(upper).map_err(|e| format!("{}: {e}", upper.display()))?;
     let stack = if lowers.is_empty() {
         None
@@ -45,8 +65,8 @@ pub fn lines(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<String>, String> {
     Ok(out)
 }
 
-pub fn run(upper: &Path, lowers: &[PathBuf]) -> i32 {
-    match lines(upper, lowers) {
+pub fn run(upper: &Path, lowers: &[String], cwd: &Path) -> i32 {
+    match parse_lowers(lowers, cwd).and_then(|l| lines(upper, &l)) {
         Ok(l) => {
             for x in l {
                 println!("{x}");

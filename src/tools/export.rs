@@ -1,4 +1,4 @@
-//! `ovlfuse export UPPERDIR -o layer.tar [--parent-chain ID ...]`: write an
+//! `ovlfuse export UPPERDIR -f layer.tar [--parent-chain ID ...]`: write an
 //! upper layer as an OCI image layer: whiteouts become `.wh.NAME`, opaque
 //! directories get `.wh..wh..opq`, ownership, modes, times and (non-private)
 //! xattrs are kept (PAX `SCHILY.xattr.*`), hard links stay links. Prints the
@@ -91,12 +91,25 @@ fn pax_xattrs(abs: &Path) -> Vec<u8> {
     out
 }
 
-/// Write the tar; returns the diffID.
+/// Whether `s` is a sha256 digest as the image spec writes it.
+pub fn is_digest(s: &str) -> bool {
+    s.strip_prefix("sha256:").is_some_and(|h| {
+        h.len() == 64
+            && h.bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    })
+}
+
+/// Write the tar to `out` (`-`: standard output); returns the diffID.
 pub fn export(upper: &Path, out: &Path) -> Result<String, String> {
     let items = layerwalk::walk(upper).map_err(|e| format!("{}: {e}", upper.display()))?;
-    let f = fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?;
+    let sink: Box<dyn Write> = if out == Path::new("-") {
+        Box::new(io::stdout().lock())
+    } else {
+        Box::new(fs::File::create(out).map_err(|e| format!("{}: {e}", out.display()))?)
+    };
     let mut b = tar::Builder::new(Hashing {
-        inner: io::BufWriter::new(f),
+        inner: io::BufWriter::new(sink),
         h: Sha256::new(),
     });
     let mut links: HashMap<(u64, u64), PathBuf> = HashMap::new();
@@ -181,14 +194,28 @@ pub fn export(upper: &Path, out: &Path) -> Result<String, String> {
 }
 
 pub fn run(upper: &Path, out: &Path, parents: &[String]) -> i32 {
+    if let Some(bad) = parents.iter().find(|p| !is_digest(p)) {
+        eprintln!(
+            "ovlfuse export: --parent-chain {bad} is not a digest (sha256: and 64 hex digits)"
+        );
+        return 2;
+    }
     match export(upper, out) {
         Ok(id) => {
-            println!("diffID {id}");
+            // With the tar on standard output, the IDs go to standard error.
+            let report = |l: String| {
+                if out == Path::new("-") {
+                    eprintln!("{l}")
+                } else {
+                    println!("{l}")
+                }
+            };
+            report(format!("diffID {id}"));
             if !parents.is_empty() {
                 let mut all = parents.to_vec();
                 all.push(id);
                 if let Some(c) = chain_id(&all) {
-                    println!("chainID {c}");
+                    report(format!("chainID {c}"));
                 }
             }
             0
