@@ -1,7 +1,7 @@
 //! Attributes (the kernel's inode.c concern): getattr as the merged view
 //! shows it, setattr with copy-up first, statfs.
 //!
-//! Rules served (OVERLAY-SEMANTICS "Inodes and attributes", "Copy-up"):
+//! Rules served (docs/semantics.md "Inode numbers, attributes, statfs", "Copy-up"):
 //! `st_ino` is the overlay's stable number; chmod, chown, utimes and
 //! truncate of a lower object copy it up first; a merged directory reports
 //! `nlink` 1 as the kernel does (its true count is unknowable cheaply); a

@@ -1,6 +1,6 @@
 //! Copy-up (the kernel's copy_up.c concern).
 //!
-//! Rules served (OVERLAY-SEMANTICS "Copy-up"): parents first (directories
+//! Rules served (docs/semantics.md "Copy-up"): parents first (directories
 //! with mode, owner, xattrs and times); the copy is built under
 //! workdir/work: data (FICLONE, else splice through a pipe hole by hole,
 //! else copy_file_range, else read/write), then owner, mode, xattrs, times

@@ -1,7 +1,7 @@
 //! Namespace changes (the kernel's dir.c concern): create, mkdir, mknod,
 //! symlink, link, unlink, rmdir, rename.
 //!
-//! Rules served (OVERLAY-SEMANTICS "Creation and removal", "Rename"):
+//! Rules served (docs/semantics.md "Creating and removing names", "Rename"):
 //! creating over a whiteout replaces it atomically (a directory created so is
 //! opaque); removing a name a lower layer still has leaves a whiteout, a
 //! pure-upper name is simply removed; rmdir answers ENOTEMPTY while the merged

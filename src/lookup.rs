@@ -1,6 +1,6 @@
 //! Top-down name resolution (the kernel's namei.c concern).
 //!
-//! Rules served (OVERLAY-SEMANTICS "Lookup"): visit the layers where the
+//! Rules served (docs/semantics.md "Lookup"): visit the layers where the
 //! parent directory exists, top to bottom; a whiteout ends the search (the
 //! name does not exist); a non-directory ends it and is the result; a
 //! directory merges with same-named directories below until an opaque one or

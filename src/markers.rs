@@ -1,6 +1,6 @@
 //! Whiteouts and opaque marks: every on-disk form read, the kernel's written.
 //!
-//! Rules served (OVERLAY-SEMANTICS "Whiteouts and opaque directories"):
+//! Rules served (docs/semantics.md "Markers on disk"):
 //! read 0/0 character devices, xattr whiteouts (`overlay.whiteout` on an
 //! empty regular file), `overlay.opaque=y` in the trusted and user
 //! namespaces, `user.fuseoverlayfs.opaque`, and the OCI/AUFS files `.wh.NAME`

@@ -1,6 +1,6 @@
 //! Merged directory listings (the kernel's readdir.c concern).
 //!
-//! Rules served (OVERLAY-SEMANTICS "Directory listing"): upper first, then
+//! Rules served (docs/semantics.md "Directory listings"): upper first, then
 //! lowers in order; each name once, from its topmost layer; whiteouts hide
 //! the name; an opaque directory stops the merge (its lowers are already cut
 //! by lookup); markers never show; `d_ino` is the `st_ino` stat reports.

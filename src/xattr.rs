@@ -1,7 +1,7 @@
 //! Extended attributes through the merged view (the kernel's xattrs.c
 //! concern).
 //!
-//! Rules served (OVERLAY-SEMANTICS "Whiteouts and opaque directories",
+//! Rules served (docs/semantics.md "Extended attributes",
 //! "Copy-up"): the overlay-private names (`trusted.overlay.*`,
 //! `user.overlay.*`, `user.fuseoverlayfs.*`) are hidden from get/list and
 //! cannot be set or removed; set/remove copy the object up first; only the

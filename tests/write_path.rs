@@ -6,7 +6,7 @@
 //! layer: contents, modes, owners, xattrs and the raw mtime/ctime of every
 //! lower entry are the same before and after.
 //!
-//! Tests are named after the rule of OVERLAY-SEMANTICS.md they prove. The
+//! Tests are named after the rule (docs/semantics.md) they prove. The
 //! kernel is the oracle; explicit expectations (an errno, a 0/0 whiteout)
 //! are added where the rule book states them, so that a sequence that fails
 //! the same way on both sides cannot pass unnoticed.
@@ -2878,7 +2878,7 @@ fn new_objects_belong_to_the_caller_under_an_unprivileged_daemon() {
 
 // ------------------------------------------------------------------ examples
 
-/// OVERLAY-SEMANTICS' worked example: lowerdir=material2:material,
+/// The worked example of the rules: lowerdir=material2:material,
 /// upperdir=build.
 #[test]
 fn worked_example_material_material2_build() {
