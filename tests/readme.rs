@@ -164,3 +164,20 @@ fn readme_commands_work_in_a_fresh_clone() {
         "merged dir/a and dir/b: {out}"
     );
 }
+
+/// README's option tables name every option the parser acts on and every
+/// flag it ignores (the same tables feed --help and the man page).
+#[test]
+fn readme_names_every_option() {
+    for (names, _) in ovlfuse::options::EFFECTIVE {
+        for n in names.split(", ") {
+            let key = n.split('=').next().unwrap();
+            assert!(README.contains(&format!("`{key}")), "README lacks option {key}");
+        }
+    }
+    for (names, _) in ovlfuse::options::IGNORED {
+        for n in *names {
+            assert!(README.contains(&format!("`{n}`")), "README lacks ignored flag {n}");
+        }
+    }
+}
