@@ -34,9 +34,13 @@ struct Cli {
     #[arg(short = 'f')]
     foreground: bool,
     /// Log every request to standard error (implies -f); RUST_LOG is
-    /// honoured; colour only on a terminal and without NO_COLOR.
-    #[arg(short = 'd')]
+    /// honoured; colour only on a terminal and without NO_COLOR. Also
+    /// --debug and -o debug, as fuse-overlayfs and libfuse take them.
+    #[arg(short = 'd', long = "debug")]
     debug: bool,
+    /// One event loop (libfuse's single-threaded flag); the same as -o threads=1.
+    #[arg(short = 's')]
+    single: bool,
     /// [SOURCE] MOUNTPOINT: SOURCE (shown in /proc/mounts) is what mount(8)
     /// passes to mount.fuse3; the mount point must be an existing directory.
     #[arg(value_name = "MOUNTPOINT", num_args = 0..=2)]
@@ -170,8 +174,14 @@ fn misplaced_options(cli: &Cli) -> Option<String> {
 
 fn main() {
     let cli = Cli::parse();
-    init_tracing(cli.debug);
     let cwd = std::env::current_dir().unwrap_or_else(|_| PathBuf::from("/"));
+    // -o debug is -d: the mount options are read before logging starts.
+    let parsed = cli
+        .command
+        .is_none()
+        .then(|| MountOptions::parse(&cli.options, &cwd));
+    let debug = cli.debug || matches!(&parsed, Some(Ok(o)) if o.debug);
+    init_tracing(debug);
     let code = match cli.command {
         Some(Command::Demo { dir }) => tools::demo::run(dir),
         Some(Command::Which { options, path }) => tools::which::run(&options, &path, &cwd),
@@ -231,13 +241,19 @@ fn main() {
                     std::process::exit(2);
                 }
             };
-            let options = match MountOptions::parse(&cli.options, &cwd) {
+            let mut options = match parsed.expect("parsed for a mount") {
                 Ok(o) => o,
                 Err(e) => {
                     eprintln!("ovlfuse: {e}");
                     std::process::exit(1);
                 }
             };
+            if cli.single {
+                options.threads = 1;
+            }
+            for n in mount::option_notices(&options) {
+                eprintln!("ovlfuse: {n}");
+            }
             let mountpoint = if mountpoint.is_absolute() {
                 mountpoint
             } else {
@@ -247,8 +263,8 @@ fn main() {
                 options,
                 source,
                 mountpoint,
-                foreground: cli.foreground || cli.debug,
-                debug: cli.debug,
+                foreground: cli.foreground || debug,
+                debug,
             })
         }
     };

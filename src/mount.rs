@@ -213,6 +213,12 @@ fn fuse_config(r: &MountRequest, stack: &Stack) -> Config {
     if o.ro || !stack.has_upper {
         m.push(MountOption::RO);
     }
+    if o.auto_unmount {
+        m.push(MountOption::AutoUnmount);
+    }
+    for extra in mount_data_extras(o) {
+        m.push(MountOption::CUSTOM(extra));
+    }
     for (on, opt) in [
         (o.nosuid, MountOption::NoSuid),
         (o.nodev, MountOption::NoDev),
@@ -250,6 +256,78 @@ fn fuse_config(r: &MountRequest, stack: &Stack) -> Config {
     c
 }
 
+/// Options for the kernel's FUSE mount data beyond the basic ones.
+fn mount_data_extras(o: &MountOptions) -> Vec<String> {
+    let mut v = Vec::new();
+    if let Some(n) = o.max_read {
+        v.push(format!("max_read={n}"));
+    }
+    if selinux_enabled() {
+        v.extend(o.lsm_labels.iter().cloned());
+    }
+    v
+}
+
+fn selinux_enabled() -> bool {
+    Path::new("/sys/fs/selinux/enforce").exists()
+}
+
+/// What options given to the mount cannot do here, one line each.
+pub fn option_notices(o: &MountOptions) -> Vec<String> {
+    let mut v = o.notices.clone();
+    if !o.lsm_labels.is_empty() && !selinux_enabled() {
+        v.push(format!(
+            "option '{}' has no effect: SELinux is not enabled on this machine",
+            o.lsm_labels.join(",")
+        ));
+    }
+    v
+}
+
+/// fuse-overlayfs's defaults for a daemon running as root (of the machine
+/// or of a user namespace): containers/storage passes neither allow_other
+/// nor suid and relies on them (a container's non-root user must reach its
+/// files; setuid programs must work).
+fn root_defaults(o: &mut MountOptions) {
+    if !o.allow_root {
+        o.allow_other = true;
+    }
+    if !o.nosuid {
+        o.suid = true;
+    }
+}
+
+/// `mount -o remount,...`: mount.fuse3 runs us again with `remount`; the
+/// running mount's flags change and no second daemon starts.
+fn remount(o: &MountOptions, mp: &Path) -> Result<(), String> {
+    if crate::resolve::geteuid() != 0 {
+        return Err("remount needs root (fusermount3 cannot remount)".into());
+    }
+    let canon = mp
+        .canonicalize()
+        .map_err(|e| format!("mount point {}: {e}", mp.display()))?;
+    if mounted_fstype(&canon).as_deref() != Some(FSTYPE) {
+        return Err(format!("{} is not an ovlfuse mount", canon.display()));
+    }
+    let mut flags: libc::c_ulong = 0;
+    for (on, f) in [
+        (o.ro, libc::MS_RDONLY),
+        (o.nosuid || !o.suid, libc::MS_NOSUID),
+        (o.nodev || !o.dev, libc::MS_NODEV),
+        (o.noexec, libc::MS_NOEXEC),
+        (o.noatime, libc::MS_NOATIME),
+        (o.nosymfollow, libc::MS_NOSYMFOLLOW),
+    ] {
+        if on {
+            flags |= f;
+        }
+    }
+    // The per-mount flags (MS_BIND): the superblock's would also need the
+    // daemon's agreement, and the mount's are what mount -o remount shows.
+    crate::resolve::remount(&canon, flags | libc::MS_REMOUNT | libc::MS_BIND)
+        .map_err(|e| format!("remount {}: {e}", canon.display()))
+}
+
 /// Unmount what we mounted as root; lazily if something still holds it.
 fn unmount_path(mp: &Path) {
     if let Ok(c) = std::ffi::CString::new(mp.as_os_str().as_encoded_bytes())
@@ -276,6 +354,10 @@ fn mount_as_root(r: &MountRequest, mp: &Path) -> std::io::Result<OwnedFd> {
     if o.allow_other || o.allow_root {
         data.push_str(",allow_other");
     }
+    for extra in mount_data_extras(o) {
+        data.push(',');
+        data.push_str(&extra);
+    }
     let mut flags: libc::c_ulong = 0;
     if !o.suid || o.nosuid {
         flags |= libc::MS_NOSUID;
@@ -291,6 +373,9 @@ fn mount_as_root(r: &MountRequest, mp: &Path) -> std::io::Result<OwnedFd> {
     }
     if o.ro || o.upperdir.is_none() {
         flags |= libc::MS_RDONLY;
+    }
+    if o.nosymfollow {
+        flags |= libc::MS_NOSYMFOLLOW;
     }
     let source = o
         .fsname
@@ -344,11 +429,20 @@ fn block_signals() -> libc::sigset_t {
 }
 
 /// Mount and serve. Returns the process exit code.
-pub fn run(r: MountRequest) -> i32 {
+pub fn run(mut r: MountRequest) -> i32 {
     let fail = |msg: String| -> i32 {
         eprintln!("ovlfuse: {msg}");
         1
     };
+    if r.options.remount {
+        return match remount(&r.options, &r.mountpoint) {
+            Ok(()) => 0,
+            Err(e) => fail(e),
+        };
+    }
+    if crate::resolve::geteuid() == 0 {
+        root_defaults(&mut r.options);
+    }
     let mp = match check_mountpoint(&r.mountpoint) {
         Ok(p) => p,
         Err(e) => return fail(e),
@@ -406,7 +500,8 @@ pub fn run(r: MountRequest) -> i32 {
     // Passthrough needs CAP_SYS_ADMIN for its backing ids.
     let fs = OvlFs::new(stack).with_passthrough(root && !r.options.nopassthrough);
     let notifier = fs.notifier_slot();
-    let session = if root {
+    // auto_unmount is fusermount3's: then root mounts through it too.
+    let session = if root && !r.options.auto_unmount {
         // Our own mount(2), so the type reads fuse.ovlfuse (fuser's direct
         // mount always says "fuse"); then serve that fd.
         mount_as_root(&r, &mp)

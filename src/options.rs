@@ -6,6 +6,7 @@
 //! mount.fuse3 and fstab add are accepted and ignored (each with its reason
 //! in [`IGNORED`]); an unknown option is an error.
 
+use crate::idmap::{IdMap, IdMaps};
 use std::path::{Path, PathBuf};
 
 /// Everything a mount was asked for, before any directory is opened.
@@ -36,6 +37,39 @@ pub struct MountOptions {
     /// `nopassthrough`: serve every read and write through the daemon,
     /// even where the kernel could pass them straight to the upper file.
     pub nopassthrough: bool,
+    /// `uidmapping=`, `gidmapping=`, `squash_to_*` (fuse-overlayfs's).
+    pub ids: IdMaps,
+    /// `static_nlink`: directories show nlink 1.
+    pub static_nlink: bool,
+    /// `noacl`: POSIX ACLs are not enforced by the kernel.
+    pub noacl: bool,
+    /// `noxattrs=1`: extended attributes are refused (ENOTSUP).
+    pub noxattrs: bool,
+    /// `nosymfollow`: the mount's MS_NOSYMFOLLOW.
+    pub nosymfollow: bool,
+    /// `auto_unmount`: fusermount3 unmounts when the daemon dies.
+    pub auto_unmount: bool,
+    /// `max_read=N`: the kernel's largest read request.
+    pub max_read: Option<u32>,
+    /// `timeout=S`: how long the kernel may cache entries and attributes.
+    pub timeout: Option<std::time::Duration>,
+    /// `context=` and the other SELinux labels, as `key=value` for mount(2).
+    pub lsm_labels: Vec<String>,
+    /// `-o debug`, as `-d`.
+    pub debug: bool,
+    /// `remount`: change the flags of a running mount (mount -o remount).
+    pub remount: bool,
+    /// One line each for options accepted without effect.
+    pub notices: Vec<String>,
+}
+
+/// The `squash_to_*` options, applied to [`IdMaps`] once all are read
+/// (squash_to_uid and squash_to_gid win over squash_to_root).
+#[derive(Debug, Default)]
+struct Squash {
+    root: bool,
+    uid: Option<u32>,
+    gid: Option<u32>,
 }
 
 /// Every option that changes what ovlfuse does, with its default. The `-o`
@@ -96,6 +130,61 @@ pub const EFFECTIVE: &[(&str, &str)] = &[
         "set MS_NOATIME on the mount; access times in the layers are still the upper filesystem's",
     ),
     (
+        "uidmapping=D:S:N",
+        "show the uids D..D+N-1 stored in the layers as S..S+N-1 and store them back so; \
+         several D:S:N ranges may follow each other; ids outside them show as 65534 (as fuse-overlayfs)",
+    ),
+    ("gidmapping=D:S:N", "the same for gids"),
+    (
+        "squash_to_root",
+        "every object shows owner 0:0 (stored owners are kept)",
+    ),
+    (
+        "squash_to_uid=N, squash_to_gid=N",
+        "every object shows owner N (wins over squash_to_root)",
+    ),
+    ("static_nlink", "directories show nlink 1"),
+    ("noacl", "the kernel enforces no POSIX ACLs"),
+    (
+        "noxattrs=1",
+        "refuse every extended attribute (ENOTSUP); noxattrs=0 is the default",
+    ),
+    ("fsync=0", "the same as volatile; fsync=1 is the default"),
+    (
+        "timeout=S",
+        "how long the kernel may cache names and attributes, in seconds (default: a day; \
+         ovlfuse's own changes are never stale)",
+    ),
+    (
+        "max_threads=N, threaded=0",
+        "the same as threads=N, threads=1",
+    ),
+    (
+        "max_read=N",
+        "the largest read request the kernel sends, in bytes",
+    ),
+    (
+        "nosymfollow",
+        "the mount does not follow symlinks in paths (MS_NOSYMFOLLOW)",
+    ),
+    (
+        "auto_unmount",
+        "fusermount3 unmounts the mount when the daemon dies (also as root)",
+    ),
+    (
+        "context=LABEL, fscontext=, defcontext=, rootcontext=",
+        "SELinux labels for the mount, quoted if they hold a comma; without SELinux they have no effect",
+    ),
+    (
+        "redirect_dir=off",
+        "renaming a lower directory answers EXDEV (the default and, for now, the only value)",
+    ),
+    ("debug", "the same as -d"),
+    (
+        "remount",
+        "change a running mount's flags (ro, rw, nosuid, ...), as mount -o remount does; no second daemon",
+    ),
+    (
         "fsname=NAME",
         "the source shown in /proc/mounts (default: the SOURCE argument, else ovlfuse)",
     ),
@@ -137,6 +226,10 @@ pub const IGNORED: &[(&[&str], &str)] = &[
         "not supported by FUSE",
     ),
     (
+        &["user_id=", "group_id=", "rootmode=", "blksize="],
+        "set by ovlfuse itself for the kernel; mount(8) repeats them on a remount",
+    ),
+    (
         &[
             "defaults", "auto", "noauto", "user", "nouser", "users", "owner", "group", "_netdev",
             "nofail", "comment=", "x-*",
@@ -145,12 +238,44 @@ pub const IGNORED: &[(&[&str], &str)] = &[
     ),
 ];
 
-/// Whether `key` (without a value) is one of the [`IGNORED`] flags.
+/// Options of fuse-overlayfs and libfuse accepted for compatibility with no
+/// effect here; each, when given, is said once on stderr with its reason.
+pub const NO_EFFECT: &[(&str, &str)] = &[
+    ("plugins", "ovlfuse has no plugins"),
+    ("fast_ino", "inode numbers never cost an extra lookup here"),
+    (
+        "xattr_permissions",
+        "owners and modes are kept in the files themselves, not in xattrs",
+    ),
+    (
+        "writeback",
+        "the writeback cache acknowledges writes before the daemon has them; \
+         a killed daemon would lose them",
+    ),
+    (
+        "clone_fd",
+        "every event loop has its own /dev/fuse fd already",
+    ),
+    ("max_idle_threads", "the event loops are fixed at mount"),
+    (
+        "kernel_cache",
+        "the page cache of a file is kept across opens already",
+    ),
+];
+
+/// Whether `key` is one of the [`IGNORED`] flags: a name written with `=`
+/// there takes a value, any other takes none; `x-*` is a prefix.
 fn ignored(key: &str, has_value: bool) -> bool {
-    if key.starts_with("x-") || key == "comment" {
+    if key.starts_with("x-") {
         return true;
     }
-    !has_value && IGNORED.iter().any(|(names, _)| names.contains(&key))
+    IGNORED
+        .iter()
+        .flat_map(|(names, _)| names.iter())
+        .any(|n| match n.strip_suffix('=') {
+            Some(k) => has_value && k == key,
+            None => !has_value && *n == key,
+        })
 }
 
 /// The `-o` help (and the man page's): [`EFFECTIVE`], then [`IGNORED`].
@@ -165,6 +290,10 @@ pub fn help_text() -> String {
     for (names, why) in IGNORED {
         s += &format!("  {}: {why}\n", names.join(", "));
     }
+    s += "\nAccepted for fuse-overlayfs and libfuse, with no effect (said on stderr):\n\n";
+    for (name, why) in NO_EFFECT {
+        s += &format!("  {name}: {why}\n");
+    }
     s += "\nAnything else is an error.";
     s
 }
@@ -174,8 +303,16 @@ fn split_unescaped(s: &str, sep: char) -> Vec<String> {
     let mut out = Vec::new();
     let mut cur = String::new();
     let mut chars = s.chars();
+    // A value that opens with a double quote runs to the next one, commas
+    // included (containers/storage quotes SELinux labels: context="a,b").
+    let mut quoted = false;
     while let Some(c) = chars.next() {
-        if c == '\\' {
+        if c == '"' && (quoted || cur.ends_with('=')) {
+            quoted = !quoted;
+            cur.push(c);
+        } else if quoted {
+            cur.push(c);
+        } else if c == '\\' {
             match chars.next() {
                 Some(n) if n == sep => cur.push(n),
                 Some(n) => {
@@ -215,6 +352,11 @@ fn absolute(p: &str, cwd: &Path) -> PathBuf {
     if p.is_absolute() { p } else { cwd.join(p) }
 }
 
+/// An option's unsigned number.
+fn number(key: &str, v: &str) -> Result<u32, String> {
+    v.parse().map_err(|_| format!("{key}={v} is not a number"))
+}
+
 /// A `lowerdir=` value (without the key): colon separated, top first, with
 /// `\:` `\,` escapes; relative paths resolve against `cwd`.
 pub fn parse_lowerdirs(v: &str, cwd: &Path) -> Result<Vec<PathBuf>, String> {
@@ -234,15 +376,22 @@ impl MountOptions {
     /// Parse every `-o` argument (each comma separated) in order.
     pub fn parse<S: AsRef<str>>(opts: &[S], cwd: &Path) -> Result<Self, String> {
         let mut m = MountOptions::default();
+        let mut sq = Squash::default();
         for o in opts {
             for item in split_unescaped(o.as_ref(), ',') {
-                m.apply(&item, cwd)?;
+                m.apply(&item, cwd, &mut sq)?;
             }
+        }
+        if let Some(u) = sq.uid.or(sq.root.then_some(0)) {
+            m.ids.uid.set_squash(u);
+        }
+        if let Some(g) = sq.gid.or(sq.root.then_some(0)) {
+            m.ids.gid.set_squash(g);
         }
         Ok(m)
     }
 
-    fn apply(&mut self, item: &str, cwd: &Path) -> Result<(), String> {
+    fn apply(&mut self, item: &str, cwd: &Path, sq: &mut Squash) -> Result<(), String> {
         let (key, val) = match item.split_once('=') {
             Some((k, v)) => (k, Some(v)),
             None => (item, None),
@@ -278,7 +427,60 @@ impl MountOptions {
                     .parse()
                     .map_err(|_| format!("threads={} is not a number", val.unwrap_or("")))?
             }
+            "uidmapping" => self.ids.uid = IdMap::parse(&need(val)?)?,
+            "gidmapping" => self.ids.gid = IdMap::parse(&need(val)?)?,
+            "squash_to_root" => sq.root = true,
+            "squash_to_uid" => sq.uid = Some(number(key, &need(val)?)?),
+            "squash_to_gid" => sq.gid = Some(number(key, &need(val)?)?),
+            "static_nlink" => self.static_nlink = true,
+            "noacl" => self.noacl = true,
+            "noxattrs" => self.noxattrs = val.map_or(Ok(1), |v| number(key, v))? != 0,
+            "fsync" => self.volatile |= number(key, &need(val)?)? == 0,
+            "timeout" => {
+                let v = need(val)?;
+                let secs: f64 = v
+                    .parse()
+                    .ok()
+                    .filter(|s: &f64| s.is_finite() && *s >= 0.0)
+                    .ok_or_else(|| format!("timeout={v} is not a number of seconds"))?;
+                self.timeout = Some(std::time::Duration::from_secs_f64(secs));
+            }
+            "max_threads" => self.threads = number(key, &need(val)?)? as usize,
+            "threaded" => {
+                if number(key, &need(val)?)? == 0 {
+                    self.threads = 1;
+                }
+            }
+            "max_read" => self.max_read = Some(number(key, &need(val)?)?),
+            "nosymfollow" => self.nosymfollow = true,
+            "auto_unmount" => self.auto_unmount = true,
+            "context" | "fscontext" | "defcontext" | "rootcontext" => {
+                let v = need(val)?;
+                let v = v
+                    .strip_prefix('"')
+                    .and_then(|v| v.strip_suffix('"'))
+                    .unwrap_or(&v);
+                self.lsm_labels.push(format!("{key}=\"{v}\""));
+            }
+            "redirect_dir" => {
+                let v = need(val)?;
+                if v != "off" {
+                    return Err(format!(
+                        "redirect_dir={v} is not supported: renaming a lower directory answers EXDEV (redirect_dir=off)"
+                    ));
+                }
+            }
+            "debug" => self.debug = true,
+            "remount" => self.remount = true,
             k if ignored(k, val.is_some()) => {}
+            k if NO_EFFECT.iter().any(|(n, _)| *n == k) => {
+                // xattr_permissions=0 and writeback=0 ask for what is so.
+                if val != Some("0") {
+                    let why = NO_EFFECT.iter().find(|(n, _)| *n == k).map_or("", |x| x.1);
+                    self.notices
+                        .push(format!("option '{item}' has no effect: {why}"));
+                }
+            }
             _ => return Err(format!("unknown option '{item}'")),
         }
         Ok(())
@@ -345,9 +547,16 @@ mod tests {
     /// parser takes, every one of them as written there.
     #[test]
     fn every_documented_option_parses() {
+        // A placeholder becomes a value of its kind; a literal value (off,
+        // 0, 1) is taken as written.
         let sample = |n: &str| match n.split_once('=') {
-            Some(("threads", _)) => "threads=2".to_string(),
-            Some((k, _)) => format!("{k}=x"),
+            Some((k, "D:S:N")) => format!("{k}=0:1000:10"),
+            Some((k, "N" | "S")) => format!("{k}=2"),
+            Some((k, v)) if v.chars().all(|c| c.is_ascii_uppercase() || c == ':') => {
+                format!("{k}=x")
+            }
+            Some((k, "")) => format!("{k}=x"),
+            Some(_) => n.to_string(),
             None => n.replace('*', "foo"),
         };
         for (names, _) in EFFECTIVE {

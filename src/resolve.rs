@@ -830,6 +830,27 @@ pub fn trim_heap() {
     unsafe { libc::malloc_trim(0) };
 }
 
+/// mount(2) with MS_REMOUNT on `target`, changing its flags.
+pub fn remount(target: &Path, flags: libc::c_ulong) -> io::Result<()> {
+    let t = std::ffi::CString::new(target.as_os_str().as_encoded_bytes())
+        .map_err(|_| err(libc::EINVAL))?;
+    // SAFETY: `t` is a valid C string for the call; null source, type and
+    // data are allowed for a remount.
+    let rc = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            t.as_ptr(),
+            std::ptr::null(),
+            flags,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 pub fn geteuid() -> u32 {
     unsafe { libc::geteuid() }
 }

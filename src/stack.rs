@@ -64,6 +64,8 @@ pub struct Stack {
     pub workdir: Option<PathBuf>,
     pub xattr_ns: XattrNs,
     pub volatile: bool,
+    /// How the mount shows attributes (id mapping, static_nlink, ...).
+    pub view: crate::attr::View,
     /// Keeps the flocks on upperdir and workdir for the life of the mount.
     _locks: Vec<OwnedFd>,
     tmp_counter: AtomicU64,
@@ -75,6 +77,8 @@ pub struct Stack {
     spill_next: AtomicU64,
     /// Per-path numbers for hard-linked lower files (see [`Stack::lower_link_ino`]).
     link_ino: DashMap<(usize, PathBuf), u64>,
+    /// The one st_ino all names of a hard-linked lower file show, by node.
+    link_shown: DashMap<u64, u64>,
     stripes: Vec<Mutex<()>>,
     /// Bumped by every file copy-up: lets open lower handles notice one.
     pub copyup_gen: AtomicU64,
@@ -315,7 +319,12 @@ impl Stack {
                 is_upper: false,
             });
         }
-        let xattr_ns = if o.userxattr || resolve::geteuid() != 0 {
+        let xattr_ns = if o.userxattr
+            || resolve::geteuid() != 0
+            || work
+                .as_ref()
+                .is_some_and(|w| !takes_trusted_xattrs(w.as_fd()))
+        {
             XattrNs::User
         } else {
             XattrNs::Trusted
@@ -334,12 +343,14 @@ impl Stack {
             workdir,
             xattr_ns,
             volatile: o.volatile,
+            view: crate::attr::View::from_options(o),
             _locks: locks,
             tmp_counter: AtomicU64::new(0),
             upper_ino: DashMap::new(),
             spill: DashMap::new(),
             spill_next: AtomicU64::new(2),
             link_ino: DashMap::new(),
+            link_shown: DashMap::new(),
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             copyup_gen: AtomicU64::new(0),
             stats: Default::default(),
@@ -435,16 +446,32 @@ impl Stack {
     /// The overlay inode of a non-directory found at `path` in `layer`.
     pub fn ino_at(&self, layer: usize, path: &Path, st: &Stat) -> u64 {
         if !self.is_upper(layer) && st.st_nlink > 1 && !resolve::is_dir(st) {
-            self.lower_link_ino(layer, path)
+            let node = self.lower_link_ino(layer, path);
+            // Its names show one st_ino, as the kernel overlayfs shows them
+            // (xino off, one filesystem): the number of the shared inode.
+            self.link_shown
+                .entry(node)
+                .or_insert_with(|| self.ino(layer, st.st_ino));
+            node
         } else {
             self.ino(layer, st.st_ino)
         }
+    }
+
+    /// The st_ino the object with overlay inode `node` shows: its own,
+    /// but for the names of a hard-linked lower file, which share one until
+    /// a name is copied up.
+    pub fn shown_ino(&self, node: u64) -> u64 {
+        self.link_shown.get(&node).map_or(node, |v| *v)
     }
 
     /// Remember that an upper object carries an existing overlay inode.
     /// Called before the object gets its upper name, so no lookup ever
     /// sees it under its own number.
     pub fn keep_ino(&self, upper_real: u64, overlay_ino: u64) {
+        // A copied-up name of a lower hard link is a file of its own now:
+        // the kernel then shows it its own st_ino too.
+        self.link_shown.remove(&overlay_ino);
         self.upper_ino.remove(&upper_real);
         if self.ino(0, upper_real) != overlay_ino {
             self.upper_ino.insert(upper_real, overlay_ino);
@@ -622,6 +649,21 @@ impl Stack {
                 names: kept.then(|| Names::new(v.into_iter().map(|e| e.name).collect())),
             }
         })
+    }
+}
+
+/// Whether the upper's filesystem lets us write `trusted.*` xattrs, probed
+/// on our own work directory. Root of a user namespace cannot (rootless
+/// Podman runs its mount program so): its marks then go to
+/// `user.overlay.*`, which the kernel reads with `userxattr`.
+fn takes_trusted_xattrs(work: BorrowedFd) -> bool {
+    let name = OsStr::new("trusted.overlay.ovlfuse-probe");
+    match resolve::setxattr(resolve::XTarget::Fd(work), name, b"", 0) {
+        Ok(()) => {
+            let _ = resolve::removexattr(resolve::XTarget::Fd(work), name);
+            true
+        }
+        Err(_) => false,
     }
 }
 

@@ -1,5 +1,5 @@
 //! README's commands, run as a newcomer would: in a fresh clone of the
-//! repository (only what git tracks, with this tree's edits), its own target
+//! repository (with this tree's edits and new files, not what git ignores), its own target
 //! directory and no network. Each block README marks with
 //! `<!-- tested: tests/readme.rs ... -->` runs here, with the changes its
 //! marker names (no apt-get; the install into a temporary root).
@@ -48,11 +48,18 @@ fn fresh_clone(dst: &Path) -> bool {
         .status()
         .unwrap();
     assert!(st.success(), "git clone");
-    // Uncommitted edits of tracked files too, so the test checks this tree.
+    // Uncommitted edits and new files too (what a commit would hold), so
+    // the test checks this tree; ignored files (target/) stay out.
     let ls = Command::new("git")
         .arg("-C")
         .arg(src)
-        .args(["ls-files", "-z"])
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
         .output()
         .unwrap();
     for f in ls.stdout.split(|b| *b == 0).filter(|f| !f.is_empty()) {
@@ -172,12 +179,18 @@ fn readme_names_every_option() {
     for (names, _) in ovlfuse::options::EFFECTIVE {
         for n in names.split(", ") {
             let key = n.split('=').next().unwrap();
-            assert!(README.contains(&format!("`{key}")), "README lacks option {key}");
+            assert!(
+                README.contains(&format!("`{key}")),
+                "README lacks option {key}"
+            );
         }
     }
     for (names, _) in ovlfuse::options::IGNORED {
         for n in *names {
-            assert!(README.contains(&format!("`{n}`")), "README lacks ignored flag {n}");
+            assert!(
+                README.contains(&format!("`{n}`")),
+                "README lacks ignored flag {n}"
+            );
         }
     }
 }

@@ -8,6 +8,7 @@ pub mod inodes;
 use crate::attr::{self, KillPrivs, SetAttr};
 use crate::copy_up::{self, CopyUp};
 use crate::dir_ops::{self, Caller, NewObject};
+use crate::idmap::{DiskId, IdMaps, ShownId};
 use crate::lookup::{self, DirRef, Entry};
 use crate::readdir;
 use crate::resolve::{self, Stat, errno};
@@ -44,10 +45,6 @@ pub static INITIALISED: AtomicBool = AtomicBool::new(false);
 
 /// The virtual xattr of the mount root that `ovlfuse stats` reads.
 pub const STATS_XATTR: &str = "ovlfuse.stats";
-
-/// Lowers are immutable and only this mount writes the upper, so the
-/// kernel may cache entries and attributes for long.
-const TTL: Duration = Duration::from_secs(86400);
 
 pub struct OvlFs {
     pub stack: Arc<Stack>,
@@ -111,6 +108,7 @@ fn to_attr(st: &Stat) -> FileAttr {
         rdev: st.st_rdev as u32,
         blksize: st.st_blksize as u32,
         flags: 0,
+        st_ino: None,
     }
 }
 
@@ -144,11 +142,12 @@ fn time_set(t: Option<TimeOrNow>) -> resolve::TimeSet {
     }
 }
 
-/// Who asks: new objects belong to the requesting uid/gid.
-fn caller(req: &Request, umask: u32) -> Caller {
+/// Who asks: new objects belong to the requesting uid/gid, stored as the
+/// mount's id mapping says.
+fn caller(ids: &IdMaps, req: &Request, umask: u32) -> Caller {
     Caller {
-        uid: req.uid(),
-        gid: req.gid(),
+        uid: ids.uid.disk(ShownId(req.uid())).0,
+        gid: ids.gid.disk(ShownId(req.gid())).0,
         umask,
     }
 }
@@ -156,7 +155,9 @@ fn caller(req: &Request, umask: u32) -> Caller {
 /// What a write, truncate or chown by the caller of `req` clears on a file
 /// with `mode` and `gid`: a setgid bit without group execute only if the
 /// caller is not in the group (the kernel's setattr_should_drop_sgid).
-fn kill_for(req: &Request, mode: u32, gid: u32) -> KillPrivs {
+fn kill_for(ids: &IdMaps, req: &Request, mode: u32, gid: u32) -> KillPrivs {
+    // The caller's groups are as the mount shows them; `gid` is stored.
+    let gid = ids.gid.shown(DiskId(gid)).0;
     if KillPrivs::asks_group(mode) && !caller_in_group(req, gid) {
         KillPrivs::All
     } else {
@@ -247,7 +248,9 @@ impl OvlFs {
         fd: std::os::fd::BorrowedFd,
         was: Option<u32>,
     ) -> io::Result<()> {
-        let cleared = attr::kill_privs_fd(fd, |mode, gid| kill_for(req, mode, gid))?;
+        let cleared = attr::kill_privs_fd(fd, |mode, gid| {
+            kill_for(&self.stack.view.ids, req, mode, gid)
+        })?;
         let had = was.is_some_and(|m| m & (libc::S_ISUID | libc::S_ISGID) != 0);
         if cleared || had {
             tracing::debug!(op = "kill_privs", ino, "setuid/setgid cleared");
@@ -259,6 +262,15 @@ impl OvlFs {
             }
         }
         Ok(())
+    }
+
+    /// Attributes as the mount shows them (ids mapped, static_nlink, the
+    /// shared st_ino of a lower hard link); `st.st_ino` is the node id.
+    fn attr(&self, st: Stat) -> FileAttr {
+        let mut a = to_attr(&self.stack.view.shown(st));
+        let shown = self.stack.shown_ino(st.st_ino);
+        a.st_ino = (shown != st.st_ino).then_some(shown);
+        a
     }
 
     pub fn with_passthrough(self, on: bool) -> Self {
@@ -352,7 +364,11 @@ impl OvlFs {
         let g = self
             .inodes
             .remember_as(e.ino, parent, name, e.lowers(&self.stack), fresh);
-        reply.entry(&TTL, &to_attr(&attr::merged_stat(e)), Generation(g));
+        reply.entry(
+            &self.stack.view.cache_ttl,
+            &self.attr(attr::merged_stat(e)),
+            Generation(g),
+        );
     }
 
     fn create_obj(
@@ -365,7 +381,7 @@ impl OvlFs {
     ) -> io::Result<(Entry, Option<OwnedFd>)> {
         let pdir = self.inodes.dir(parent.0)?;
         let d = pdir.dir_ref();
-        let who = caller(req, umask);
+        let who = caller(&self.stack.view.ids, req, umask);
         let r = dir_ops::create(&self.stack, &d, name, &obj, who);
         tracing::debug!(
             op = "create",
@@ -403,7 +419,7 @@ impl OvlFs {
         let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
         if kill {
             let st = resolve::fstat(fd.as_fd())?;
-            sa.kill_privs = kill_for(req, st.st_mode, st.st_gid);
+            sa.kill_privs = kill_for(&self.stack.view.ids, req, st.st_mode, st.st_gid);
         }
         let sa = &sa;
         if sa.size.is_some() && h.flags & libc::O_ACCMODE == libc::O_RDONLY {
@@ -460,11 +476,18 @@ impl OvlFs {
     /// Answer a create or tmpfile: a new upper file, open as `fd`.
     fn reply_created(&self, e: &Entry, fd: OwnedFd, flags: i32, g: u64, reply: ReplyCreate) {
         let (fh, backing) = self.new_handle(e.ino, fd, true, flags, |f| reply.open_backing(f));
-        let attr = to_attr(&attr::merged_stat(e));
+        let attr = self.attr(attr::merged_stat(e));
         let g = Generation(g);
         match backing {
-            Some(b) => reply.created_passthrough(&TTL, &attr, g, fh, PASSTHROUGH_OPEN, &b),
-            None => reply.created(&TTL, &attr, g, fh, CACHED_OPEN),
+            Some(b) => reply.created_passthrough(
+                &self.stack.view.cache_ttl,
+                &attr,
+                g,
+                fh,
+                PASSTHROUGH_OPEN,
+                &b,
+            ),
+            None => reply.created(&self.stack.view.cache_ttl, &attr, g, fh, CACHED_OPEN),
         }
     }
 
@@ -613,6 +636,12 @@ impl Filesystem for OvlFs {
         ] {
             let _ = config.add_capabilities(cap);
         }
+        // The kernel then enforces ACLs (with default_permissions) as the
+        // kernel overlayfs does, keeps the mode in step on setfacl, and
+        // drops its cached attributes when an ACL changes.
+        if self.stack.view.posix_acl {
+            let _ = config.add_capabilities(InitFlags::FUSE_POSIX_ACL);
+        }
         Ok(())
     }
 
@@ -638,7 +667,7 @@ impl Filesystem for OvlFs {
                     // A negative entry (node id 0) the kernel may cache.
                     let mut a = to_attr(&unsafe { std::mem::zeroed::<Stat>() });
                     a.ino = INodeNo(0);
-                    reply.entry(&TTL, &a, Generation(0));
+                    reply.entry(&self.stack.view.cache_ttl, &a, Generation(0));
                 }
                 Err(e) => reply.error(eno(&e)),
             }
@@ -652,7 +681,10 @@ impl Filesystem for OvlFs {
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
         self.count_op("getattr");
         guarded("getattr", ino, || match self.attr_entry(ino.0) {
-            Ok((_, e, _)) => reply.attr(&TTL, &to_attr(&attr::merged_stat(&e))),
+            Ok((_, e, _)) => reply.attr(
+                &self.stack.view.cache_ttl,
+                &self.attr(attr::merged_stat(&e)),
+            ),
             Err(err) => {
                 // An unlinked or unnamed but open file still answers
                 // through its fd (the kernel may not say which handle).
@@ -660,7 +692,7 @@ impl Filesystem for OvlFs {
                     let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
                     if let Ok(mut st) = resolve::fstat(fd.as_fd()) {
                         st.st_ino = ino.0;
-                        return reply.attr(&TTL, &to_attr(&st));
+                        return reply.attr(&self.stack.view.cache_ttl, &self.attr(st));
                     }
                 }
                 reply.error(eno(&err))
@@ -689,10 +721,11 @@ impl Filesystem for OvlFs {
     ) {
         self.count_op("setattr");
         guarded("setattr", ino, || {
+            let ids = &self.stack.view.ids;
             let mut sa = SetAttr {
                 mode,
-                uid,
-                gid,
+                uid: uid.map(|u| ids.uid.disk(ShownId(u)).0),
+                gid: gid.map(|g| ids.gid.disk(ShownId(g)).0),
                 size,
                 atime: time_set(atime),
                 mtime: time_set(mtime),
@@ -707,13 +740,13 @@ impl Filesystem for OvlFs {
                 Err(err) => match self.handle_of(ino.0, fh) {
                     Some(h) if h.in_upper.load(Ordering::Acquire) => {
                         let st = try_reply!(reply, self.setattr_unnamed(req, &h, sa, kill));
-                        return reply.attr(&TTL, &to_attr(&st));
+                        return reply.attr(&self.stack.view.cache_ttl, &self.attr(st));
                     }
                     _ => return reply.error(eno(&err)),
                 },
             };
             if kill {
-                sa.kill_privs = kill_for(req, e.st.st_mode, e.st.st_gid);
+                sa.kill_privs = kill_for(&self.stack.view.ids, req, e.st.st_mode, e.st.st_gid);
             }
             let h = fh.and_then(|f| self.file(f).ok());
             let guard = h
@@ -730,7 +763,10 @@ impl Filesystem for OvlFs {
             let st = try_reply!(reply, r);
             let mut e2 = e.clone();
             e2.st = st;
-            reply.attr(&TTL, &to_attr(&attr::merged_stat(&e2)));
+            reply.attr(
+                &self.stack.view.cache_ttl,
+                &self.attr(attr::merged_stat(&e2)),
+            );
         })
     }
 
@@ -1113,7 +1149,9 @@ impl Filesystem for OvlFs {
             let items = try_reply!(reply, self.listing(ino.0, fh, offset));
             for (i, it) in items.iter().enumerate() {
                 let off = offset + i as u64 + 1;
-                if reply.add(INodeNo(it.ino), off, dtype_ftype(it.dtype), &it.name) {
+                // d_ino as stat(2) shows it (one for a lower hard link's names).
+                let d_ino = self.stack.shown_ino(it.ino);
+                if reply.add(INodeNo(d_ino), off, dtype_ftype(it.dtype), &it.name) {
                     break;
                 }
             }
@@ -1158,7 +1196,7 @@ impl Filesystem for OvlFs {
                     Ok(Some(e)) => e,
                     _ => continue,
                 };
-                let attr = to_attr(&attr::merged_stat(&e));
+                let attr = self.attr(attr::merged_stat(&e));
                 let gen_now = self
                     .inodes
                     .remember(e.ino, ino.0, &it.name, e.lowers(&self.stack));
@@ -1166,7 +1204,7 @@ impl Filesystem for OvlFs {
                     INodeNo(e.ino),
                     off,
                     &it.name,
-                    &TTL,
+                    &self.stack.view.cache_ttl,
                     &attr,
                     Generation(gen_now),
                 ) {
@@ -1244,10 +1282,14 @@ impl Filesystem for OvlFs {
     ) {
         self.count_op("setxattr");
         guarded("setxattr", ino, || {
+            if self.stack.view.noxattrs {
+                return reply.error(Errno::from_i32(libc::EOPNOTSUPP));
+            }
             let (place, e) = try_reply!(reply, self.entry_of(ino.0));
+            let value = self.stack.view.ids.acl_value_to_disk(name, value);
             try_reply!(
                 reply,
-                xattr::set(&self.stack, &place.path, &e, name, value, flags)
+                xattr::set(&self.stack, &place.path, &e, name, &value, flags)
             );
             reply.ok();
         })
@@ -1259,8 +1301,12 @@ impl Filesystem for OvlFs {
             if ino.0 == ROOT && name == STATS_XATTR {
                 return Self::xattr_reply(self.stats_text().as_bytes(), size, reply);
             }
+            if self.stack.view.noxattrs {
+                return reply.error(Errno::from_i32(libc::EOPNOTSUPP));
+            }
             let (place, e, dir) = try_reply!(reply, self.attr_entry(ino.0));
             let v = try_reply!(reply, xattr::get(&self.stack, &place.path, &e, dir, name));
+            let v = self.stack.view.ids.acl_value_to_shown(name, &v);
             Self::xattr_reply(&v, size, reply);
         })
     }
@@ -1268,6 +1314,9 @@ impl Filesystem for OvlFs {
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         self.count_op("listxattr");
         guarded("listxattr", ino, || {
+            if self.stack.view.noxattrs {
+                return reply.error(Errno::from_i32(libc::EOPNOTSUPP));
+            }
             let (place, e, dir) = try_reply!(reply, self.attr_entry(ino.0));
             let names = try_reply!(reply, xattr::list(&self.stack, &place.path, &e, dir));
             let mut buf = Vec::new();
@@ -1282,6 +1331,9 @@ impl Filesystem for OvlFs {
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         self.count_op("removexattr");
         guarded("removexattr", ino, || {
+            if self.stack.view.noxattrs {
+                return reply.error(Errno::from_i32(libc::EOPNOTSUPP));
+            }
             let (place, e) = try_reply!(reply, self.entry_of(ino.0));
             try_reply!(reply, xattr::remove(&self.stack, &place.path, &e, name));
             reply.ok();
@@ -1337,7 +1389,7 @@ impl Filesystem for OvlFs {
         guarded("tmpfile", parent, || {
             let pdir = try_reply!(reply, self.inodes.dir(parent.0));
             let d = pdir.dir_ref();
-            let who = caller(req, umask);
+            let who = caller(&self.stack.view.ids, req, umask);
             let (e, fd) = try_reply!(reply, dir_ops::tmpfile(&self.stack, &d, mode, flags, who));
             tracing::debug!(
                 op = "tmpfile",

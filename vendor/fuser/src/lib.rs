@@ -202,6 +202,9 @@ pub struct FileAttr {
     pub blksize: u32,
     /// Flags (macOS only, see chflags(2))
     pub flags: u32,
+    /// ovlfuse patch: the st_ino that stat(2) shows, when it is not the
+    /// node id (`ino`): several nodes may show one number.
+    pub st_ino: Option<u64>,
 }
 
 /// Configuration of the fuse kernel module connection

@@ -1,0 +1,506 @@
+//! fuse-overlayfs compatibility (issue 17): the options containers/storage
+//! and libfuse pass, uid/gid mapping checked against a model and against
+//! fuse-overlayfs itself, the defaults of a root daemon, the xattr
+//! namespace of a root that cannot write trusted.*, and remount.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+struct Dirs {
+    _t: tempfile::TempDir,
+    base: PathBuf,
+}
+
+impl Dirs {
+    fn new() -> Dirs {
+        let t = tempdir();
+        let base = t.path().to_path_buf();
+        for d in ["l", "u", "w", "m"] {
+            fs::create_dir(base.join(d)).unwrap();
+        }
+        Dirs { _t: t, base }
+    }
+    fn p(&self, s: &str) -> PathBuf {
+        self.base.join(s)
+    }
+    fn opts(&self, extra: &str) -> String {
+        let o = format!(
+            "lowerdir={},upperdir={},workdir={}",
+            self.p("l").display(),
+            self.p("u").display(),
+            self.p("w").display()
+        );
+        if extra.is_empty() {
+            o
+        } else {
+            format!("{o},{extra}")
+        }
+    }
+}
+
+fn owner(p: &Path) -> (u32, u32) {
+    let m = fs::symlink_metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    (m.uid(), m.gid())
+}
+
+fn chown(p: &Path, uid: u32, gid: u32) -> Result<(), i32> {
+    std::os::unix::fs::lchown(p, Some(uid), Some(gid)).map_err(|e| e.raw_os_error().unwrap_or(0))
+}
+
+/// The mapping both daemons are given, and what it means.
+const UIDMAP: (u32, u32, u32) = (0, 100000, 65536);
+const GIDMAP: (u32, u32, u32) = (0, 200000, 65536);
+
+fn model_shown((d, s, n): (u32, u32, u32), id: u32) -> u32 {
+    if id >= d && id - d < n {
+        s + (id - d)
+    } else {
+        65534
+    }
+}
+
+fn model_disk((d, s, n): (u32, u32, u32), id: u32) -> u32 {
+    if id >= s && id - s < n {
+        d + (id - s)
+    } else {
+        65534
+    }
+}
+
+/// What one daemon did with the mapping: (shown owners of the lower
+/// files, disk owner of a file created by shown 101000:201000, disk owner
+/// after chown to shown 101005:201005, disk owner after chown to an
+/// unmapped 5:5, shown owner of that).
+fn idmap_run(bin: &Path) -> Vec<(u32, u32)> {
+    let d = Dirs::new();
+    let l = d.p("l");
+    for (name, id) in [("a", 0), ("b", 1000), ("c", 70000)] {
+        fs::write(l.join(name), name).unwrap();
+        chown(&l.join(name), id, id).unwrap();
+    }
+    fs::create_dir(l.join("d")).unwrap();
+    fs::set_permissions(
+        l.join("d"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o777),
+    )
+    .unwrap();
+    let opts = d.opts(&format!(
+        "uidmapping={}:{}:{},gidmapping={}:{}:{}",
+        UIDMAP.0, UIDMAP.1, UIDMAP.2, GIDMAP.0, GIDMAP.1, GIDMAP.2
+    ));
+    let fm = FuseMount::try_mount_bin(bin, &opts, &d.p("m"), None).unwrap();
+    let m = d.p("m");
+    let mut out: Vec<(u32, u32)> = ["a", "b", "c"].iter().map(|n| owner(&m.join(n))).collect();
+    with_creds(101000, 201000, || fs::write(m.join("d/new"), "x")).unwrap();
+    out.push(owner(&d.p("u/d/new")));
+    chown(&m.join("a"), 101005, 201005).unwrap();
+    out.push(owner(&d.p("u/a")));
+    chown(&m.join("b"), 5, 5).unwrap();
+    out.push(owner(&d.p("u/b")));
+    out.push(owner(&m.join("b")));
+    drop(fm);
+    out
+}
+
+#[test]
+fn uid_and_gid_mapping_match_a_model_and_fuse_overlayfs() {
+    if !env_ok(&[Need::Root, Need::Fuse, Need::Tool("fuse-overlayfs")]) {
+        return;
+    }
+    let (u, g) = (UIDMAP, GIDMAP);
+    let sh = |id| (model_shown(u, id), model_shown(g, id));
+    let want = vec![
+        sh(0),
+        sh(1000),
+        sh(70000),
+        (model_disk(u, 101000), model_disk(g, 201000)),
+        (model_disk(u, 101005), model_disk(g, 201005)),
+        (model_disk(u, 5), model_disk(g, 5)),
+        sh(model_disk(u, 5)),
+    ];
+    assert_eq!(want[0], (100000, 200000));
+    assert_eq!(want[2], (65534, 65534), "70000 is outside the range");
+    assert_eq!(idmap_run(&ovlfuse_bin()), want, "ovlfuse against the model");
+    assert_eq!(
+        idmap_run(Path::new("/usr/bin/fuse-overlayfs")),
+        want,
+        "fuse-overlayfs against the same model (the test is fair)"
+    );
+}
+
+/// An ACL xattr value: version 2, USER_OBJ, USER `uid`, GROUP_OBJ, GROUP
+/// `gid`, MASK, OTHER.
+fn acl(uid: u32, gid: u32) -> Vec<u8> {
+    let mut v = 2u32.to_le_bytes().to_vec();
+    for (tag, id) in [
+        (0x01u16, u32::MAX),
+        (0x02, uid),
+        (0x04, u32::MAX),
+        (0x08, gid),
+        (0x10, u32::MAX),
+        (0x20, u32::MAX),
+    ] {
+        v.extend_from_slice(&tag.to_le_bytes());
+        v.extend_from_slice(&4u16.to_le_bytes());
+        v.extend_from_slice(&id.to_le_bytes());
+    }
+    v
+}
+
+#[test]
+fn acl_ids_and_squash_options_are_mapped() {
+    if !env_ok(&[Need::Root, Need::Fuse, Need::Xattrs]) {
+        return;
+    }
+    let d = Dirs::new();
+    fs::write(d.p("l/f"), "f").unwrap();
+    chown(&d.p("l/f"), 1000, 1000).unwrap();
+    let opts = d.opts("uidmapping=0:100000:65536,gidmapping=0:200000:65536");
+    let fm = FuseMount::try_mount(&opts, &d.p("m"), None).unwrap();
+    let f = d.p("m/f");
+    probe_setxattr(&f, "system.posix_acl_access", &acl(101000, 200007), 0).unwrap();
+    // Stored with the disk ids, shown with the mount's.
+    assert_eq!(
+        probe_getxattr(&d.p("u/f"), "system.posix_acl_access").unwrap(),
+        acl(1000, 7)
+    );
+    assert_eq!(
+        probe_getxattr(&f, "system.posix_acl_access").unwrap(),
+        acl(101000, 200007)
+    );
+    drop(fm);
+
+    // (option, owner of f (1000:1000 on disk), owner of the root (0:0)).
+    chown(&d.p("u"), 0, 0).unwrap();
+    for (extra, want, root) in [
+        ("squash_to_root", (0, 0), (0, 0)),
+        (
+            "squash_to_root,squash_to_uid=7,squash_to_gid=8",
+            (7, 8),
+            (7, 8),
+        ),
+        ("squash_to_gid=8", (1000, 8), (0, 8)),
+    ] {
+        let fm = FuseMount::try_mount(&d.opts(extra), &d.p("m"), None).unwrap();
+        assert_eq!(owner(&d.p("m/f")), want, "{extra}");
+        assert_eq!(owner(&d.p("m")), root, "{extra}: root");
+        drop(fm);
+    }
+}
+
+#[test]
+fn an_ordinary_user_maps_its_own_ids() {
+    if !env_ok(&[Need::Root, Need::Fuse]) {
+        return;
+    }
+    let (uid, gid) = ensure_user("ovltest");
+    let d = Dirs::new();
+    fs::write(d.p("l/f"), "f").unwrap();
+    chown_tree(&[&d.base], uid, gid);
+    // The user's own files show as root, as podman --userns=keep-id's
+    // inverse would put them; squash_to_uid shows another owner.
+    let stat = |extra: &str| {
+        let fm = FuseMount::try_mount(&d.opts(extra), &d.p("m"), Some((uid, gid))).unwrap();
+        let out = run_as(
+            uid,
+            gid,
+            Command::new("stat").args(["-c", "%u:%g"]).arg(d.p("m/f")),
+        );
+        drop(fm);
+        String::from_utf8_lossy(&out.stdout).trim().to_string()
+    };
+    assert_eq!(
+        stat(&format!("uidmapping={uid}:0:1,gidmapping={gid}:0:1")),
+        "0:0"
+    );
+    assert_eq!(stat("squash_to_uid=4321"), format!("4321:{gid}"));
+    assert_eq!(stat(""), format!("{uid}:{gid}"));
+}
+
+#[test]
+fn the_options_containers_storage_and_libfuse_pass_are_accepted() {
+    if !env_ok(&[Need::Root, Need::Fuse]) {
+        return;
+    }
+    let d = Dirs::new();
+    fs::create_dir_all(d.p("l/dir/sub")).unwrap();
+    fs::write(d.p("l/f"), "f").unwrap();
+    let extra = "squash_to_uid=0,static_nlink,noacl,xattr_permissions=0,plugins=,fsync=0,\
+                 fast_ino=1,noxattrs=0,redirect_dir=off,threaded=1,timeout=5,writeback=0,\
+                 context=\"system_u:object_r:container_file_t:s0:c1,c2\",max_threads=4,\
+                 clone_fd,kernel_cache,max_read=131072,nosymfollow";
+    let fm = FuseMount::try_mount(&d.opts(extra), &d.p("m"), None).unwrap();
+    let out = fm.output();
+    for said in [
+        "'plugins=' has no effect",
+        "'fast_ino=1' has no effect",
+        "'clone_fd' has no effect",
+    ] {
+        assert!(out.contains(said), "stderr lacks {said:?}: {out}");
+    }
+    assert!(
+        !out.contains("writeback"),
+        "writeback=0 asks for what is so: {out}"
+    );
+    let mo = mount_options(&d.p("m")).unwrap_or_default();
+    assert!(mo.contains("max_read=131072"), "{mo}");
+    let flags = fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let line = flags
+        .lines()
+        .find(|l| l.contains(d.p("m").to_str().unwrap()))
+        .unwrap()
+        .to_string();
+    assert!(line.contains("nosymfollow"), "{line}");
+    // static_nlink: a directory with a subdirectory shows 1.
+    assert_eq!(fs::metadata(d.p("m/dir")).unwrap().nlink(), 1);
+    drop(fm);
+
+    let fm = FuseMount::try_mount(&d.opts("noxattrs=1"), &d.p("m"), None).unwrap();
+    assert_eq!(probe_getxattr(&d.p("m/f"), "user.x"), Err(libc::EOPNOTSUPP));
+    assert_eq!(
+        probe_setxattr(&d.p("m/f"), "user.x", b"1", 0),
+        Err(libc::EOPNOTSUPP)
+    );
+    drop(fm);
+
+    // Still an error: a word none of fuse-overlayfs, libfuse, mount(8) knows,
+    // and a redirect_dir value that would promise renames we do not do.
+    for bad in ["frobnicate", "redirect_dir=on"] {
+        let e = FuseMount::try_mount(&d.opts(bad), &d.p("m"), None)
+            .err()
+            .unwrap();
+        assert!(e.contains(bad.split('=').next().unwrap()), "{e}");
+        assert!(!is_mounted(&d.p("m")));
+    }
+}
+
+fn wait_until(what: &str, f: impl Fn() -> bool) {
+    let t0 = Instant::now();
+    while !f() {
+        assert!(t0.elapsed() < Duration::from_secs(10), "timed out: {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn auto_unmount_and_debug_options() {
+    if !env_ok(&[Need::Root, Need::Fuse]) {
+        return;
+    }
+    let d = Dirs::new();
+    fs::write(d.p("l/f"), "f").unwrap();
+    let fm = FuseMount::try_mount(&d.opts("auto_unmount"), &d.p("m"), None).unwrap();
+    let pid = fm.daemon_pid().expect("daemon pid");
+    std::mem::forget(fm);
+    unsafe { libc::kill(pid, libc::SIGKILL) };
+    wait_until("auto_unmount after SIGKILL", || !is_mounted(&d.p("m")));
+
+    // -o debug and --debug log requests (and stay in the foreground).
+    for args in [
+        vec!["-o".to_string(), d.opts("debug")],
+        vec!["--debug".into(), "-o".into(), d.opts("")],
+    ] {
+        let log = d.p("log");
+        let mut child = Command::new(ovlfuse_bin())
+            .args(&args)
+            .arg(d.p("m"))
+            .env_remove("RUST_LOG")
+            .stderr(fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        wait_until("debug mount", || is_mounted(&d.p("m")));
+        assert_eq!(fs::read_to_string(d.p("m/f")).unwrap(), "f");
+        assert!(force_unmount(&d.p("m")));
+        child.wait().unwrap();
+        let text = fs::read_to_string(&log).unwrap();
+        assert!(text.contains("op=\"lookup\""), "{args:?}: {text}");
+    }
+}
+
+#[test]
+fn root_daemon_defaults_and_remount() {
+    if !env_ok(&[Need::Root, Need::Fuse]) {
+        return;
+    }
+    let d = Dirs::new();
+    fs::write(d.p("l/f"), "f").unwrap();
+    let fm = FuseMount::try_mount(&d.opts(""), &d.p("m"), None).unwrap();
+    let mo = mount_options(&d.p("m")).unwrap_or_default();
+    assert!(mo.contains("allow_other") && !mo.contains("nosuid"), "{mo}");
+    // Another user reaches the files (a container's non-root user must).
+    let (uid, gid) = ensure_user("ovltest");
+    let out = run_as(uid, gid, Command::new("cat").arg(d.p("m/f")));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "f");
+    drop(fm);
+
+    // mount -o remount,ro goes through mount.fuse3, which runs us again.
+    if !need(
+        "mount.fuse3 (package fuse3)",
+        Path::new("/usr/sbin/mount.fuse3").exists() || Path::new("/sbin/mount.fuse3").exists(),
+    ) {
+        return;
+    }
+    fs::copy(ovlfuse_bin(), "/usr/local/bin/ovlfuse").unwrap();
+    let m = d.p("m");
+    let st = Command::new("mount")
+        .args(["-t", "fuse.ovlfuse", "ovl"])
+        .arg(&m)
+        .args(["-o", &d.opts("")])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let daemons = || {
+        Command::new("pgrep")
+            .args(["-c", "-f", &format!("ovlfuse.*{}", m.display())])
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+            .unwrap_or_default()
+    };
+    let before = daemons();
+    for (flag, writable) in [("ro", false), ("rw", true)] {
+        let o = Command::new("mount")
+            .args(["-o", &format!("remount,{flag}")])
+            .arg(&m)
+            .output()
+            .unwrap();
+        assert!(
+            o.status.success(),
+            "remount,{flag}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        let r = fs::write(m.join(format!("w-{flag}")), "x");
+        assert_eq!(r.is_ok(), writable, "after remount,{flag}: {r:?}");
+        if !writable {
+            assert_eq!(r.unwrap_err().raw_os_error(), Some(libc::EROFS));
+        }
+    }
+    assert_eq!(daemons(), before, "remount started no second daemon");
+    assert!(Command::new("umount").arg(&m).status().unwrap().success());
+}
+
+#[test]
+fn root_of_a_user_namespace_writes_user_overlay_marks() {
+    if !env_ok(&[Need::Root, Need::Fuse, Need::Tool("unshare"), Need::Xattrs]) {
+        return;
+    }
+    let (uid, gid) = ensure_user("ovltest");
+    let d = Dirs::new();
+    fs::create_dir(d.p("l/dir")).unwrap();
+    fs::write(d.p("l/dir/x"), "x").unwrap();
+    chown_tree(&[&d.base], uid, gid);
+    // Root of a new user namespace (as rootless podman runs its mount
+    // program), in its own mount namespace: mount, re-create a lower
+    // directory (an opaque mark), unmount.
+    let script = format!(
+        "set -e; {bin} -o {opts} {m}; rm -r {m}/dir; mkdir {m}/dir; ls -A {m}/dir; umount {m}",
+        bin = ovlfuse_bin().display(),
+        opts = d.opts(""),
+        m = d.p("m").display()
+    );
+    let out = run_as(
+        uid,
+        gid,
+        Command::new("unshare").args(["-Urm", "sh", "-c", &script]),
+    );
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        "",
+        "dir is opaque"
+    );
+    assert_eq!(
+        probe_getxattr(&d.p("u/dir"), "user.overlay.opaque").as_deref(),
+        Ok(&b"y"[..])
+    );
+    assert!(probe_getxattr(&d.p("u/dir"), "trusted.overlay.opaque").is_err());
+}
+
+/// An ACL value from (tag, perm, id) entries.
+fn acl_entries(entries: &[(u16, u16, u32)]) -> Vec<u8> {
+    let mut v = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in entries {
+        v.extend_from_slice(&tag.to_le_bytes());
+        v.extend_from_slice(&perm.to_le_bytes());
+        v.extend_from_slice(&id.to_le_bytes());
+    }
+    v
+}
+
+#[test]
+fn posix_acls_are_enforced_and_change_the_mode_as_on_the_kernel() {
+    if !env_ok(&[Need::Root, Need::Fuse, Need::KernelOverlay, Need::Xattrs]) {
+        return;
+    }
+    let (uid, gid) = ensure_user("ovltest");
+    const NONE: u32 = u32::MAX;
+    // root:ovltest 0640, and an ACL denying the user ovltest.
+    let deny = acl_entries(&[
+        (0x01, 6, NONE),
+        (0x02, 0, uid),
+        (0x04, 4, NONE),
+        (0x10, 4, NONE),
+        (0x20, 0, NONE),
+    ]);
+    let run = |kernel: bool| -> (Option<i32>, u32, u32) {
+        let d = Dirs::new();
+        for f in ["f", "g"] {
+            fs::write(d.p("l").join(f), "secret").unwrap();
+            chown(&d.p("l").join(f), 0, gid).unwrap();
+            fs::set_permissions(
+                d.p("l").join(f),
+                std::os::unix::fs::PermissionsExt::from_mode(0o640),
+            )
+            .unwrap();
+        }
+        probe_setxattr(&d.p("l/f"), "system.posix_acl_access", &deny, 0).unwrap();
+        let m = d.p("m");
+        let _k;
+        let _f;
+        if kernel {
+            _k = KernelOverlay::mount(
+                &[d.p("l")],
+                Some((&d.p("u"), &d.p("w"))),
+                &m,
+                &[] as &[&str],
+            );
+        } else {
+            _f = FuseMount::try_mount(&d.opts(""), &m, None).unwrap();
+        }
+        let read = with_creds(uid, gid, || {
+            fs::read(m.join("f")).err().and_then(|e| e.raw_os_error())
+        });
+        // An ACL whose mask grants rwx changes the group bits of the mode.
+        let before = fs::metadata(m.join("g")).unwrap().mode() & 0o7777;
+        let grant = acl_entries(&[
+            (0x01, 6, NONE),
+            (0x04, 4, NONE),
+            (0x08, 7, gid),
+            (0x10, 7, NONE),
+            (0x20, 0, NONE),
+        ]);
+        probe_setxattr(&m.join("g"), "system.posix_acl_access", &grant, 0).unwrap();
+        let after = fs::metadata(m.join("g")).unwrap().mode() & 0o7777;
+        (read, before, after)
+    };
+    let kern = run(true);
+    let ours = run(false);
+    assert_eq!(
+        kern.0,
+        Some(libc::EACCES),
+        "the kernel denies the ACL'd user"
+    );
+    assert_eq!(ours, kern, "ovlfuse against the kernel overlayfs");
+    assert_eq!(ours.1, 0o640);
+    assert_eq!(ours.2, 0o670, "the mask shows in the group bits");
+}
