@@ -251,12 +251,10 @@ fn private_upper_work(
     };
     let open = |p: &Path, want: &Stat| {
         let rel = p.strip_prefix(&common).unwrap_or(p);
-        resolve::open_dir(clone.as_fd(), rel)
-            .ok()
-            .filter(|fd| {
-                resolve::fstat(fd.as_fd())
-                    .is_ok_and(|st| st.st_dev == want.st_dev && st.st_ino == want.st_ino)
-            })
+        resolve::open_dir(clone.as_fd(), rel).ok().filter(|fd| {
+            resolve::fstat(fd.as_fd())
+                .is_ok_and(|st| st.st_dev == want.st_dev && st.st_ino == want.st_ino)
+        })
     };
     match (open(u, ust), open(w, wst)) {
         (Some(cu), Some(cw)) => Ok(Some((cu, cw))),
