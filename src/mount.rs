@@ -170,17 +170,7 @@ pub fn check_mountpoint(mp: &Path) -> Result<PathBuf, String> {
     match std::fs::metadata(mp) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => return Err(format!("mount point {} is not a directory", mp.display())),
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => {
-            // A killed daemon left "transport endpoint is not connected".
-            if !detach(mp) {
-                return Err(format!(
-                    "mount point {} is a dead FUSE mount: run 'fusermount3 -u {}' and retry",
-                    mp.display(),
-                    mp.display()
-                ));
-            }
-            return check_mountpoint(mp);
-        }
+        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => return recover_dead(mp),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(format!("mount point {} does not exist", mp.display()));
         }
@@ -190,12 +180,48 @@ pub fn check_mountpoint(mp: &Path) -> Result<PathBuf, String> {
         .canonicalize()
         .map_err(|e| format!("mount point {}: {e}", mp.display()))?;
     if mounted_fstype(&canon).as_deref() == Some(FSTYPE) {
+        // stat may answer from the attribute cache of a dead mount; statfs
+        // always asks the daemon.
+        if crate::resolve::statfs_path(&canon)
+            .is_err_and(|e| e.raw_os_error() == Some(libc::ENOTCONN))
+        {
+            return recover_dead(&canon);
+        }
         return Err(format!(
             "mount point {} is already an ovlfuse mount",
             canon.display()
         ));
     }
     Ok(canon)
+}
+
+/// A FUSE mount at `mp` whose daemon is gone (ENOTCONN): detach it and
+/// check again, or say how to clear it.
+fn recover_dead(mp: &Path) -> Result<PathBuf, String> {
+    if !detach(mp) {
+        return Err(format!(
+            "mount point {} is a dead FUSE mount (its daemon is gone: ENOTCONN): \
+             run 'fusermount3 -u {}' and retry",
+            mp.display(),
+            mp.display()
+        ));
+    }
+    check_mountpoint(mp)
+}
+
+/// Is a fusermount helper there for fuser to run (it tries these names)?
+fn fusermount_available() -> bool {
+    if std::env::var_os("FUSERMOUNT_PATH").is_some() {
+        return true;
+    }
+    let names = ["fusermount3", "fusermount", "mount_fusefs"];
+    let on_path = std::env::var_os("PATH").is_some_and(|p| {
+        std::env::split_paths(&p).any(|d| names.iter().any(|n| d.join(n).is_file()))
+    });
+    on_path
+        || ["/sbin", "/bin"]
+            .iter()
+            .any(|d| names.iter().any(|n| Path::new(d).join(n).is_file()))
 }
 
 fn fuse_config(r: &MountRequest, stack: &Stack) -> Config {
@@ -447,10 +473,17 @@ pub fn run(mut r: MountRequest) -> i32 {
         Ok(p) => p,
         Err(e) => return fail(e),
     };
-    let stack = match Stack::open(&r.options) {
-        Ok(s) => s,
-        Err(e) => return fail(e),
-    };
+    if let Err(e) = crate::stack::check_mountpoint(&r.options, &mp) {
+        return fail(e);
+    }
+    let root = crate::resolve::geteuid() == 0;
+    if !root && !fusermount_available() {
+        return fail(format!(
+            "cannot mount on {} as an ordinary user: fusermount3 is not installed \
+             (it comes in the fuse3 package)",
+            mp.display()
+        ));
+    }
     // Exact modes for what we create: the kernel already applied the
     // caller's umask.
     unsafe { libc::umask(0) };
@@ -471,7 +504,6 @@ pub fn run(mut r: MountRequest) -> i32 {
             }
             _ => {
                 drop(wr);
-                drop(stack);
                 let mut f = std::fs::File::from(rd);
                 let mut msg = String::new();
                 let _ = f.read_to_string(&mut msg);
@@ -493,9 +525,22 @@ pub fn run(mut r: MountRequest) -> i32 {
             let _ = std::fs::File::from(fd).write_all(msg.as_bytes());
         }
     };
+    // Opened by the daemon itself (after the fork), so that the workdir
+    // lock shows its pid in /proc/locks for a later refusal to name.
+    let stack = match Stack::open(&r.options) {
+        Ok(s) => s,
+        Err(e) => {
+            let msg = format!("ovlfuse: {e}\n");
+            if ready.is_some() {
+                report(&mut ready, &msg);
+            } else {
+                eprint!("{msg}");
+            }
+            return 1;
+        }
+    };
     let config = fuse_config(&r, &stack);
     let sigs = block_signals();
-    let root = crate::resolve::geteuid() == 0;
     stack.warm_root();
     // Passthrough needs CAP_SYS_ADMIN for its backing ids.
     let fs = OvlFs::new(stack).with_passthrough(root && !r.options.nopassthrough);
@@ -537,9 +582,16 @@ pub fn run(mut r: MountRequest) -> i32 {
         tracing::info!(sig, "signal: unmounting");
         if root {
             unmount_path(&mp2);
-        } else {
-            let _ = unmounter.unmount();
+        } else if unmounter.unmount().is_err() {
+            detach(&mp2);
         }
+        // The session ends once the superblock goes. A copy of the mount
+        // in another mount namespace (a container runtime's) keeps it
+        // alive: stop serving anyway. Exiting closes /dev/fuse, which
+        // aborts the connection there (ENOTCONN) and frees the locks.
+        std::thread::sleep(std::time::Duration::from_secs(1));
+        tracing::info!("the mount lives on elsewhere: exiting");
+        std::process::exit(0);
     });
     tracing::info!(mountpoint = %mp.display(), "mounted");
     report(&mut ready, "OK");

@@ -59,42 +59,71 @@ struct OpenHow {
     mode: u64,
     resolve: u64,
 }
+const RESOLVE_NO_XDEV: u64 = 0x01;
 const RESOLVE_NO_MAGICLINKS: u64 = 0x02;
 const RESOLVE_NO_SYMLINKS: u64 = 0x04;
 const RESOLVE_BENEATH: u64 = 0x08;
 
+/// openat2(2), or None on a kernel without it (remembered). Every open
+/// inside a layer goes through here with `RESOLVE_NO_XDEV`: a mount found
+/// inside a layer is never crossed (the kernel overlayfs works on a private
+/// clone of each layer's mount, which has none), so nothing through the
+/// overlay can reach what is mounted there.
+fn openat2(
+    dir: BorrowedFd,
+    path: &CStr,
+    flags: i32,
+    mode: u32,
+    resolve: u64,
+) -> Option<io::Result<OwnedFd>> {
+    if NO_OPENAT2.load(Ordering::Relaxed) {
+        return None;
+    }
+    let mut flags = flags | libc::O_CLOEXEC;
+    // openat2 refuses what openat ignores: flags beside O_PATH, a mode
+    // without O_CREAT/O_TMPFILE, type bits in the mode.
+    if flags & libc::O_PATH != 0 {
+        flags &= libc::O_PATH | libc::O_DIRECTORY | libc::O_NOFOLLOW | libc::O_CLOEXEC;
+    }
+    let creates = flags & libc::O_CREAT != 0 || flags & libc::O_TMPFILE == libc::O_TMPFILE;
+    let how = OpenHow {
+        flags: flags as u64,
+        mode: if creates { (mode & 0o7777) as u64 } else { 0 },
+        resolve,
+    };
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_openat2,
+            dir.as_raw_fd(),
+            path.as_ptr(),
+            &how as *const OpenHow,
+            std::mem::size_of::<OpenHow>(),
+        )
+    };
+    if ret >= 0 {
+        return Some(Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) }));
+    }
+    let e = io::Error::last_os_error();
+    if errno(&e) != libc::ENOSYS {
+        return Some(Err(e));
+    }
+    NO_OPENAT2.store(true, Ordering::Relaxed);
+    None
+}
+
 /// Open `rel` (relative, may be empty for the root itself) beneath `root`
-/// without following any symlink and without leaving `root`.
+/// without following any symlink, without leaving `root` and without
+/// crossing a mount.
 pub fn open_beneath(root: BorrowedFd, rel: &Path, flags: i32) -> io::Result<OwnedFd> {
     let rel_os = if rel.as_os_str().is_empty() {
         OsStr::new(".")
     } else {
         rel.as_os_str()
     };
-    if !NO_OPENAT2.load(Ordering::Relaxed) {
-        let c = cstr(rel_os)?;
-        let how = OpenHow {
-            flags: (flags | libc::O_CLOEXEC | libc::O_NOFOLLOW) as u64,
-            mode: 0,
-            resolve: RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
-        };
-        let ret = unsafe {
-            libc::syscall(
-                libc::SYS_openat2,
-                root.as_raw_fd(),
-                c.as_ptr(),
-                &how as *const OpenHow,
-                std::mem::size_of::<OpenHow>(),
-            )
-        };
-        if ret >= 0 {
-            return Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) });
-        }
-        let e = io::Error::last_os_error();
-        if errno(&e) != libc::ENOSYS {
-            return Err(e);
-        }
-        NO_OPENAT2.store(true, Ordering::Relaxed);
+    let c = cstr(rel_os)?;
+    let resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV;
+    if let Some(r) = openat2(root, &c, flags | libc::O_NOFOLLOW, 0, resolve) {
+        return r;
     }
     // Fallback: walk one component at a time, refusing `..` and symlinks.
     let mut cur = dup(root)?;
@@ -143,6 +172,9 @@ pub fn dup(fd: BorrowedFd) -> io::Result<OwnedFd> {
 /// openat of a single name, never following a final symlink.
 pub fn openat(dir: BorrowedFd, name: &OsStr, flags: i32, mode: u32) -> io::Result<OwnedFd> {
     let c = cstr(name)?;
+    if let Some(r) = openat2(dir, &c, flags | libc::O_NOFOLLOW, mode, RESOLVE_NO_XDEV) {
+        return r;
+    }
     let fd = check(unsafe {
         libc::openat(
             dir.as_raw_fd(),
@@ -778,7 +810,6 @@ pub fn read_dir_fd(dir: OwnedFd) -> io::Result<Vec<RawDirent>> {
 /// `path` (root only): lower layers served through it can be neither
 /// written nor have their atime touched, not even by readlink.
 pub fn open_frozen_tree(path: &Path) -> io::Result<OwnedFd> {
-    const OPEN_TREE_CLONE: u32 = 1;
     const MOUNT_ATTR_RDONLY: u64 = 0x1;
     const MOUNT_ATTR_NOATIME: u64 = 0x10;
     const MOUNT_ATTR_ATIME_MASK: u64 = 0x70;
@@ -789,19 +820,7 @@ pub fn open_frozen_tree(path: &Path) -> io::Result<OwnedFd> {
         propagation: u64,
         userns_fd: u64,
     }
-    let c = cstr(path.as_os_str())?;
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_open_tree,
-            libc::AT_FDCWD,
-            c.as_ptr(),
-            OPEN_TREE_CLONE | libc::O_CLOEXEC as u32,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
+    let fd = open_tree_clone(path)?;
     let attr = MountAttr {
         attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOATIME,
         attr_clr: MOUNT_ATTR_ATIME_MASK,
@@ -823,6 +842,53 @@ pub fn open_frozen_tree(path: &Path) -> io::Result<OwnedFd> {
         return Err(io::Error::last_os_error());
     }
     Ok(fd)
+}
+
+/// A private, detached clone of the mount holding `path`, rooted there,
+/// without the mounts below it (no AT_RECURSIVE), as the kernel overlayfs
+/// takes of each layer. Needs CAP_SYS_ADMIN.
+pub fn open_tree_clone(path: &Path) -> io::Result<OwnedFd> {
+    const OPEN_TREE_CLONE: u32 = 1;
+    let c = cstr(path.as_os_str())?;
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as u32,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Is `name` in `dir` the root of a mount (statx STATX_ATTR_MOUNT_ROOT)?
+/// False where the kernel cannot tell (before 5.8).
+pub fn is_mount_root(dir: BorrowedFd, name: &OsStr) -> io::Result<bool> {
+    let c = cstr(name)?;
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    check(unsafe {
+        libc::statx(
+            dir.as_raw_fd(),
+            c.as_ptr(),
+            libc::AT_SYMLINK_NOFOLLOW | libc::AT_NO_AUTOMOUNT,
+            0,
+            &mut stx,
+        )
+    })?;
+    let bit = libc::STATX_ATTR_MOUNT_ROOT as u64;
+    Ok(stx.stx_attributes_mask & bit != 0 && stx.stx_attributes & bit != 0)
+}
+
+/// statfs(2) of a path: every call reaches the filesystem (no cache), so
+/// it tells a live FUSE mount from a dead one (ENOTCONN).
+pub fn statfs_path(path: &Path) -> io::Result<()> {
+    let c = cstr(path.as_os_str())?;
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    check(unsafe { libc::statfs(c.as_ptr(), &mut st) })?;
+    Ok(())
 }
 
 /// Hand freed heap memory back to the system (glibc keeps it otherwise).

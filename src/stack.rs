@@ -208,6 +208,90 @@ fn is_within(a: &Path, b: &Path) -> bool {
     a != b && a.starts_with(b)
 }
 
+/// Every layer and the workdir, canonical, with the role each plays.
+fn canonical_roles(o: &MountOptions) -> Result<Vec<(String, PathBuf)>, String> {
+    let mut canon = Vec::new();
+    for (role, p) in o.roles() {
+        canon.push((role.clone(), check_dir(&role, p)?));
+    }
+    Ok(canon)
+}
+
+/// The mount point (canonical) may not lie inside a layer or the workdir:
+/// the daemon would meet its own mount while serving it and wait on itself
+/// (a `find` there deadlocks).
+pub fn check_mountpoint(o: &MountOptions, mp: &Path) -> Result<(), String> {
+    for (role, p) in canonical_roles(o)? {
+        if is_within(mp, &p) {
+            return Err(format!(
+                "mount point {} is inside {role} {}: mount it outside every layer and the workdir",
+                mp.display(),
+                p.display()
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Root: the upper and `workdir/work` opened in one private clone of the
+/// mount holding both (no submounts), as the kernel overlayfs does, so a
+/// mount inside the upper is not written through. One clone for both:
+/// copy-up renames from one into the other. None where cloning is not
+/// permitted (rootless); there the opens refuse to cross a mount instead.
+fn private_upper_work(
+    u: &Path,
+    w: &Path,
+    ust: &Stat,
+    wst: &Stat,
+) -> Result<Option<(OwnedFd, OwnedFd)>, String> {
+    let common: PathBuf = u
+        .components()
+        .zip(w.components())
+        .take_while(|(a, b)| a == b)
+        .map(|(a, _)| a)
+        .collect();
+    let Ok(clone) = resolve::open_tree_clone(&common) else {
+        return Ok(None);
+    };
+    let open = |p: &Path, want: &Stat| {
+        let rel = p.strip_prefix(&common).unwrap_or(p);
+        resolve::open_dir(clone.as_fd(), rel).ok().filter(|fd| {
+            resolve::fstat(fd.as_fd())
+                .is_ok_and(|st| st.st_dev == want.st_dev && st.st_ino == want.st_ino)
+        })
+    };
+    match (open(u, ust), open(w, wst)) {
+        (Some(cu), Some(cw)) => Ok(Some((cu, cw))),
+        // Beneath another mount than their common ancestor's: as the kernel
+        // says, they must be on one mount (a rename between two is EXDEV).
+        _ => Err(format!(
+            "upperdir {} and workdir {} are not on the same mount",
+            u.display(),
+            w.display()
+        )),
+    }
+}
+
+/// Who holds the flock on the object `st` describes, from /proc/locks:
+/// "process PID (COMM)".
+fn lock_holder(st: &Stat) -> Option<String> {
+    let locks = std::fs::read_to_string("/proc/locks").ok()?;
+    let want = format!(
+        "{:02x}:{:02x}:{}",
+        libc::major(st.st_dev),
+        libc::minor(st.st_dev),
+        st.st_ino
+    );
+    let pid = locks.lines().find_map(|l| {
+        let f: Vec<&str> = l.split_whitespace().collect();
+        (f.get(1) == Some(&"FLOCK") && f.get(5) == Some(&want.as_str()))
+            .then(|| f.get(4).map(|p| p.to_string()))
+            .flatten()
+    })?;
+    let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+    Some(format!("process {pid} ({})", comm.trim()))
+}
+
 fn check_dir(role: &str, p: &Path) -> Result<PathBuf, String> {
     match std::fs::metadata(p) {
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
@@ -233,10 +317,7 @@ impl Stack {
             (None, Some(_)) => return Err("workdir given without upperdir".into()),
             _ => {}
         }
-        let mut canon: Vec<(String, PathBuf)> = Vec::new();
-        for (role, p) in o.roles() {
-            canon.push((role.clone(), check_dir(&role, p)?));
-        }
+        let canon = canonical_roles(o)?;
         for (i, (ra, a)) in canon.iter().enumerate() {
             for (rb, b) in canon.iter().skip(i + 1) {
                 if a == b {
@@ -275,7 +356,14 @@ impl Stack {
             let fd = resolve::open_path(p, libc::O_RDONLY | libc::O_DIRECTORY)
                 .map_err(|e| format!("cannot open {role} {}: {e}", p.display()))?;
             resolve::flock(fd.as_fd(), libc::LOCK_EX | libc::LOCK_NB).map_err(|_| {
-                format!("{role} {} is in use by another ovlfuse mount", p.display())
+                let holder = resolve::fstat(fd.as_fd())
+                    .ok()
+                    .and_then(|st| lock_holder(&st))
+                    .map_or_else(String::new, |h| format!(" ({h} holds its lock)"));
+                format!(
+                    "{role} {} is in use by another ovlfuse mount{holder}",
+                    p.display()
+                )
             })?;
             Ok(fd)
         };
@@ -293,7 +381,16 @@ impl Stack {
             }
             locks.push(lock("workdir", &w)?);
             locks.push(lock("upperdir", &u)?);
-            work = Some(prepare_work(wfd.as_fd(), &w)?);
+            // Cleared as the caller sees it, so a mount inside is noticed.
+            let visible_work = prepare_work(wfd.as_fd(), &w)?;
+            let (ufd, wfd) = match private_upper_work(&u, &w, &ust, &wst)? {
+                Some((cu, cw)) => (cu, cw),
+                None => (ufd, wfd),
+            };
+            work = Some(match resolve::open_dir(wfd.as_fd(), Path::new("work")) {
+                Ok(fd) => fd,
+                Err(_) => visible_work,
+            });
             workdir = Some(w);
             layers.push(Layer {
                 root: ufd,
@@ -677,6 +774,15 @@ fn prepare_work(wfd: BorrowedFd, w: &Path) -> Result<OwnedFd, String> {
     }
     let work = resolve::open_dir(wfd, Path::new("work"))
         .map_err(|e| format!("workdir {}/work: {e}", w.display()))?;
+    // Clearing never crosses a mount; one inside is named, and left alone,
+    // as the kernel leaves it.
+    if let Some(rel) = mount_inside(work.as_fd(), Path::new("")) {
+        return Err(format!(
+            "{}/work/{} is a mount point: unmount it, or use another workdir",
+            w.display(),
+            rel.display()
+        ));
+    }
     clear_dir(work.as_fd()).map_err(|e| {
         let uid = resolve::geteuid();
         match resolve::fstat(work.as_fd()) {
@@ -695,7 +801,25 @@ fn prepare_work(wfd: BorrowedFd, w: &Path) -> Result<OwnedFd, String> {
     Ok(work)
 }
 
-/// Remove everything inside a directory (never following symlinks).
+/// The first mount point found beneath `dir` (`rel` is its path so far).
+fn mount_inside(dir: BorrowedFd, rel: &Path) -> Option<PathBuf> {
+    let rd = resolve::openat(dir, OsStr::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0).ok()?;
+    for e in resolve::read_dir_fd(rd).ok()? {
+        if resolve::is_mount_root(dir, &e.name).unwrap_or(false) {
+            return Some(rel.join(&e.name));
+        }
+        if e.dtype == libc::DT_DIR
+            && let Ok(sub) = resolve::openat(dir, &e.name, libc::O_PATH | libc::O_DIRECTORY, 0)
+            && let Some(found) = mount_inside(sub.as_fd(), &rel.join(&e.name))
+        {
+            return Some(found);
+        }
+    }
+    None
+}
+
+/// Remove everything inside a directory (never following symlinks, never
+/// crossing a mount: the opens refuse with EXDEV).
 pub fn clear_dir(dir: BorrowedFd) -> io::Result<()> {
     let dot = OsStr::new(".");
     let flags = libc::O_RDONLY | libc::O_DIRECTORY;
