@@ -1,0 +1,328 @@
+//! Buildah and Podman with ovlfuse as containers/storage's mount_program
+//! (issue 17), and the same sequence with fuse-overlayfs, so the test is
+//! known to be fair: an image imported from a busybox root filesystem built
+//! here (no registry), a container written by `buildah run --isolation
+//! chroot` (as root and as user 65534), `buildah mount`, `buildah commit`
+//! (a deletion is a `.wh.` entry of the committed layer), an image built on
+//! the commit, `podman diff`, `podman run` (runc; `default_ulimits = []`,
+//! since this machine cannot raise RLIMIT_NOFILE) and `podman run --uidmap`.
+
+mod common;
+
+use common::*;
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Instant;
+
+/// One isolated containers/storage: its own root, runroot and config.
+struct Storage {
+    root: PathBuf,
+    run: PathBuf,
+    conf: PathBuf,
+    mount_program: PathBuf,
+}
+
+impl Storage {
+    fn new(base: &Path, mount_program: &Path) -> Storage {
+        let s = Storage {
+            root: base.join("root"),
+            run: base.join("run"),
+            conf: base.join("containers.conf"),
+            mount_program: mount_program.to_path_buf(),
+        };
+        fs::create_dir_all(&s.root).unwrap();
+        fs::create_dir_all(&s.run).unwrap();
+        fs::write(
+            &s.conf,
+            "[containers]\ndefault_ulimits = []\n[engine]\nruntime = \"runc\"\n",
+        )
+        .unwrap();
+        s
+    }
+
+    /// Run buildah or podman on this storage; (success, stdout, stderr).
+    fn tool(&self, tool: &str, args: &[&str]) -> (bool, String, String) {
+        let o = Command::new(tool)
+            .arg("--root")
+            .arg(&self.root)
+            .arg("--runroot")
+            .arg(&self.run)
+            .args(["--storage-driver", "overlay", "--storage-opt"])
+            .arg(format!(
+                "overlay.mount_program={}",
+                self.mount_program.display()
+            ))
+            .args(args)
+            .env("CONTAINERS_CONF", &self.conf)
+            .env("BUILDAH_ISOLATION", "chroot")
+            .output()
+            .unwrap_or_else(|e| panic!("{tool}: {e}"));
+        (
+            o.status.success(),
+            String::from_utf8_lossy(&o.stdout).trim().to_string(),
+            String::from_utf8_lossy(&o.stderr).into_owned(),
+        )
+    }
+
+    fn ok(&self, tool: &str, args: &[&str]) -> String {
+        let (ok, out, err) = self.tool(tool, args);
+        assert!(
+            ok,
+            "{tool} {args:?} with {}: {err}",
+            self.mount_program.display()
+        );
+        out
+    }
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        let _ = self.tool("buildah", &["rm", "--all"]);
+        let _ = self.tool("podman", &["rm", "--all", "--force"]);
+        // Whatever is still mounted below the storage goes before the files.
+        let info = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+        let mut mps: Vec<&str> = info
+            .lines()
+            .filter_map(|l| l.split(' ').nth(4))
+            .filter(|m| {
+                m.starts_with(self.root.to_str().unwrap())
+                    || m.starts_with(self.run.to_str().unwrap())
+            })
+            .collect();
+        mps.sort_by_key(|m| std::cmp::Reverse(m.len()));
+        for m in mps {
+            let _ = Command::new("umount").arg("-l").arg(m).status();
+        }
+    }
+}
+
+/// A busybox root filesystem: /bin/busybox, applet links, /etc/passwd.
+fn busybox_rootfs(dir: &Path) {
+    fs::create_dir_all(dir.join("bin")).unwrap();
+    fs::create_dir_all(dir.join("etc")).unwrap();
+    fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
+    for applet in ["sh", "ls", "cat", "echo", "rm", "id", "stat", "test"] {
+        std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
+    }
+    fs::write(
+        dir.join("etc/passwd"),
+        "root:x:0:0:root:/:/bin/sh\nnobody:x:65534:65534:nobody:/:/bin/sh\n",
+    )
+    .unwrap();
+    fs::write(dir.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
+}
+
+/// The names in the layer tars of an OCI archive, one list per layer.
+fn layer_entries(archive: &Path, scratch: &Path) -> Vec<Vec<String>> {
+    fs::create_dir_all(scratch).unwrap();
+    let st = Command::new("tar")
+        .arg("-C")
+        .arg(scratch)
+        .arg("-xf")
+        .arg(archive)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let mut out = Vec::new();
+    for e in fs::read_dir(scratch.join("blobs/sha256")).unwrap() {
+        let p = e.unwrap().path();
+        let list = Command::new("tar").arg("-tf").arg(&p).output().unwrap();
+        if list.status.success() {
+            out.push(
+                String::from_utf8_lossy(&list.stdout)
+                    .lines()
+                    .map(|l| l.trim_start_matches("./").to_string())
+                    .collect(),
+            );
+        }
+    }
+    out
+}
+
+/// What one mount program made of the sequence; panics on a step that
+/// must work everywhere.
+#[derive(Debug, PartialEq)]
+struct Outcome {
+    run_as_root: String,
+    run_as_nobody: String,
+    mounted_names: Vec<String>,
+    committed_whiteout: bool,
+    from_commit: String,
+    diff: Vec<String>,
+    podman_run: String,
+    /// `podman run --uidmap`: its output, or that the runtime refused (the
+    /// same for both mount programs on a machine where it cannot work).
+    podman_uidmap: Result<String, ()>,
+}
+
+fn sequence(base: &Path, mount_program: &Path) -> (Outcome, f64) {
+    let s = Storage::new(base, mount_program);
+    let t0 = Instant::now();
+    let rootfs = base.join("rootfs");
+    busybox_rootfs(&rootfs);
+    let scratch = s.ok("buildah", &["from", "scratch"]);
+    s.ok(
+        "buildah",
+        &["copy", &scratch, rootfs.to_str().unwrap(), "/"],
+    );
+    s.ok("buildah", &["commit", "-q", &scratch, "bb"]);
+    let c = s.ok("buildah", &["from", "--pull=false", "bb"]);
+    let run_as_root = s.ok(
+        "buildah",
+        &[
+            "run",
+            "--isolation",
+            "chroot",
+            &c,
+            "--",
+            "sh",
+            "-c",
+            "echo hi > /f; rm /bin/ls; id -u; cat /f",
+        ],
+    );
+    let run_as_nobody = s.ok(
+        "buildah",
+        &[
+            "run",
+            "--isolation",
+            "chroot",
+            "--user",
+            "65534",
+            &c,
+            "--",
+            "sh",
+            "-c",
+            "id -u; cat /f",
+        ],
+    );
+    let mp = PathBuf::from(s.ok("buildah", &["mount", &c]));
+    let mut mounted_names: Vec<String> = fs::read_dir(mp.join("bin"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    mounted_names.sort();
+    assert_eq!(fs::read_to_string(mp.join("f")).unwrap(), "hi\n");
+    s.ok("buildah", &["umount", &c]);
+    s.ok("buildah", &["commit", "-q", &c, "bb2"]);
+    let archive = base.join("bb2.tar");
+    s.ok(
+        "buildah",
+        &[
+            "push",
+            "-q",
+            "bb2",
+            &format!("oci-archive:{}", archive.display()),
+        ],
+    );
+    let layers = layer_entries(&archive, &base.join("oci"));
+    let committed_whiteout = layers
+        .iter()
+        .any(|l| l.iter().any(|n| n == "bin/.wh.ls") && l.iter().any(|n| n == "f"));
+    let c2 = s.ok("buildah", &["from", "--pull=false", "bb2"]);
+    let from_commit = s.ok(
+        "buildah",
+        &[
+            "run",
+            "--isolation",
+            "chroot",
+            &c2,
+            "--",
+            "sh",
+            "-c",
+            "cat /f; test -e /bin/ls || echo ls-gone",
+        ],
+    );
+    let mut diff: Vec<String> = s
+        .ok("podman", &["diff", &c])
+        .lines()
+        .map(str::to_string)
+        .collect();
+    diff.sort();
+    let podman_run = s.ok(
+        "podman",
+        &[
+            "run",
+            "--rm",
+            "--pull=never",
+            "--network=none",
+            "bb2",
+            "cat",
+            "/f",
+        ],
+    );
+    let (ok, out, _) = s.tool(
+        "podman",
+        &[
+            "run",
+            "--rm",
+            "--pull=never",
+            "--network=none",
+            "--uidmap",
+            "0:100000:65536",
+            "--gidmap",
+            "0:100000:65536",
+            "bb2",
+            "sh",
+            "-c",
+            "id -u; cat /f",
+        ],
+    );
+    let podman_uidmap = if ok { Ok(out) } else { Err(()) };
+    let secs = t0.elapsed().as_secs_f64();
+    (
+        Outcome {
+            run_as_root,
+            run_as_nobody,
+            mounted_names,
+            committed_whiteout,
+            from_commit,
+            diff,
+            podman_run,
+            podman_uidmap,
+        },
+        secs,
+    )
+}
+
+#[test]
+fn buildah_and_podman_run_on_ovlfuse_as_on_fuse_overlayfs() {
+    if !env_ok(&[
+        Need::Root,
+        Need::Fuse,
+        Need::Tool("buildah"),
+        Need::Tool("podman"),
+        Need::Tool("runc"),
+        Need::Tool("fuse-overlayfs"),
+        Need::Tool("busybox"),
+        Need::Tool("tar"),
+    ]) {
+        return;
+    }
+    let t = tempdir();
+    let (ours, ours_s) = sequence(&t.path().join("ovlfuse"), &ovlfuse_bin());
+    let (theirs, theirs_s) = sequence(
+        &t.path().join("fuse-overlayfs"),
+        Path::new("/usr/bin/fuse-overlayfs"),
+    );
+    eprintln!("buildah/podman sequence: ovlfuse {ours_s:.2} s, fuse-overlayfs {theirs_s:.2} s");
+    assert_eq!(ours.run_as_root, "0\nhi");
+    assert_eq!(
+        ours.run_as_nobody, "65534\nhi",
+        "user 65534 reads its files"
+    );
+    assert!(
+        !ours.mounted_names.contains(&"ls".to_string()),
+        "{:?}",
+        ours.mounted_names
+    );
+    assert!(ours.committed_whiteout, "the commit carries bin/.wh.ls");
+    assert_eq!(ours.from_commit, "hi\nls-gone");
+    assert!(
+        ours.diff.contains(&"A /f".to_string()) && ours.diff.contains(&"D /bin/ls".to_string()),
+        "{:?}",
+        ours.diff
+    );
+    assert_eq!(ours.podman_run, "hi");
+    assert_eq!(ours, theirs, "ovlfuse against fuse-overlayfs");
+}
