@@ -36,6 +36,18 @@ pub struct MountOptions {
     /// `nopassthrough`: serve every read and write through the daemon,
     /// even where the kernel could pass them straight to the upper file.
     pub nopassthrough: bool,
+    /// `marks=`: which on-disk marks to obey; None is the default for
+    /// whoever runs the daemon (see `markers::MarkPolicy::new`).
+    pub marks: Option<Marks>,
+}
+
+/// The `marks=` option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marks {
+    /// Only the mount's own xattr namespace, as the kernel overlayfs.
+    Kernel,
+    /// Also the other namespace, `user.fuseoverlayfs.opaque` and AUFS files.
+    All,
 }
 
 /// Every option that changes what ovlfuse does, with its default. The `-o`
@@ -58,6 +70,14 @@ pub const EFFECTIVE: &[(&str, &str)] = &[
     (
         "userxattr",
         "write the private marks as user.overlay.* (automatic when not root; default as root: trusted.overlay.*)",
+    ),
+    (
+        "marks=kernel|all",
+        "which whiteout and opaque marks to obey. kernel: 0/0 devices and the mount's own namespace \
+         only (trusted.overlay.*, or user.overlay.* with userxattr), as the kernel overlayfs. all: \
+         also the other namespace, user.fuseoverlayfs.opaque and OCI/AUFS .wh.NAME and \
+         .wh..wh..opq files (unpacked image layers, fuse-overlayfs uppers); every user who can \
+         write a lower can then hide what lies below it. Default: kernel as root, all as a user",
     ),
     (
         "volatile",
@@ -260,6 +280,13 @@ impl MountOptions {
             "workdir" => self.workdir = Some(absolute(&unescape(&need(val)?), cwd)),
             "userxattr" => self.userxattr = true,
             "nopassthrough" => self.nopassthrough = true,
+            "marks" => {
+                self.marks = Some(match need(val)?.as_str() {
+                    "kernel" => Marks::Kernel,
+                    "all" => Marks::All,
+                    v => return Err(format!("marks={v}: say marks=kernel or marks=all")),
+                })
+            }
             "volatile" => self.volatile = true,
             "ro" => self.ro = true,
             "allow_other" => self.allow_other = true,
@@ -347,6 +374,7 @@ mod tests {
     fn every_documented_option_parses() {
         let sample = |n: &str| match n.split_once('=') {
             Some(("threads", _)) => "threads=2".to_string(),
+            Some(("marks", _)) => "marks=all".to_string(),
             Some((k, _)) => format!("{k}=x"),
             None => n.replace('*', "foo"),
         };

@@ -63,6 +63,8 @@ pub struct Stack {
     pub work: Option<OwnedFd>,
     pub workdir: Option<PathBuf>,
     pub xattr_ns: XattrNs,
+    /// Which marks on disk this mount obeys (decided once, at mount).
+    pub marks: crate::markers::MarkPolicy,
     pub volatile: bool,
     /// Keeps the flocks on upperdir and workdir for the life of the mount.
     _locks: Vec<OwnedFd>,
@@ -320,6 +322,7 @@ impl Stack {
         } else {
             XattrNs::Trusted
         };
+        let marks = crate::markers::MarkPolicy::new(xattr_ns, o.marks, resolve::geteuid() != 0);
         let upper_root = match work {
             Some(_) => Some(Arc::new(
                 resolve::dup(layers[0].root.as_fd()).map_err(|e| format!("upperdir: {e}"))?,
@@ -333,6 +336,7 @@ impl Stack {
             work,
             workdir,
             xattr_ns,
+            marks,
             volatile: o.volatile,
             _locks: locks,
             tmp_counter: AtomicU64::new(0),
@@ -357,6 +361,8 @@ impl Stack {
         lowers.extend(o.lowerdirs.iter().cloned());
         let ro = MountOptions {
             lowerdirs: lowers,
+            userxattr: o.userxattr,
+            marks: o.marks,
             ..Default::default()
         };
         let mut s = Stack::open(&ro)?;
@@ -536,24 +542,29 @@ impl Stack {
     }
 
     /// Is the directory `name` in `dir` (open as `dfd`, in `layer`) opaque?
-    /// Lower answers are remembered.
-    pub fn is_opaque(&self, layer: usize, dfd: BorrowedFd, dir: &Path, name: &OsStr) -> bool {
+    /// Lower answers are remembered; a failure to tell (EMFILE, EIO) is
+    /// the caller's error, since taking it for "no" would let the layers
+    /// below show through.
+    pub fn is_opaque(
+        &self,
+        layer: usize,
+        dfd: BorrowedFd,
+        dir: &Path,
+        name: &OsStr,
+    ) -> io::Result<bool> {
         if self.is_upper(layer) {
-            return crate::markers::is_opaque(dfd, name, true);
+            return self.marks.is_opaque(dfd, name);
         }
         let key = (layer, crate::lookup::child_path(dir, name));
         if let Some(o) = self.lower_opaque.get(&key) {
-            return *o;
+            return Ok(*o);
         }
-        let Ok(o) = crate::markers::is_opaque_checked(dfd, name, true) else {
-            // Unsure this time (EMFILE, say): answer as before, remember nothing.
-            return false;
-        };
+        let o = self.marks.is_opaque(dfd, name)?;
         if self.lower_opaque.len() >= LOWER_OPAQUE_CACHE {
             self.lower_opaque.clear();
         }
         self.lower_opaque.insert(key, o);
-        o
+        Ok(o)
     }
 
     /// What the listing of the lower directory `rel`, if made, says of
@@ -572,7 +583,10 @@ impl Stack {
         if names.contains(name.as_bytes()) {
             return Listed::Unknown;
         }
-        if *aufs && names.contains(crate::markers::aufs_whiteout_name(name).as_bytes()) {
+        if *aufs
+            && self.marks.aufs()
+            && names.contains(crate::markers::aufs_whiteout_name(name).as_bytes())
+        {
             return Listed::WhitedOut;
         }
         Listed::Absent
