@@ -76,9 +76,9 @@ enum UpperName {
     Present(resolve::Stat),
 }
 
-fn upper_name(parent: BorrowedFd, name: &OsStr) -> io::Result<UpperName> {
+fn upper_name(stack: &Stack, parent: BorrowedFd, name: &OsStr) -> io::Result<UpperName> {
     match resolve::fstatat(parent, name) {
-        Ok(st) if markers::is_whiteout(parent, name, &st) => Ok(UpperName::Whiteout),
+        Ok(st) if stack.marks.is_whiteout(parent, name, &st)? => Ok(UpperName::Whiteout),
         Ok(st) => Ok(UpperName::Present(st)),
         Err(e) if errno(&e) == libc::ENOENT => Ok(UpperName::Absent),
         Err(e) => Err(e),
@@ -162,8 +162,9 @@ pub fn create(
     {
         return Err(err(libc::EPERM));
     }
-    // The one marker name the upper layer honours cannot be made by hand.
-    if name == std::ffi::OsStr::new(markers::AUFS_OPAQUE) {
+    // The one marker name the upper layer honours (with AUFS marks) cannot
+    // be made by hand.
+    if stack.marks.is_marker_in(name, true) {
         return Err(err(libc::EPERM));
     }
     if lookup::lookup(stack, dir, name)?.is_some() {
@@ -184,7 +185,7 @@ pub fn create(
         &masked
     };
     let is_dir = matches!(obj, NewObject::Dir { .. });
-    let (fd, st) = match upper_name(upper.as_fd(), name)? {
+    let (fd, st) = match upper_name(stack, upper.as_fd(), name)? {
         UpperName::Present(_) => return Err(err(libc::EEXIST)),
         UpperName::Absent => make(upper.as_fd(), name, obj, owner, acl)?,
         UpperName::Whiteout => {
@@ -423,7 +424,7 @@ pub fn rename(
     if target_not_empty {
         return Err(err(libc::ENOTEMPTY));
     }
-    match upper_name(nup.as_fd(), nname)? {
+    match upper_name(stack, nup.as_fd(), nname)? {
         UpperName::Present(st) if resolve::is_dir(&st) => {
             // An empty merged directory may still hold whiteouts.
             let sub = resolve::openat(nup.as_fd(), nname, libc::O_PATH | libc::O_DIRECTORY, 0)?;
@@ -523,7 +524,7 @@ fn link_into(
     nname: &OsStr,
     make_link: impl Fn(BorrowedFd, &OsStr) -> io::Result<()>,
 ) -> io::Result<()> {
-    match upper_name(nup, nname)? {
+    match upper_name(stack, nup, nname)? {
         UpperName::Present(_) => Err(err(libc::EEXIST)),
         UpperName::Absent => make_link(nup, nname),
         UpperName::Whiteout => {

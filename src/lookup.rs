@@ -6,7 +6,6 @@
 //! directory merges with same-named directories below until an opaque one or
 //! a non-directory stops the merge. Only the topmost object's metadata shows.
 
-use crate::markers;
 use crate::resolve::{self, Stat};
 use crate::stack::{Listed, Stack};
 use std::ffi::{OsStr, OsString};
@@ -107,11 +106,6 @@ pub fn visit_order(stack: &Stack, dir: &DirRef) -> Vec<usize> {
     v
 }
 
-fn aufs_whiteout(dir: std::os::fd::BorrowedFd, name: &OsStr) -> bool {
-    let w = markers::aufs_whiteout_name(name);
-    w.as_bytes().len() <= 255 && resolve::fstatat(dir, &w).is_ok()
-}
-
 /// Resolve `name` in the merged directory `dir`. `Ok(None)`: no such name.
 pub fn lookup(stack: &Stack, dir: &DirRef, name: &OsStr) -> io::Result<Option<Entry>> {
     lookup_in(stack, dir, name, visit_order(stack, dir), &mut |l| {
@@ -206,7 +200,9 @@ pub fn known(
             Err(e) => return Err(e),
         };
         match resolve::fstatat(d.as_fd(), name) {
-            Ok(st) if markers::is_whiteout(d.as_fd(), name, &st) => Err(resolve::err(libc::ENOENT)),
+            Ok(st) if stack.marks.is_whiteout(d.as_fd(), name, &st)? => {
+                Err(resolve::err(libc::ENOENT))
+            }
             Ok(st) => Ok(Some((st, d))),
             Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => Ok(None),
             Err(e) => Err(e),
@@ -282,7 +278,7 @@ fn lookup_in(
             Err(e) => return Err(e),
         };
         let upper = stack.is_upper(l);
-        if markers::is_marker_in(name, upper) {
+        if stack.marks.is_marker_in(name, upper) {
             // The AUFS markers themselves never show.
             continue;
         }
@@ -290,8 +286,9 @@ fn lookup_in(
             Ok(st) => st,
             Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => {
                 if !upper
+                    && stack.marks.aufs()
                     && stack.lower_may_have_aufs(l, dir.path)
-                    && aufs_whiteout(dfd.as_fd(), name)
+                    && stack.marks.aufs_whiteout(dfd.as_fd(), name)?
                 {
                     break;
                 }
@@ -299,13 +296,13 @@ fn lookup_in(
             }
             Err(e) => return Err(e),
         };
-        if markers::is_whiteout(dfd.as_fd(), name, &st) {
+        if stack.marks.is_whiteout(dfd.as_fd(), name, &st)? {
             break;
         }
         let is_dir = resolve::is_dir(&st);
         match &mut found {
             None => {
-                let opaque = is_dir && stack.is_opaque(l, dfd.as_fd(), dir.path, name);
+                let opaque = is_dir && stack.is_opaque(l, dfd.as_fd(), dir.path, name)?;
                 found = Some(Entry {
                     layer: l,
                     st,
@@ -322,7 +319,7 @@ fn lookup_in(
                     break;
                 }
                 e.layers.push(l);
-                if stack.is_opaque(l, dfd.as_fd(), dir.path, name) {
+                if stack.is_opaque(l, dfd.as_fd(), dir.path, name)? {
                     break;
                 }
             }

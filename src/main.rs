@@ -62,7 +62,9 @@ enum Command {
     /// Show every layer's object at PATH, which one wins and why (no mount).
     Which {
         /// The layers, as for a mount: -o lowerdir=A:B[,upperdir=U] (workdir
-        /// is not needed).
+        /// is not needed). Every form of whiteout and opaque mark is read
+        /// (marks=all, as for unpacked image layers); add marks=kernel (and
+        /// userxattr) to see what a root mount shows by default.
         #[arg(short = 'o', value_name = "OPTIONS", required = true)]
         options: Vec<String>,
         /// A path in the merged view, relative to its root ("/" for the root).
@@ -74,6 +76,11 @@ enum Command {
         mountpoint: PathBuf,
     },
     /// What an upper layer changed (A added, C changed, D deleted), like docker diff.
+    ///
+    /// Reads every form of whiteout and opaque mark (0/0 devices,
+    /// trusted.overlay.* and user.overlay.*, user.fuseoverlayfs.opaque,
+    /// OCI/AUFS .wh. files), as the mount option marks=all does: the layers
+    /// may come from any overlay or image.
     Diff {
         /// The upper directory (upperdir=), not the mount point.
         upper: PathBuf,
@@ -84,6 +91,10 @@ enum Command {
         lowers: Vec<String>,
     },
     /// Write an upper layer as an OCI image layer tar; prints its diffID.
+    ///
+    /// Reads every form of whiteout and opaque mark, as marks=all does (an
+    /// upper of ovlfuse, the kernel or fuse-overlayfs, or an unpacked
+    /// layer), and writes each as .wh.NAME or .wh..wh..opq.
     Export {
         /// The upper directory (upperdir=) to export.
         upper: PathBuf,

@@ -1,15 +1,20 @@
-//! Whiteouts and opaque marks: every on-disk form read, the kernel's written.
+//! Whiteouts and opaque marks: which on-disk forms a mount obeys (its
+//! [`MarkPolicy`], the one place that decides), and the kernel's form written.
 //!
 //! Rules served (docs/semantics.md "Markers on disk"):
-//! read 0/0 character devices, xattr whiteouts (`overlay.whiteout` on an
-//! empty regular file), `overlay.opaque=y` in the trusted and user
-//! namespaces, `user.fuseoverlayfs.opaque`, and the OCI/AUFS files `.wh.NAME`
-//! and `.wh..wh..opq` (both in lowers; the latter also in the upper, where
-//! unprivileged fuse-overlayfs writes it); write 0/0 whiteouts (xattr whiteout where mknod is refused)
-//! and `overlay.opaque=y` in the mount's namespace.
+//! read 0/0 character devices always; with `marks=kernel` (a root mount's
+//! default) only the mount's own xattr namespace (`trusted.overlay.*`, or
+//! `user.overlay.*` with `userxattr`), as the kernel overlayfs; with
+//! `marks=all` (an unprivileged mount's default, and the tools') also the
+//! other namespace, `user.fuseoverlayfs.opaque` and the OCI/AUFS files
+//! `.wh.NAME` and `.wh..wh..opq` (both in lowers; the latter also in the
+//! upper, where unprivileged fuse-overlayfs writes it). Write 0/0 whiteouts
+//! (xattr whiteout where mknod is refused) and `overlay.opaque=y` in the
+//! mount's namespace. A failure to read a mark is an error, never "no mark".
 
+use crate::options::Marks;
 use crate::resolve::{self, Stat, XTarget};
-use crate::stack::Stack;
+use crate::stack::{Stack, XattrNs};
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -17,12 +22,190 @@ use std::os::unix::ffi::{OsStrExt, OsStringExt};
 
 pub const AUFS_PREFIX: &[u8] = b".wh.";
 pub const AUFS_OPAQUE: &str = ".wh..wh..opq";
-const OPAQUE_NAMES: [&str; 3] = [
-    "trusted.overlay.opaque",
-    "user.overlay.opaque",
-    "user.fuseoverlayfs.opaque",
-];
-const WHITEOUT_NAMES: [&str; 2] = ["trusted.overlay.whiteout", "user.overlay.whiteout"];
+const FUSEOVERLAYFS_OPAQUE: &str = "user.fuseoverlayfs.opaque";
+
+/// Which marks a mount obeys. A mark is obeyed only where whoever could
+/// write it may decide what the mount shows: a root mount's lowers may hold
+/// files an ordinary user owns, and `user.*` xattrs and `.wh.` files are
+/// theirs to write, so by default only the mount's own namespace counts
+/// (`trusted.*` needs CAP_SYS_ADMIN), as in the kernel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MarkPolicy {
+    /// The mount's own namespace: always obeyed.
+    pub ns: XattrNs,
+    /// Also the other namespace, `user.fuseoverlayfs.opaque` and AUFS files.
+    pub foreign: bool,
+    /// The daemon is not root: it may be refused what the kernel, reading
+    /// with the mounter's rights, would see (see [`MarkPolicy::absent`]).
+    pub unprivileged: bool,
+}
+
+impl MarkPolicy {
+    /// The policy of a mount: `marks` as asked, else `kernel` for a root
+    /// daemon and `all` for an unprivileged one (everything it can read
+    /// there is the user's own view: any mark it obeys, the user could as
+    /// well have left out of the layers it mounts).
+    pub fn new(ns: XattrNs, marks: Option<Marks>, unprivileged: bool) -> Self {
+        let marks = marks.unwrap_or(if unprivileged {
+            Marks::All
+        } else {
+            Marks::Kernel
+        });
+        MarkPolicy {
+            ns,
+            foreign: marks == Marks::All,
+            unprivileged,
+        }
+    }
+
+    /// Every form, as the tools read unpacked layers and uppers of any kind.
+    pub fn all() -> Self {
+        MarkPolicy {
+            ns: XattrNs::User,
+            foreign: true,
+            unprivileged: resolve::geteuid() != 0,
+        }
+    }
+
+    /// The overlay namespaces whose marks count.
+    fn namespaces(&self) -> &'static [XattrNs] {
+        match (self.foreign, self.ns) {
+            (true, _) => &[XattrNs::Trusted, XattrNs::User],
+            (false, XattrNs::Trusted) => &[XattrNs::Trusted],
+            (false, XattrNs::User) => &[XattrNs::User],
+        }
+    }
+
+    /// The xattrs that make a directory opaque with the value `y`.
+    pub fn opaque_names(&self) -> Vec<OsString> {
+        let mut v: Vec<OsString> = self.namespaces().iter().map(|n| n.name("opaque")).collect();
+        if self.foreign {
+            v.push(FUSEOVERLAYFS_OPAQUE.into());
+        }
+        v
+    }
+
+    /// The xattrs that make an empty regular file a whiteout.
+    pub fn whiteout_names(&self) -> Vec<OsString> {
+        self.namespaces()
+            .iter()
+            .map(|n| n.name("whiteout"))
+            .collect()
+    }
+
+    /// Are AUFS `.wh.` files markers?
+    pub fn aufs(&self) -> bool {
+        self.foreign
+    }
+
+    /// Is `name` a marker in a layer of this kind? Lowers (unpacked image
+    /// layers) use every AUFS form; in the upper only `.wh..wh..opq` counts
+    /// (unprivileged fuse-overlayfs writes it there), so a user's own `.wh.x`
+    /// file stays an ordinary file. Without AUFS marks, none is.
+    pub fn is_marker_in(&self, name: &OsStr, upper: bool) -> bool {
+        if !self.aufs() {
+            false
+        } else if upper {
+            name == OsStr::new(AUFS_OPAQUE)
+        } else {
+            is_aufs_marker(name)
+        }
+    }
+
+    /// Does this failure to read a mark mean "no mark"? ENODATA, ENOENT and
+    /// ENOTSUP do. EACCES does for an unprivileged daemon, which cannot read
+    /// what it may not search or read (its listing shows such names as
+    /// read, see readdir.rs); for root it is a real refusal. Anything else
+    /// (EIO, EMFILE...) is not an answer and must not reveal lower names.
+    pub fn absent(&self, e: &io::Error) -> bool {
+        match resolve::errno(e) {
+            libc::ENODATA | libc::ENOENT | libc::ENOTSUP | libc::ENOTDIR => true,
+            libc::EACCES => self.unprivileged,
+            _ => false,
+        }
+    }
+
+    /// Is the object `name` in `dir` (already stat'ed) a whiteout?
+    pub fn is_whiteout(&self, dir: BorrowedFd, name: &OsStr, st: &Stat) -> io::Result<bool> {
+        match st.st_mode & libc::S_IFMT {
+            libc::S_IFCHR => Ok(st.st_rdev == 0),
+            libc::S_IFREG if st.st_size == 0 => {
+                self.has_any_xattr(XTarget::At(dir, name), &self.whiteout_names())
+            }
+            _ => Ok(false),
+        }
+    }
+
+    fn has_any_xattr(&self, t: XTarget, names: &[OsString]) -> io::Result<bool> {
+        for n in names {
+            match resolve::getxattr(t, n) {
+                Ok(_) => return Ok(true),
+                Err(e) if self.absent(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(false)
+    }
+
+    /// Does `.wh.NAME` exist in the lower directory `dir` (AUFS marks only)?
+    pub fn aufs_whiteout(&self, dir: BorrowedFd, name: &OsStr) -> io::Result<bool> {
+        let w = aufs_whiteout_name(name);
+        if !self.aufs() || w.as_bytes().len() > 255 {
+            return Ok(false);
+        }
+        match resolve::fstatat(dir, &w) {
+            Ok(_) => Ok(true),
+            Err(e) if self.absent(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Is the directory `name` in `dir` opaque? The `.wh..wh..opq` check
+    /// counts with AUFS marks (`is_marker_in` says where it is a marker).
+    pub fn is_opaque(&self, dir: BorrowedFd, name: &OsStr) -> io::Result<bool> {
+        let t = XTarget::At(dir, name);
+        // One listxattr answers "no" for the common, unmarked directory.
+        match resolve::listxattr(t) {
+            Ok(names) => {
+                let obeyed = self.opaque_names();
+                for n in names.iter().filter(|n| obeyed.contains(n)) {
+                    match resolve::getxattr(t, n) {
+                        Ok(v) if v == b"y" => return Ok(true),
+                        Ok(_) => {}
+                        Err(e) if self.absent(&e) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+            }
+            // A filesystem without xattrs has no xattr marks.
+            Err(e) if self.absent(&e) => {}
+            Err(e) => return Err(e),
+        }
+        if !self.aufs() {
+            return Ok(false);
+        }
+        let d = resolve::openat(dir, name, libc::O_PATH | libc::O_DIRECTORY, 0)?;
+        match resolve::fstatat(d.as_fd(), OsStr::new(AUFS_OPAQUE)) {
+            Ok(_) => Ok(true),
+            Err(e) if self.absent(&e) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Does the directory `dir` say it holds xattr whiteouts (`opaque=x`)?
+    /// The kernel looks for them only there; so do we, to keep listing cheap.
+    pub fn holds_xattr_whiteouts(&self, dir: BorrowedFd) -> io::Result<bool> {
+        for ns in self.namespaces() {
+            match resolve::getxattr(XTarget::Fd(dir), &ns.name("opaque")) {
+                Ok(v) if v == b"x" => return Ok(true),
+                Ok(_) => {}
+                Err(e) if self.absent(&e) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(false)
+    }
+}
 
 /// Names that belong to the overlay and never show through the merged view.
 pub fn is_private_xattr(name: &OsStr) -> bool {
@@ -51,69 +234,6 @@ pub fn aufs_whiteout_name(name: &OsStr) -> OsString {
 
 pub fn is_aufs_marker(name: &OsStr) -> bool {
     name.as_bytes().starts_with(AUFS_PREFIX)
-}
-
-/// Is `name` a marker in a layer of this kind? Lowers (unpacked image
-/// layers) use every AUFS form; in the upper only `.wh..wh..opq` counts
-/// (unprivileged fuse-overlayfs writes it there), so a user's own `.wh.x`
-/// file stays an ordinary file.
-pub fn is_marker_in(name: &OsStr, upper: bool) -> bool {
-    if upper {
-        name == OsStr::new(AUFS_OPAQUE)
-    } else {
-        is_aufs_marker(name)
-    }
-}
-
-/// Is the object `name` in `dir` (already stat'ed) a whiteout?
-pub fn is_whiteout(dir: BorrowedFd, name: &OsStr, st: &Stat) -> bool {
-    match st.st_mode & libc::S_IFMT {
-        libc::S_IFCHR => st.st_rdev == 0,
-        libc::S_IFREG if st.st_size == 0 => has_any_xattr(XTarget::At(dir, name), &WHITEOUT_NAMES),
-        _ => false,
-    }
-}
-
-fn has_any_xattr(t: XTarget, names: &[&str]) -> bool {
-    names
-        .iter()
-        .any(|n| resolve::getxattr(t, OsStr::new(n)).is_ok())
-}
-
-/// Is the directory `name` in `dir` opaque? `aufs` enables the
-/// `.wh..wh..opq` check (lower layers only).
-pub fn is_opaque(dir: BorrowedFd, name: &OsStr, aufs: bool) -> bool {
-    is_opaque_checked(dir, name, aufs).unwrap_or(false)
-}
-
-/// `is_opaque`, telling a definite answer from a failure to find out (so
-/// that only definite answers are remembered).
-pub fn is_opaque_checked(dir: BorrowedFd, name: &OsStr, aufs: bool) -> io::Result<bool> {
-    let t = XTarget::At(dir, name);
-    // One listxattr answers "no" for the common, unmarked directory.
-    match resolve::listxattr(t) {
-        Ok(names) => {
-            for n in names {
-                if OPAQUE_NAMES.iter().any(|o| OsStr::new(o) == n)
-                    && resolve::getxattr(t, &n).is_ok_and(|v| v == b"y")
-                {
-                    return Ok(true);
-                }
-            }
-        }
-        // A filesystem without xattrs has no xattr marks.
-        Err(e) if matches!(resolve::errno(&e), libc::ENOTSUP | libc::ENODATA) => {}
-        Err(e) => return Err(e),
-    }
-    if !aufs {
-        return Ok(false);
-    }
-    let d = resolve::openat(dir, name, libc::O_PATH | libc::O_DIRECTORY, 0)?;
-    match resolve::fstatat(d.as_fd(), OsStr::new(AUFS_OPAQUE)) {
-        Ok(_) => Ok(true),
-        Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => Ok(false),
-        Err(e) => Err(e),
-    }
 }
 
 /// The whiteout in workdir/work that every new whiteout is a link to.

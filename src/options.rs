@@ -61,6 +61,9 @@ pub struct MountOptions {
     pub remount: bool,
     /// One line each for options accepted without effect.
     pub notices: Vec<String>,
+    /// `marks=`: which on-disk marks to obey; None is the default for
+    /// whoever runs the daemon (see `markers::MarkPolicy::new`).
+    pub marks: Option<Marks>,
 }
 
 /// The `squash_to_*` options, applied to [`IdMaps`] once all are read
@@ -70,6 +73,15 @@ struct Squash {
     root: bool,
     uid: Option<u32>,
     gid: Option<u32>,
+}
+
+/// The `marks=` option.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Marks {
+    /// Only the mount's own xattr namespace, as the kernel overlayfs.
+    Kernel,
+    /// Also the other namespace, `user.fuseoverlayfs.opaque` and AUFS files.
+    All,
 }
 
 /// Every option that changes what ovlfuse does, with its default. The `-o`
@@ -92,6 +104,14 @@ pub const EFFECTIVE: &[(&str, &str)] = &[
     (
         "userxattr",
         "write the private marks as user.overlay.* (automatic when not root; default as root: trusted.overlay.*)",
+    ),
+    (
+        "marks=kernel|all",
+        "which whiteout and opaque marks to obey. kernel: 0/0 devices and the mount's own namespace \
+         only (trusted.overlay.*, or user.overlay.* with userxattr), as the kernel overlayfs. all: \
+         also the other namespace, user.fuseoverlayfs.opaque and OCI/AUFS .wh.NAME and \
+         .wh..wh..opq files (unpacked image layers, fuse-overlayfs uppers); every user who can \
+         write a lower can then hide what lies below it. Default: kernel as root, all as a user",
     ),
     (
         "volatile",
@@ -409,6 +429,13 @@ impl MountOptions {
             "workdir" => self.workdir = Some(absolute(&unescape(&need(val)?), cwd)),
             "userxattr" => self.userxattr = true,
             "nopassthrough" => self.nopassthrough = true,
+            "marks" => {
+                self.marks = Some(match need(val)?.as_str() {
+                    "kernel" => Marks::Kernel,
+                    "all" => Marks::All,
+                    v => return Err(format!("marks={v}: say marks=kernel or marks=all")),
+                })
+            }
             "volatile" => self.volatile = true,
             "ro" => self.ro = true,
             "allow_other" => self.allow_other = true,
@@ -550,6 +577,7 @@ mod tests {
         // A placeholder becomes a value of its kind; a literal value (off,
         // 0, 1) is taken as written.
         let sample = |n: &str| match n.split_once('=') {
+            Some(("marks", _)) => "marks=all".to_string(),
             Some((k, "D:S:N")) => format!("{k}=0:1000:10"),
             Some((k, "N" | "S")) => format!("{k}=2"),
             Some((k, v)) if v.chars().all(|c| c.is_ascii_uppercase() || c == ':') => {

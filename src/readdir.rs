@@ -7,7 +7,7 @@
 
 use crate::lookup::{DirRef, child_path, visit_order};
 use crate::markers;
-use crate::resolve::{self, XTarget};
+use crate::resolve;
 use crate::stack::Stack;
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
@@ -38,14 +38,10 @@ pub fn read_merged(stack: &Stack, dir: &DirRef) -> io::Result<Vec<MergedEntry>> 
         let rd = open_listing(stack, l, dfd.as_fd(), dir.path)?;
         // The kernel only looks for xattr whiteouts where the parent says
         // it holds some (overlay.opaque=x); so do we, to keep listing cheap.
-        let xattr_wh = ["trusted.overlay.opaque", "user.overlay.opaque"]
-            .iter()
-            .any(|n| {
-                resolve::getxattr(XTarget::Fd(dfd.as_fd()), OsStr::new(n)).is_ok_and(|v| v == b"x")
-            });
+        let xattr_wh = stack.marks.holds_xattr_whiteouts(dfd.as_fd())?;
         let mut aufs_hidden = Vec::new();
         for e in resolve::read_dir_fd(rd)? {
-            if markers::is_marker_in(&e.name, stack.is_upper(l)) {
+            if stack.marks.is_marker_in(&e.name, stack.is_upper(l)) {
                 if let Some(t) = markers::aufs_target(&e.name) {
                     aufs_hidden.push(t.to_os_string());
                 }
@@ -71,9 +67,16 @@ pub fn read_merged(stack: &Stack, dir: &DirRef) -> io::Result<Vec<MergedEntry>> 
             let st = if needs_stat {
                 match resolve::fstatat(dfd.as_fd(), &e.name) {
                     Ok(st) => Some(st),
-                    Err(err) if resolve::errno(&err) == libc::EACCES => None,
-                    // Gone since the listing (or unreadable): left out.
-                    Err(_) => continue,
+                    Err(err)
+                        if resolve::errno(&err) == libc::EACCES && stack.marks.unprivileged =>
+                    {
+                        None
+                    }
+                    // Gone since the listing: left out.
+                    Err(err) if resolve::errno(&err) == libc::ENOENT => continue,
+                    // Unknown: it may be a whiteout, so dropping the name
+                    // could let a lower one show. The listing fails instead.
+                    Err(err) => return Err(err),
                 }
             } else {
                 None
@@ -83,7 +86,7 @@ pub fn read_merged(stack: &Stack, dir: &DirRef) -> io::Result<Vec<MergedEntry>> 
                 continue;
             }
             if let Some(st) = st {
-                if markers::is_whiteout(dfd.as_fd(), &e.name, &st) {
+                if stack.marks.is_whiteout(dfd.as_fd(), &e.name, &st)? {
                     seen.insert(e.name);
                     continue;
                 }

@@ -63,6 +63,8 @@ pub struct Stack {
     pub work: Option<OwnedFd>,
     pub workdir: Option<PathBuf>,
     pub xattr_ns: XattrNs,
+    /// Which marks on disk this mount obeys (decided once, at mount).
+    pub marks: crate::markers::MarkPolicy,
     pub volatile: bool,
     /// How the mount shows attributes (id mapping, static_nlink, ...).
     pub view: crate::attr::View,
@@ -426,6 +428,10 @@ impl Stack {
         } else {
             XattrNs::Trusted
         };
+        // Root of a user namespace (rootless Podman's mount program) mounts
+        // what its user owns: the user's own mount, for the marks it obeys.
+        let own = resolve::geteuid() != 0 || !resolve::in_initial_user_ns();
+        let marks = crate::markers::MarkPolicy::new(xattr_ns, o.marks, own);
         let upper_root = match work {
             Some(_) => Some(Arc::new(
                 resolve::dup(layers[0].root.as_fd()).map_err(|e| format!("upperdir: {e}"))?,
@@ -439,6 +445,7 @@ impl Stack {
             work,
             workdir,
             xattr_ns,
+            marks,
             volatile: o.volatile,
             view: crate::attr::View::from_options(o),
             _locks: locks,
@@ -465,6 +472,8 @@ impl Stack {
         lowers.extend(o.lowerdirs.iter().cloned());
         let ro = MountOptions {
             lowerdirs: lowers,
+            userxattr: o.userxattr,
+            marks: o.marks,
             ..Default::default()
         };
         let mut s = Stack::open(&ro)?;
@@ -660,24 +669,29 @@ impl Stack {
     }
 
     /// Is the directory `name` in `dir` (open as `dfd`, in `layer`) opaque?
-    /// Lower answers are remembered.
-    pub fn is_opaque(&self, layer: usize, dfd: BorrowedFd, dir: &Path, name: &OsStr) -> bool {
+    /// Lower answers are remembered; a failure to tell (EMFILE, EIO) is
+    /// the caller's error, since taking it for "no" would let the layers
+    /// below show through.
+    pub fn is_opaque(
+        &self,
+        layer: usize,
+        dfd: BorrowedFd,
+        dir: &Path,
+        name: &OsStr,
+    ) -> io::Result<bool> {
         if self.is_upper(layer) {
-            return crate::markers::is_opaque(dfd, name, true);
+            return self.marks.is_opaque(dfd, name);
         }
         let key = (layer, crate::lookup::child_path(dir, name));
         if let Some(o) = self.lower_opaque.get(&key) {
-            return *o;
+            return Ok(*o);
         }
-        let Ok(o) = crate::markers::is_opaque_checked(dfd, name, true) else {
-            // Unsure this time (EMFILE, say): answer as before, remember nothing.
-            return false;
-        };
+        let o = self.marks.is_opaque(dfd, name)?;
         if self.lower_opaque.len() >= LOWER_OPAQUE_CACHE {
             self.lower_opaque.clear();
         }
         self.lower_opaque.insert(key, o);
-        o
+        Ok(o)
     }
 
     /// What the listing of the lower directory `rel`, if made, says of
@@ -696,7 +710,10 @@ impl Stack {
         if names.contains(name.as_bytes()) {
             return Listed::Unknown;
         }
-        if *aufs && names.contains(crate::markers::aufs_whiteout_name(name).as_bytes()) {
+        if *aufs
+            && self.marks.aufs()
+            && names.contains(crate::markers::aufs_whiteout_name(name).as_bytes())
+        {
             return Listed::WhitedOut;
         }
         Listed::Absent

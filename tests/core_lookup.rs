@@ -64,6 +64,8 @@ fn open_with_upper(ls: &[PathBuf], u: &Path, w: &Path) -> Stack {
         lowerdirs: ls.to_vec(),
         upperdir: Some(u.to_path_buf()),
         workdir: Some(w.to_path_buf()),
+        // The tests below use AUFS marks too.
+        marks: Some(ovlfuse::options::Marks::All),
         ..Default::default()
     })
     .unwrap()
@@ -205,6 +207,7 @@ fn aufs_whiteouts_hide_names_before_and_after_the_listing() {
         .apply(&l2);
     let stack = Stack::open(&MountOptions {
         lowerdirs: vec![l0, l1, l2],
+        marks: Some(ovlfuse::options::Marks::All),
         ..Default::default()
     })
     .unwrap();

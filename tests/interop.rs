@@ -175,6 +175,7 @@ fn oci_aufs_markers_read_like_the_kernel_forms() {
         .lower_each(oci.clone(), oci.for_kernel(XattrNs::Trusted))
         .lower(base)
         .no_upper()
+        .fuse_opt("marks=all")
         .mount();
     twin.assert_same_view();
     let names = assert_both_eq!(twin, |r: &Path| probe_readdir(r)).unwrap();

@@ -545,7 +545,8 @@ fn whiteout_twin(form: Wh, kernel_reads_it: bool, userxattr: bool) -> Twin {
 }
 
 /// A twin over `layers` that carry markers in some on-disk form; where the
-/// kernel does not read that form, it gets the layers in its own form.
+/// kernel does not read that form, it gets the layers in its own form and
+/// ovlfuse is asked to read every form (`marks=all`).
 fn marker_twin(layers: [Layer; 3], kernel_reads_it: bool, userxattr: bool) -> Twin {
     let ns = if userxattr {
         XattrNs::User
@@ -560,6 +561,9 @@ fn marker_twin(layers: [Layer; 3], kernel_reads_it: bool, userxattr: bool) -> Tw
             let k = l.for_kernel(ns);
             b.lower_each(l, k)
         };
+    }
+    if !kernel_reads_it {
+        b = b.fuse_opt("marks=all");
     }
     if userxattr {
         b = b.opt("userxattr");
@@ -902,6 +906,7 @@ fn opaque_upper_dir_hides_every_lower() {
     let twin = Twin::builder()
         .upper_each(upper, kupper)
         .lowers([l0, l1])
+        .fuse_opt("marks=all")
         .mount();
     assert_same_read_path(&twin, &["t/old", "t/older", "f/old", "d/deep/o/old"]);
     let r = twin.fuse_mnt();
@@ -1155,6 +1160,8 @@ fn readdir_lists_each_name_once_with_dot_entries_and_no_markers() {
         .lower_each(l0, kl0)
         .lower(l1)
         .lower(many)
+        // l0 holds AUFS and fuse-overlayfs marks.
+        .fuse_opt("marks=all")
         .mount();
     let f = assert_same_read_path(
         &twin,

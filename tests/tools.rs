@@ -161,7 +161,8 @@ fn export_round_trips_through_tar_and_a_mount() {
     assert!(x.join(".wh.del").exists() && x.join("dir/.wh..wh..opq").exists());
     let m2 = s.p("m2");
     fs::create_dir(&m2).unwrap();
-    let o = ovlfuse_options(&[x.clone(), s.p("l")], None, &[] as &[&str]);
+    // The extracted layer carries AUFS marks: a mount reads them when asked.
+    let o = ovlfuse_options(&[x.clone(), s.p("l")], None, &["marks=all"]);
     let fm = FuseMount::try_mount(&o, &m2, None).unwrap();
     assert_same_tree_labeled(&snapshot(&m2), &merged, "export extracted", "mounted");
     drop(fm);

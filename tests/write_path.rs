@@ -2430,9 +2430,13 @@ fn a_dot_wh_name_created_through_the_mount_is_an_ordinary_file() {
     if !require_twin() {
         return;
     }
-    // AUFS markers are read in lower layers only; a file the user creates
-    // in the upper layer is a file, as on the kernel.
-    let c = case(Twin::builder().lower(layer().file("d/low", "l").file("d/other", "o")));
+    // AUFS markers are read (with marks=all) in lower layers only; a file
+    // the user creates in the upper layer is a file, as on the kernel.
+    let c = case(
+        Twin::builder()
+            .lower(layer().file("d/low", "l").file("d/other", "o"))
+            .fuse_opt("marks=all"),
+    );
     c.ok("create d/.wh.low", |r| {
         write_file(&r.join("d/.wh.low"), b"user data")
     });
@@ -2441,9 +2445,10 @@ fn a_dot_wh_name_created_through_the_mount_is_an_ordinary_file() {
         c.ok("readdir d", |r| probe_readdir(&r.join("d"))),
         names(&[".wh.low", "low", "other"])
     );
-    // Deliberate difference (README): `.wh..wh..opq` is the opaque mark
-    // ovlfuse honours in an upper (fuse-overlayfs writes it), so it cannot
-    // be created through the mount.
+    // Deliberate difference (README), with marks=all only: `.wh..wh..opq`
+    // is the opaque mark ovlfuse then honours in an upper (fuse-overlayfs
+    // writes it), so it cannot be created through the mount. Without
+    // marks=all it is an ordinary name (tests/marks.rs).
     let made = probe_create(&c.twin.fuse_mnt().join("d/.wh..wh..opq"), 0o644);
     assert_eq!(made, Err(libc::EPERM));
     c.ok("stat and read the names", |r| {

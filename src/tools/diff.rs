@@ -31,12 +31,16 @@ pub fn lines(upper: &Path, lowers: &[PathBuf]) -> Result<Vec<String>, String> {
             upper.display()
         ));
     }
-    let items = layerwalk::walk(upper).map_err(|e| format!("{}: {e}", upper.display()))?;
+    // Every form of mark: the layers may be unpacked images or uppers of
+    // any overlay, and reading them hides nothing from anyone.
+    let marks = crate::markers::MarkPolicy::all();
+    let items = layerwalk::walk(upper, &marks).map_err(|e| format!("{}: {e}", upper.display()))?;
     let stack = if lowers.is_empty() {
         None
     } else {
         let o = MountOptions {
             lowerdirs: lowers.to_vec(),
+            marks: Some(crate::options::Marks::All),
             ..Default::default()
         };
         Some(Stack::open_readonly(&o)?)

@@ -102,7 +102,10 @@ pub fn is_digest(s: &str) -> bool {
 
 /// Write the tar to `out` (`-`: standard output); returns the diffID.
 pub fn export(upper: &Path, out: &Path) -> Result<String, String> {
-    let items = layerwalk::walk(upper).map_err(|e| format!("{}: {e}", upper.display()))?;
+    // Every form of mark, so that an upper of any overlay exports as the
+    // layer it means (see diff.rs).
+    let items = layerwalk::walk(upper, &markers::MarkPolicy::all())
+        .map_err(|e| format!("{}: {e}", upper.display()))?;
     let sink: Box<dyn Write> = if out == Path::new("-") {
         Box::new(io::stdout().lock())
     } else {

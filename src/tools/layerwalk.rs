@@ -1,7 +1,7 @@
 //! Walk one layer directory (never following symlinks) and classify each
 //! entry with the library's marker rules: shared by `diff` and `export`.
 
-use crate::markers;
+use crate::markers::{self, MarkPolicy};
 use crate::resolve::{self, Stat};
 use std::ffi::OsString;
 use std::os::fd::AsFd;
@@ -24,15 +24,21 @@ pub enum ItemKind {
     Other,
 }
 
-/// Walk `root`; AUFS markers are folded into the entries they describe.
-pub fn walk(root: &Path) -> std::io::Result<Vec<Item>> {
+/// Walk `root` reading marks as `marks` says; AUFS markers (where obeyed)
+/// are folded into the entries they describe.
+pub fn walk(root: &Path, marks: &MarkPolicy) -> std::io::Result<Vec<Item>> {
     let fd = resolve::open_path(root, libc::O_PATH | libc::O_DIRECTORY)?;
     let mut out = Vec::new();
-    walk_dir(fd.as_fd(), Path::new(""), &mut out)?;
+    walk_dir(marks, fd.as_fd(), Path::new(""), &mut out)?;
     Ok(out)
 }
 
-fn walk_dir(root: std::os::fd::BorrowedFd, rel: &Path, out: &mut Vec<Item>) -> std::io::Result<()> {
+fn walk_dir(
+    marks: &MarkPolicy,
+    root: std::os::fd::BorrowedFd,
+    rel: &Path,
+    out: &mut Vec<Item>,
+) -> std::io::Result<()> {
     let dir = resolve::open_dir(root, rel)?;
     let rd = resolve::openat(
         dir.as_fd(),
@@ -46,11 +52,14 @@ fn walk_dir(root: std::os::fd::BorrowedFd, rel: &Path, out: &mut Vec<Item>) -> s
         .collect();
     names.sort();
     for n in names {
-        if n == markers::AUFS_OPAQUE {
+        // An upper's AUFS whiteouts count too: diff and export read
+        // layers, not a mount's upper.
+        let aufs = marks.is_marker_in(&n, false);
+        if aufs && n == markers::AUFS_OPAQUE {
             continue;
         }
         let child = rel.join(&n);
-        if let Some(target) = markers::aufs_target(&n) {
+        if let Some(target) = markers::aufs_target(&n).filter(|_| aufs) {
             let st = resolve::fstatat(dir.as_fd(), &n)?;
             out.push(Item {
                 rel: rel.join(target),
@@ -60,20 +69,20 @@ fn walk_dir(root: std::os::fd::BorrowedFd, rel: &Path, out: &mut Vec<Item>) -> s
             continue;
         }
         let st = resolve::fstatat(dir.as_fd(), &n)?;
-        if markers::is_whiteout(dir.as_fd(), &n, &st) {
+        if marks.is_whiteout(dir.as_fd(), &n, &st)? {
             out.push(Item {
                 rel: child,
                 st,
                 kind: ItemKind::Whiteout,
             });
         } else if resolve::is_dir(&st) {
-            let opaque = markers::is_opaque(dir.as_fd(), &n, true);
+            let opaque = marks.is_opaque(dir.as_fd(), &n)?;
             out.push(Item {
                 rel: child.clone(),
                 st,
                 kind: ItemKind::Dir { opaque },
             });
-            walk_dir(root, &child, out)?;
+            walk_dir(marks, root, &child, out)?;
         } else {
             out.push(Item {
                 rel: child,

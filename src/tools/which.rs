@@ -16,7 +16,6 @@ use crate::stack::Stack;
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Component, Path, PathBuf};
 
 /// Why a layer stopped contributing, noted at the first component of the
@@ -101,35 +100,41 @@ enum Seen {
 }
 
 /// The whiteout that `.wh.NAME` would be, if it exists in `dir` (lowers).
-fn aufs_whiteout(stack: &Stack, layer: usize, dir: BorrowedFd, name: &OsStr) -> Option<String> {
+fn aufs_whiteout(
+    stack: &Stack,
+    layer: usize,
+    dir: BorrowedFd,
+    name: &OsStr,
+) -> io::Result<Option<String>> {
     let w = markers::aufs_whiteout_name(name);
-    (!stack.is_upper(layer) && w.as_bytes().len() <= 255 && resolve::fstatat(dir, &w).is_ok())
-        .then(|| format!("AUFS {}", w.to_string_lossy()))
+    let found = !stack.is_upper(layer) && stack.marks.aufs_whiteout(dir, name)?;
+    Ok(found.then(|| format!("AUFS {}", w.to_string_lossy())))
 }
 
 /// Which form of whiteout `name` (already known to be one) is.
-fn whiteout_form(dir: BorrowedFd, name: &OsStr, st: &Stat) -> String {
+fn whiteout_form(stack: &Stack, dir: BorrowedFd, name: &OsStr, st: &Stat) -> String {
     if st.st_mode & libc::S_IFMT == libc::S_IFCHR {
         return "0/0 character device".into();
     }
-    ["trusted.overlay.whiteout", "user.overlay.whiteout"]
+    stack
+        .marks
+        .whiteout_names()
         .into_iter()
+        .map(|x| x.to_string_lossy().into_owned())
         .find(|x| resolve::getxattr(XTarget::At(dir, name), OsStr::new(x)).is_ok())
         .map_or_else(|| "overlay.whiteout xattr".into(), |x| format!("{x} xattr"))
 }
 
 /// Which mark makes the directory `name` (already known to be opaque) so.
-fn opaque_form(dir: BorrowedFd, name: &OsStr) -> String {
+fn opaque_form(stack: &Stack, dir: BorrowedFd, name: &OsStr) -> String {
     let t = XTarget::At(dir, name);
-    let xattr = [
-        "trusted.overlay.opaque",
-        "user.overlay.opaque",
-        "user.fuseoverlayfs.opaque",
-    ]
-    .into_iter()
-    .find(|x| resolve::getxattr(t, OsStr::new(x)).is_ok_and(|v| v == b"y"));
+    let xattr = stack
+        .marks
+        .opaque_names()
+        .into_iter()
+        .find(|x| resolve::getxattr(t, x).is_ok_and(|v| v == b"y"));
     if let Some(x) = xattr {
-        return format!("{x}=y");
+        return format!("{}=y", x.to_string_lossy());
     }
     let aufs = resolve::openat(dir, name, libc::O_PATH | libc::O_DIRECTORY, 0)
         .is_ok_and(|d| resolve::fstatat(d.as_fd(), OsStr::new(markers::AUFS_OPAQUE)).is_ok());
@@ -149,24 +154,24 @@ fn see(stack: &Stack, l: usize, parent: &Path, name: &OsStr) -> io::Result<Seen>
         }
         Err(e) => return Err(e),
     };
-    if markers::is_marker_in(name, stack.is_upper(l)) {
+    if stack.marks.is_marker_in(name, stack.is_upper(l)) {
         return Ok(Seen::Marker);
     }
     let st = match resolve::fstatat(d.as_fd(), name) {
         Ok(st) => st,
         Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => {
-            return Ok(match aufs_whiteout(stack, l, d.as_fd(), name) {
+            return Ok(match aufs_whiteout(stack, l, d.as_fd(), name)? {
                 Some(m) => Seen::Whiteout(m),
                 None => Seen::Absent,
             });
         }
         Err(e) => return Err(e),
     };
-    Ok(if markers::is_whiteout(d.as_fd(), name, &st) {
-        Seen::Whiteout(whiteout_form(d.as_fd(), name, &st))
+    Ok(if stack.marks.is_whiteout(d.as_fd(), name, &st)? {
+        Seen::Whiteout(whiteout_form(stack, d.as_fd(), name, &st))
     } else if resolve::is_dir(&st) {
         Seen::Dir {
-            opaque: stack.is_opaque(l, d.as_fd(), parent, name),
+            opaque: stack.is_opaque(l, d.as_fd(), parent, name)?,
         }
     } else {
         Seen::NotDir
@@ -322,20 +327,23 @@ fn describe(stack: &Stack, l: usize, comps: &[OsString]) -> Option<(String, bool
     let st = match resolve::fstatat(d.as_fd(), name) {
         Ok(st) => st,
         Err(_) => {
-            let m = aufs_whiteout(stack, l, d.as_fd(), name)?;
+            let m = aufs_whiteout(stack, l, d.as_fd(), name).ok()??;
             return Some((format!("whiteout ({m})"), false));
         }
     };
     let mode = st.st_mode & 0o7777;
     let text = match st.st_mode & libc::S_IFMT {
-        _ if markers::is_whiteout(d.as_fd(), name, &st) => {
+        _ if stack.marks.is_whiteout(d.as_fd(), name, &st).ok()? => {
             return Some((
-                format!("whiteout ({})", whiteout_form(d.as_fd(), name, &st)),
+                format!("whiteout ({})", whiteout_form(stack, d.as_fd(), name, &st)),
                 false,
             ));
         }
-        libc::S_IFDIR if stack.is_opaque(l, d.as_fd(), &parent, name) => {
-            format!("dir {mode:o} opaque ({})", opaque_form(d.as_fd(), name))
+        libc::S_IFDIR if stack.is_opaque(l, d.as_fd(), &parent, name).ok()? => {
+            format!(
+                "dir {mode:o} opaque ({})",
+                opaque_form(stack, d.as_fd(), name)
+            )
         }
         libc::S_IFDIR => format!("dir {mode:o}"),
         libc::S_IFLNK => {
@@ -478,7 +486,12 @@ fn layer_list(ls: &[usize]) -> String {
 
 pub fn run(opts: &[String], path: &Path, cwd: &Path) -> i32 {
     let o = match MountOptions::parse(opts, cwd) {
-        Ok(o) => o,
+        // Layers inspected without a mount are mostly unpacked images or
+        // uppers of any overlay: every form of mark, unless -o marks= says.
+        Ok(o) => MountOptions {
+            marks: o.marks.or(Some(crate::options::Marks::All)),
+            ..o
+        },
         Err(e) => {
             eprintln!("ovlfuse: {e}");
             return 1;
