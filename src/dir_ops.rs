@@ -78,7 +78,7 @@ enum UpperName {
 
 fn upper_name(stack: &Stack, parent: BorrowedFd, name: &OsStr) -> io::Result<UpperName> {
     match resolve::fstatat(parent, name) {
-        Ok(st) if stack.marks.is_whiteout(parent, name, &st)? => Ok(UpperName::Whiteout),
+        Ok(st) if stack.marks(0).is_whiteout(parent, name, &st)? => Ok(UpperName::Whiteout),
         Ok(st) => Ok(UpperName::Present(st)),
         Err(e) if errno(&e) == libc::ENOENT => Ok(UpperName::Absent),
         Err(e) => Err(e),
@@ -164,7 +164,7 @@ pub fn create(
     }
     // The one marker name the upper layer honours (with AUFS marks) cannot
     // be made by hand.
-    if stack.marks.is_marker_in(name, true) {
+    if stack.marks(0).is_marker_in(name, true) {
         return Err(err(libc::EPERM));
     }
     if lookup::lookup(stack, dir, name)?.is_some() {

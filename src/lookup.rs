@@ -200,7 +200,7 @@ pub fn known(
             Err(e) => return Err(e),
         };
         match resolve::fstatat(d.as_fd(), name) {
-            Ok(st) if stack.marks.is_whiteout(d.as_fd(), name, &st)? => {
+            Ok(st) if stack.marks(l).is_whiteout(d.as_fd(), name, &st)? => {
                 Err(resolve::err(libc::ENOENT))
             }
             Ok(st) => Ok(Some((st, d))),
@@ -278,7 +278,7 @@ fn lookup_in(
             Err(e) => return Err(e),
         };
         let upper = stack.is_upper(l);
-        if stack.marks.is_marker_in(name, upper) {
+        if stack.marks(l).is_marker_in(name, upper) {
             // The AUFS markers themselves never show.
             continue;
         }
@@ -286,9 +286,9 @@ fn lookup_in(
             Ok(st) => st,
             Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => {
                 if !upper
-                    && stack.marks.aufs()
+                    && stack.marks(l).aufs()
                     && stack.lower_may_have_aufs(l, dir.path)
-                    && stack.marks.aufs_whiteout(dfd.as_fd(), name)?
+                    && stack.marks(l).aufs_whiteout(dfd.as_fd(), name)?
                 {
                     break;
                 }
@@ -296,7 +296,7 @@ fn lookup_in(
             }
             Err(e) => return Err(e),
         };
-        if stack.marks.is_whiteout(dfd.as_fd(), name, &st)? {
+        if stack.marks(l).is_whiteout(dfd.as_fd(), name, &st)? {
             break;
         }
         let is_dir = resolve::is_dir(&st);

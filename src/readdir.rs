@@ -38,10 +38,10 @@ pub fn read_merged(stack: &Stack, dir: &DirRef) -> io::Result<Vec<MergedEntry>> 
         let rd = open_listing(stack, l, dfd.as_fd(), dir.path)?;
         // The kernel only looks for xattr whiteouts where the parent says
         // it holds some (overlay.opaque=x); so do we, to keep listing cheap.
-        let xattr_wh = stack.marks.holds_xattr_whiteouts(dfd.as_fd())?;
+        let xattr_wh = stack.marks(l).holds_xattr_whiteouts(dfd.as_fd())?;
         let mut aufs_hidden = Vec::new();
         for e in resolve::read_dir_fd(rd)? {
-            if stack.marks.is_marker_in(&e.name, stack.is_upper(l)) {
+            if stack.marks(l).is_marker_in(&e.name, stack.is_upper(l)) {
                 if let Some(t) = markers::aufs_target(&e.name) {
                     aufs_hidden.push(t.to_os_string());
                 }
@@ -68,7 +68,7 @@ pub fn read_merged(stack: &Stack, dir: &DirRef) -> io::Result<Vec<MergedEntry>> 
                 match resolve::fstatat(dfd.as_fd(), &e.name) {
                     Ok(st) => Some(st),
                     Err(err)
-                        if resolve::errno(&err) == libc::EACCES && stack.marks.unprivileged =>
+                        if resolve::errno(&err) == libc::EACCES && stack.marks(l).unprivileged =>
                     {
                         None
                     }
@@ -86,7 +86,7 @@ pub fn read_merged(stack: &Stack, dir: &DirRef) -> io::Result<Vec<MergedEntry>> 
                 continue;
             }
             if let Some(st) = st {
-                if stack.marks.is_whiteout(dfd.as_fd(), &e.name, &st)? {
+                if stack.marks(l).is_whiteout(dfd.as_fd(), &e.name, &st)? {
                     seen.insert(e.name);
                     continue;
                 }

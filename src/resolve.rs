@@ -920,9 +920,8 @@ pub fn remount(target: &Path, flags: libc::c_ulong) -> io::Result<()> {
 /// Whether this process runs in the initial user namespace, whose uid_map
 /// maps every id to itself.
 pub fn in_initial_user_ns() -> bool {
-    std::fs::read_to_string("/proc/self/uid_map").is_ok_and(|m| {
-        m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"]
-    })
+    std::fs::read_to_string("/proc/self/uid_map")
+        .is_ok_and(|m| m.split_whitespace().collect::<Vec<_>>() == ["0", "0", "4294967295"])
 }
 
 pub fn geteuid() -> u32 {

@@ -6,7 +6,7 @@
 //! upper/workdir (flock); leftovers in workdir cleared at mount; `st_ino`
 //! unique and stable for the mount's life, also across copy-up.
 
-use crate::options::MountOptions;
+use crate::options::{Marks, MountOptions};
 use crate::resolve::{self, Stat};
 use dashmap::DashMap;
 use std::ffi::{OsStr, OsString};
@@ -63,8 +63,13 @@ pub struct Stack {
     pub work: Option<OwnedFd>,
     pub workdir: Option<PathBuf>,
     pub xattr_ns: XattrNs,
-    /// Which marks on disk this mount obeys (decided once, at mount).
-    pub marks: crate::markers::MarkPolicy,
+    /// Which marks on disk this mount obeys (decided once, at mount; see
+    /// [`Stack::marks`]).
+    mark_policy: crate::markers::MarkPolicy,
+    /// Per layer: are its foreign marks (the other namespace, AUFS files)
+    /// obeyed? Where the option leaves it open, only in a layer that no one
+    /// but the mounter can reach.
+    foreign_marks: Vec<bool>,
     pub volatile: bool,
     /// How the mount shows attributes (id mapping, static_nlink, ...).
     pub view: crate::attr::View,
@@ -432,6 +437,13 @@ impl Stack {
         // what its user owns: the user's own mount, for the marks it obeys.
         let own = resolve::geteuid() != 0 || !resolve::in_initial_user_ns();
         let marks = crate::markers::MarkPolicy::new(xattr_ns, o.marks, own);
+        let foreign_marks = layers
+            .iter()
+            .map(|l| match o.marks {
+                Some(m) => m == Marks::All,
+                None => own || private_to_mounter(&l.path),
+            })
+            .collect();
         let upper_root = match work {
             Some(_) => Some(Arc::new(
                 resolve::dup(layers[0].root.as_fd()).map_err(|e| format!("upperdir: {e}"))?,
@@ -445,7 +457,8 @@ impl Stack {
             work,
             workdir,
             xattr_ns,
-            marks,
+            mark_policy: marks,
+            foreign_marks,
             volatile: o.volatile,
             view: crate::attr::View::from_options(o),
             _locks: locks,
@@ -680,18 +693,25 @@ impl Stack {
         name: &OsStr,
     ) -> io::Result<bool> {
         if self.is_upper(layer) {
-            return self.marks.is_opaque(dfd, name);
+            return self.marks(layer).is_opaque(dfd, name);
         }
         let key = (layer, crate::lookup::child_path(dir, name));
         if let Some(o) = self.lower_opaque.get(&key) {
             return Ok(*o);
         }
-        let o = self.marks.is_opaque(dfd, name)?;
+        let o = self.marks(layer).is_opaque(dfd, name)?;
         if self.lower_opaque.len() >= LOWER_OPAQUE_CACHE {
             self.lower_opaque.clear();
         }
         self.lower_opaque.insert(key, o);
         Ok(o)
+    }
+
+    /// The marks this mount obeys in `layer`.
+    pub fn marks(&self, layer: usize) -> crate::markers::MarkPolicy {
+        let mut m = self.mark_policy;
+        m.foreign = self.foreign_marks.get(layer).copied().unwrap_or(m.foreign);
+        m
     }
 
     /// What the listing of the lower directory `rel`, if made, says of
@@ -711,7 +731,7 @@ impl Stack {
             return Listed::Unknown;
         }
         if *aufs
-            && self.marks.aufs()
+            && self.marks(layer).aufs()
             && names.contains(crate::markers::aufs_whiteout_name(name).as_bytes())
         {
             return Listed::WhitedOut;
@@ -764,6 +784,22 @@ impl Stack {
             }
         })
     }
+}
+
+/// Whether no one but this daemon's user can write anything at or below
+/// `path`: the directory or one of its ancestors is ours with no access for
+/// group and others (containers/storage keeps each layer in such a root
+/// directory). Marks of every form there were written by the mounter (or
+/// with its consent), so obeying them hides nothing it did not choose; the
+/// layers are held by fd from here on, so a later rename changes nothing.
+fn private_to_mounter(path: &Path) -> bool {
+    let me = resolve::geteuid();
+    path.ancestors().any(|a| {
+        std::fs::symlink_metadata(a).is_ok_and(|m| {
+            use std::os::unix::fs::MetadataExt;
+            m.is_dir() && m.uid() == me && m.mode() & 0o077 == 0
+        })
+    })
 }
 
 /// Whether the upper's filesystem lets us write `trusted.*` xattrs, probed

@@ -5,7 +5,8 @@
 //! chroot` (as root and as user 65534), `buildah mount`, `buildah commit`
 //! (a deletion is a `.wh.` entry of the committed layer), an image built on
 //! the commit, `podman diff`, `podman run` (runc; `default_ulimits = []`,
-//! since this machine cannot raise RLIMIT_NOFILE) and `podman run --uidmap`.
+//! since this machine cannot raise RLIMIT_NOFILE) and `podman run --uidmap`;
+//! then rootless Podman as an ordinary user, with `--userns=keep-id`.
 
 mod common;
 
@@ -21,29 +22,43 @@ struct Storage {
     run: PathBuf,
     conf: PathBuf,
     mount_program: PathBuf,
+    /// Rootless: the ordinary user who runs buildah and podman.
+    user: Option<(u32, u32)>,
 }
 
 impl Storage {
-    fn new(base: &Path, mount_program: &Path) -> Storage {
+    fn new(base: &Path, mount_program: &Path, user: Option<(u32, u32)>) -> Storage {
         let s = Storage {
             root: base.join("root"),
             run: base.join("run"),
             conf: base.join("containers.conf"),
             mount_program: mount_program.to_path_buf(),
+            user,
         };
         fs::create_dir_all(&s.root).unwrap();
-        fs::create_dir_all(&s.run).unwrap();
+        fs::create_dir_all(s.run.join("xdg")).unwrap();
         fs::write(
             &s.conf,
             "[containers]\ndefault_ulimits = []\n[engine]\nruntime = \"runc\"\n",
         )
         .unwrap();
+        if let Some((uid, gid)) = user {
+            chown_tree(&[base], uid, gid);
+        }
         s
     }
 
     /// Run buildah or podman on this storage; (success, stdout, stderr).
+    /// Rootless, as the storage's user, with its runtime directory inside.
     fn tool(&self, tool: &str, args: &[&str]) -> (bool, String, String) {
-        let o = Command::new(tool)
+        let mut cmd = Command::new(tool);
+        if let Some((uid, gid)) = self.user {
+            // After as_user, which sets HOME=/ and clears XDG_RUNTIME_DIR.
+            as_user(&mut cmd, uid, gid)
+                .env("XDG_RUNTIME_DIR", self.run.join("xdg"))
+                .env("HOME", &self.run);
+        }
+        let o = cmd
             .arg("--root")
             .arg(&self.root)
             .arg("--runroot")
@@ -101,6 +116,12 @@ impl Drop for Storage {
 fn busybox_rootfs(dir: &Path) {
     fs::create_dir_all(dir.join("bin")).unwrap();
     fs::create_dir_all(dir.join("etc")).unwrap();
+    fs::create_dir_all(dir.join("tmp")).unwrap();
+    fs::set_permissions(
+        dir.join("tmp"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o1777),
+    )
+    .unwrap();
     fs::copy("/bin/busybox", dir.join("bin/busybox")).unwrap();
     for applet in ["sh", "ls", "cat", "echo", "rm", "id", "stat", "test"] {
         std::os::unix::fs::symlink("busybox", dir.join("bin").join(applet)).unwrap();
@@ -157,7 +178,7 @@ struct Outcome {
 }
 
 fn sequence(base: &Path, mount_program: &Path) -> (Outcome, f64) {
-    let s = Storage::new(base, mount_program);
+    let s = Storage::new(base, mount_program, None);
     let t0 = Instant::now();
     let rootfs = base.join("rootfs");
     busybox_rootfs(&rootfs);
@@ -283,6 +304,76 @@ fn sequence(base: &Path, mount_program: &Path) -> (Outcome, f64) {
         },
         secs,
     )
+}
+
+/// Rootless Podman: an image built by the user, `--userns=keep-id` (the
+/// user's own id inside, the image's root files shown as root), a write,
+/// and a plain run deleting a lower file. (stdout of each, or its failure.)
+fn rootless(base: &Path, mount_program: &Path, user: (u32, u32)) -> Vec<String> {
+    let rootfs = base.join("rootfs");
+    busybox_rootfs(&rootfs);
+    let s = Storage::new(base, mount_program, Some(user));
+    let scratch = s.ok("buildah", &["from", "scratch"]);
+    s.ok(
+        "buildah",
+        &["copy", &scratch, rootfs.to_str().unwrap(), "/"],
+    );
+    s.ok("buildah", &["commit", "-q", &scratch, "bb"]);
+    let run = |args: &[&str]| {
+        let mut a = vec!["run", "--rm", "--pull=never", "--network=none"];
+        a.extend_from_slice(args);
+        let (ok, out, err) = s.tool("podman", &a);
+        if ok {
+            out
+        } else {
+            format!("failed: {}", err.lines().last().unwrap_or(""))
+        }
+    };
+    vec![
+        run(&[
+            "--userns=keep-id",
+            "bb",
+            "sh",
+            "-c",
+            "id -u; stat -c %u /bin/busybox; echo w > /tmp/w; cat /tmp/w",
+        ]),
+        run(&["bb", "sh", "-c", "id -u; rm /bin/ls && echo rm-ok"]),
+    ]
+}
+
+#[test]
+fn rootless_podman_with_keep_id_on_ovlfuse_as_on_fuse_overlayfs() {
+    if !env_ok(&[
+        Need::Root,
+        Need::Fuse,
+        Need::Tool("buildah"),
+        Need::Tool("podman"),
+        Need::Tool("runc"),
+        Need::Tool("fuse-overlayfs"),
+        Need::Tool("newuidmap"),
+        Need::Tool("busybox"),
+    ]) {
+        return;
+    }
+    let user = ensure_user("ovltest");
+    // Rootless Podman maps the user's subordinate ids (useradd gives them).
+    for f in ["/etc/subuid", "/etc/subgid"] {
+        let has = fs::read_to_string(f)
+            .unwrap_or_default()
+            .lines()
+            .any(|l| l.starts_with("ovltest:"));
+        assert!(has, "{f} has no range for ovltest");
+    }
+    let t = tempdir();
+    let ours = rootless(&t.path().join("ovlfuse"), &ovlfuse_bin(), user);
+    let theirs = rootless(
+        &t.path().join("fo"),
+        Path::new("/usr/bin/fuse-overlayfs"),
+        user,
+    );
+    assert_eq!(ours[0], format!("{}\n0\nw", user.0), "keep-id: {ours:?}");
+    assert_eq!(ours[1], "0\nrm-ok");
+    assert_eq!(ours, theirs, "ovlfuse against fuse-overlayfs");
 }
 
 #[test]

@@ -268,7 +268,7 @@ fn an_error_reading_a_mark_is_an_error_not_no_mark() {
     let long = std::ffi::OsString::from("n".repeat(300));
     let errno = |r: std::io::Result<bool>| r.map_err(|e| e.raw_os_error());
     for all in [false, true] {
-        let mut marks = stack.marks;
+        let mut marks = stack.marks(0);
         marks.foreign = all;
         assert_eq!(
             errno(marks.is_whiteout(dir.as_fd(), &long, &st)),

@@ -107,7 +107,7 @@ fn aufs_whiteout(
     name: &OsStr,
 ) -> io::Result<Option<String>> {
     let w = markers::aufs_whiteout_name(name);
-    let found = !stack.is_upper(layer) && stack.marks.aufs_whiteout(dir, name)?;
+    let found = !stack.is_upper(layer) && stack.marks(layer).aufs_whiteout(dir, name)?;
     Ok(found.then(|| format!("AUFS {}", w.to_string_lossy())))
 }
 
@@ -117,7 +117,7 @@ fn whiteout_form(stack: &Stack, dir: BorrowedFd, name: &OsStr, st: &Stat) -> Str
         return "0/0 character device".into();
     }
     stack
-        .marks
+        .marks(0)
         .whiteout_names()
         .into_iter()
         .map(|x| x.to_string_lossy().into_owned())
@@ -129,7 +129,7 @@ fn whiteout_form(stack: &Stack, dir: BorrowedFd, name: &OsStr, st: &Stat) -> Str
 fn opaque_form(stack: &Stack, dir: BorrowedFd, name: &OsStr) -> String {
     let t = XTarget::At(dir, name);
     let xattr = stack
-        .marks
+        .marks(0)
         .opaque_names()
         .into_iter()
         .find(|x| resolve::getxattr(t, x).is_ok_and(|v| v == b"y"));
@@ -154,7 +154,7 @@ fn see(stack: &Stack, l: usize, parent: &Path, name: &OsStr) -> io::Result<Seen>
         }
         Err(e) => return Err(e),
     };
-    if stack.marks.is_marker_in(name, stack.is_upper(l)) {
+    if stack.marks(l).is_marker_in(name, stack.is_upper(l)) {
         return Ok(Seen::Marker);
     }
     let st = match resolve::fstatat(d.as_fd(), name) {
@@ -167,7 +167,7 @@ fn see(stack: &Stack, l: usize, parent: &Path, name: &OsStr) -> io::Result<Seen>
         }
         Err(e) => return Err(e),
     };
-    Ok(if stack.marks.is_whiteout(d.as_fd(), name, &st)? {
+    Ok(if stack.marks(l).is_whiteout(d.as_fd(), name, &st)? {
         Seen::Whiteout(whiteout_form(stack, d.as_fd(), name, &st))
     } else if resolve::is_dir(&st) {
         Seen::Dir {
@@ -333,7 +333,7 @@ fn describe(stack: &Stack, l: usize, comps: &[OsString]) -> Option<(String, bool
     };
     let mode = st.st_mode & 0o7777;
     let text = match st.st_mode & libc::S_IFMT {
-        _ if stack.marks.is_whiteout(d.as_fd(), name, &st).ok()? => {
+        _ if stack.marks(l).is_whiteout(d.as_fd(), name, &st).ok()? => {
             return Some((
                 format!("whiteout ({})", whiteout_form(stack, d.as_fd(), name, &st)),
                 false,
