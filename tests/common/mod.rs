@@ -5,6 +5,7 @@
 //! Each test crate uses a different subset, hence the allows.
 #![allow(dead_code, unused_imports)]
 
+pub mod containers;
 pub mod env;
 pub mod layer;
 pub mod mounts;
