@@ -374,6 +374,66 @@ pub fn fsync(fd: BorrowedFd, datasync: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// _IOR('X', 31, struct fsxattr) and _IOW('X', 32, ...); libc lacks them.
+const FS_IOC_FSGETXATTR: libc::Ioctl = 0x801c_581f;
+const FS_IOC_FSSETXATTR: libc::Ioctl = 0x401c_5820;
+
+/// The inode-flag ioctls (`lsattr`/`chattr`, and the fsxattr pair the
+/// kernel's fileattr code uses to read the old flags before a change).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlagsIoctl {
+    GetFlags,
+    SetFlags,
+    GetFsxattr,
+    SetFsxattr,
+}
+
+impl FlagsIoctl {
+    pub fn from_cmd(cmd: u32) -> Option<Self> {
+        let cmd = libc::c_ulong::from(cmd);
+        [
+            (libc::FS_IOC_GETFLAGS as libc::c_ulong, FlagsIoctl::GetFlags),
+            (libc::FS_IOC_SETFLAGS as libc::c_ulong, FlagsIoctl::SetFlags),
+            (FS_IOC_FSGETXATTR as libc::c_ulong, FlagsIoctl::GetFsxattr),
+            (FS_IOC_FSSETXATTR as libc::c_ulong, FlagsIoctl::SetFsxattr),
+        ]
+        .into_iter()
+        .find_map(|(c, op)| (c == cmd).then_some(op))
+    }
+
+    /// Bytes each way: an int for the flags (whatever the ioctl number's
+    /// size says), a struct fsxattr for the others.
+    pub fn size(self) -> usize {
+        match self {
+            FlagsIoctl::GetFlags | FlagsIoctl::SetFlags => std::mem::size_of::<libc::c_int>(),
+            _ => 28,
+        }
+    }
+
+    pub fn sets(self) -> bool {
+        matches!(self, FlagsIoctl::SetFlags | FlagsIoctl::SetFsxattr)
+    }
+
+    fn cmd(self) -> libc::Ioctl {
+        match self {
+            FlagsIoctl::GetFlags => libc::FS_IOC_GETFLAGS,
+            FlagsIoctl::SetFlags => libc::FS_IOC_SETFLAGS,
+            FlagsIoctl::GetFsxattr => FS_IOC_FSGETXATTR,
+            FlagsIoctl::SetFsxattr => FS_IOC_FSSETXATTR,
+        }
+    }
+}
+
+/// Run `op` on `fd` with `data` in (a set) or out (a get); `data` is
+/// `op.size()` bytes, so the kernel never reads or writes past it.
+pub fn flags_ioctl(fd: BorrowedFd, op: FlagsIoctl, data: &mut [u8]) -> io::Result<()> {
+    if data.len() != op.size() {
+        return Err(err(libc::EINVAL));
+    }
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), op.cmd(), data.as_mut_ptr()) })?;
+    Ok(())
+}
+
 pub fn fallocate(fd: BorrowedFd, mode: i32, offset: u64, len: u64) -> io::Result<()> {
     check(unsafe {
         libc::fallocate(

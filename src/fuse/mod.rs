@@ -16,8 +16,8 @@ use crate::xattr;
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
     INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen,
-    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek,
+    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use handles::{DirHandle, DirItem, Handles};
 use inodes::{Inodes, ROOT};
@@ -299,7 +299,15 @@ impl OvlFs {
         if ino == ROOT {
             return Ok((place, lookup::root(&self.stack)?));
         }
-        match self.entry_at(place) {
+        // A removed node's last name may hold another object by now.
+        if self.inodes.removed_stat(ino).is_some() {
+            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+        }
+        match self.entry_at(place).and_then(|x| {
+            (x.1.ino == ino)
+                .then_some(x)
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
+        }) {
             Ok(x) => Ok(x),
             // A hard link may still be reachable by another name (this one
             // went away, or its directory lost search permission).
@@ -598,12 +606,15 @@ impl Filesystem for OvlFs {
         {
             self.passthrough.store(false, Ordering::Relaxed);
         }
+        // No FUSE_EXPORT_SUPPORT: the kernel overlayfs with its defaults
+        // (index=off, nfs_export=off) makes no decodable file handles
+        // (name_to_handle_at: EOPNOTSUPP), and our node ids do not outlive
+        // the kernel's cache, so handles would go stale (ESTALE).
         for cap in [
             InitFlags::FUSE_DO_READDIRPLUS,
             InitFlags::FUSE_READDIRPLUS_AUTO,
             InitFlags::FUSE_ATOMIC_O_TRUNC,
             InitFlags::FUSE_PARALLEL_DIROPS,
-            InitFlags::FUSE_EXPORT_SUPPORT,
             // The kernel leaves the umask to us, so a default ACL can win.
             InitFlags::FUSE_DONT_MASK,
             // We clear setuid/setgid ourselves (setattr, open, write), so
@@ -662,6 +673,11 @@ impl Filesystem for OvlFs {
                         st.st_ino = ino.0;
                         return reply.attr(&TTL, &to_attr(&st));
                     }
+                }
+                // fstat of a removed directory (FUSE names no handle for
+                // one) or of a file whose handle is gone.
+                if let Some(st) = self.inodes.removed_stat(ino.0) {
+                    return reply.attr(&TTL, &to_attr(&st));
                 }
                 reply.error(eno(&err))
             }
@@ -805,7 +821,8 @@ impl Filesystem for OvlFs {
                 "removed"
             );
             if e.st.st_nlink <= 1 {
-                self.inodes.mark_dead(e.ino);
+                self.inodes
+                    .mark_dead(e.ino, attr::removed_stat(&self.stack, &e));
             } else {
                 self.inodes.unlinked(e.ino, parent.0, name);
             }
@@ -826,7 +843,8 @@ impl Filesystem for OvlFs {
                 layer = e.layer,
                 "removed"
             );
-            self.inodes.mark_dead(e.ino);
+            self.inodes
+                .mark_dead(e.ino, attr::removed_stat(&self.stack, &e));
             reply.ok();
         })
     }
@@ -869,7 +887,8 @@ impl Filesystem for OvlFs {
             let r = try_reply!(reply, r);
             if let Some(d) = &r.replaced {
                 if d.st.st_nlink <= 1 || d.is_dir() {
-                    self.inodes.mark_dead(d.ino);
+                    self.inodes
+                        .mark_dead(d.ino, attr::removed_stat(&self.stack, d));
                 } else {
                     self.inodes.unlinked(d.ino, newparent.0, newname);
                 }
@@ -1371,6 +1390,36 @@ impl Filesystem for OvlFs {
             let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
             try_reply!(reply, resolve::fallocate(fd.as_fd(), mode, offset, length));
             reply.ok();
+        })
+    }
+
+    fn ioctl(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        cmd: u32,
+        in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        self.count_op("ioctl");
+        guarded("ioctl", ino, || {
+            // Only the inode-flag ioctls (FUSE sends them restricted, with
+            // fixed sizes); anything else is not ours.
+            let Some(op) = resolve::FlagsIoctl::from_cmd(cmd) else {
+                return reply.error(Errno::from_i32(libc::ENOTTY));
+            };
+            if op.sets() && in_data.len() < op.size() {
+                return reply.error(Errno::from_i32(libc::EINVAL));
+            }
+            let (place, e) = try_reply!(reply, self.entry_of(ino.0));
+            let out = try_reply!(
+                reply,
+                attr::flags_ioctl(&self.stack, &place.path, &e, op, in_data)
+            );
+            reply.ioctl(0, &out);
         })
     }
 
