@@ -7,6 +7,7 @@
 //! and every final component is touched with `*at(..., AT_SYMLINK_NOFOLLOW)`
 //! or `O_NOFOLLOW`. All unsafe libc calls of the crate live here.
 
+use crate::options::Atime;
 use std::ffi::{CStr, CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -786,6 +787,24 @@ pub struct RawDirent {
 /// Read every entry of a directory (without `.` and `..`). Straight
 /// getdents64 on the fd: fdopendir would add an fstat and two fcntls to
 /// every listing.
+/// One small getdents64 on `dir`: the kernel then applies the atime rule
+/// of `dir`'s mount (and O_NOATIME) as for any listing.
+pub fn touch_listing(dir: BorrowedFd) -> io::Result<()> {
+    let mut buf = [0u8; 512];
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_getdents64,
+            dir.as_raw_fd(),
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 pub fn read_dir_fd(dir: OwnedFd) -> io::Result<Vec<RawDirent>> {
     // Offsets of the fields of struct linux_dirent64.
     const RECLEN: usize = 16;
@@ -838,10 +857,37 @@ pub fn read_dir_fd(dir: OwnedFd) -> io::Result<Vec<RawDirent>> {
 /// `path` (root only): lower layers served through it can be neither
 /// written nor have their atime touched, not even by readlink.
 pub fn open_frozen_tree(path: &Path) -> io::Result<OwnedFd> {
-    const OPEN_TREE_CLONE: u32 = 1;
     const MOUNT_ATTR_RDONLY: u64 = 0x1;
-    const MOUNT_ATTR_NOATIME: u64 = 0x10;
+    clone_tree(path, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOATIME)
+}
+
+const MOUNT_ATTR_NOATIME: u64 = 0x10;
+
+/// A private, detached clone of the mount holding `path` (root only) whose
+/// atime flags are the mount's rule: the kernel then applies that rule to
+/// every read, exec and listing of the upper, passed-through I/O included,
+/// as the kernel overlayfs applies its own mount's rule to its upper clone.
+pub fn open_atime_tree(path: &Path, atime: Atime, nodiratime: bool) -> io::Result<OwnedFd> {
+    const MOUNT_ATTR_RELATIME: u64 = 0;
+    const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+    const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+    let mut set = match atime {
+        Atime::Relative => MOUNT_ATTR_RELATIME,
+        Atime::Strict => MOUNT_ATTR_STRICTATIME,
+        Atime::Never => MOUNT_ATTR_NOATIME,
+    };
+    if nodiratime {
+        set |= MOUNT_ATTR_NODIRATIME;
+    }
+    clone_tree(path, set)
+}
+
+/// open_tree(OPEN_TREE_CLONE) of `path` (no submounts), its atime flags
+/// replaced and `attr_set` set.
+fn clone_tree(path: &Path, attr_set: u64) -> io::Result<OwnedFd> {
+    const OPEN_TREE_CLONE: u32 = 1;
     const MOUNT_ATTR_ATIME_MASK: u64 = 0x70;
+    const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
     #[repr(C)]
     struct MountAttr {
         attr_set: u64,
@@ -863,8 +909,8 @@ pub fn open_frozen_tree(path: &Path) -> io::Result<OwnedFd> {
     }
     let fd = unsafe { OwnedFd::from_raw_fd(fd as RawFd) };
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOATIME,
-        attr_clr: MOUNT_ATTR_ATIME_MASK,
+        attr_set,
+        attr_clr: MOUNT_ATTR_ATIME_MASK | MOUNT_ATTR_NODIRATIME,
         propagation: 0,
         userns_fd: 0,
     };

@@ -64,6 +64,9 @@ pub struct Stack {
     pub workdir: Option<PathBuf>,
     pub xattr_ns: XattrNs,
     pub volatile: bool,
+    /// The mount's atime rule (see [`Stack::atime_never`]).
+    atime: crate::options::Atime,
+    nodiratime: bool,
     /// Keeps the flocks on upperdir and workdir for the life of the mount.
     _locks: Vec<OwnedFd>,
     tmp_counter: AtomicU64,
@@ -289,6 +292,10 @@ impl Stack {
             }
             locks.push(lock("workdir", &w)?);
             locks.push(lock("upperdir", &u)?);
+            let (ufd, wfd) = match upper_clone(o, &u, &ust, &w, &wst) {
+                Some(fds) => fds,
+                None => (ufd, wfd),
+            };
             work = Some(prepare_work(wfd.as_fd(), &w)?);
             workdir = Some(w);
             layers.push(Layer {
@@ -334,6 +341,8 @@ impl Stack {
             workdir,
             xattr_ns,
             volatile: o.volatile,
+            atime: o.atime,
+            nodiratime: o.nodiratime,
             _locks: locks,
             tmp_counter: AtomicU64::new(0),
             upper_ino: DashMap::new(),
@@ -395,6 +404,13 @@ impl Stack {
 
     pub fn is_upper(&self, layer: usize) -> bool {
         self.has_upper && layer == 0
+    }
+
+    /// Whether the mount's rule says a read of an upper object (a listing,
+    /// for a directory) never moves its atime: then it is opened O_NOATIME,
+    /// which also holds where the upper could not be cloned (not root).
+    pub fn atime_never(&self, dir: bool) -> bool {
+        self.atime == crate::options::Atime::Never || (dir && self.nodiratime)
     }
 
     /// A fresh name for a temporary object under workdir/work.
@@ -626,6 +642,37 @@ impl Stack {
 }
 
 /// Create (or empty) workdir/work, clearing what a crashed mount left.
+/// The upper and work directories opened through one private clone of
+/// their mount carrying the mount's atime rule (root only; None: keep the
+/// fds opened by path). Cloned at their common ancestor, which is on that
+/// mount when both are, so that renames from work to upper stay on one mount.
+fn upper_clone(
+    o: &MountOptions,
+    u: &Path,
+    ust: &Stat,
+    w: &Path,
+    wst: &Stat,
+) -> Option<(OwnedFd, OwnedFd)> {
+    let common: PathBuf = u
+        .components()
+        .zip(w.components())
+        .take_while(|(a, b)| a == b)
+        .map(|(a, _)| a)
+        .collect();
+    let tree = resolve::open_atime_tree(&common, o.atime, o.nodiratime).ok()?;
+    let open = |p: &Path, st: &Stat| {
+        let fd = resolve::open_beneath(
+            tree.as_fd(),
+            p.strip_prefix(&common).ok()?,
+            libc::O_PATH | libc::O_DIRECTORY,
+        )
+        .ok()?;
+        let got = resolve::fstat(fd.as_fd()).ok()?;
+        (got.st_dev == st.st_dev && got.st_ino == st.st_ino).then_some(fd)
+    };
+    Some((open(u, ust)?, open(w, wst)?))
+}
+
 fn prepare_work(wfd: BorrowedFd, w: &Path) -> Result<OwnedFd, String> {
     let name = OsStr::new("work");
     match resolve::mkdirat(wfd, name, 0o700) {

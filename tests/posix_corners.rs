@@ -1,5 +1,5 @@
 //! POSIX corners where ovlfuse once differed from the kernel overlayfs
-//! (issue 19, items 13, 16, 17, 18): each test runs the same calls on ovlfuse and
+//! (issue 19, items 11, 13, 14, 16, 17, 18): each test runs the same calls on ovlfuse and
 //! on the kernel overlay over identical layers (a `Twin`) and compares.
 
 mod common;
@@ -241,4 +241,99 @@ fn inode_flags_read_the_real_file_and_chattr_copies_up() {
         let mut f: libc::c_int = 0;
         check(unsafe { libc::ioctl(fd.as_raw_fd(), libc::FS_IOC_GETFLAGS, &mut f) }).map(|_| ())
     });
+}
+
+// ------------------------------------------------------------- item 14
+
+fn atime_of(p: &Path) -> (i64, i64) {
+    let st = probe_lstat_raw(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    (st.st_atime, st.st_atime_nsec)
+}
+
+/// Reading, executing and listing through the mount move the access times
+/// the mount's rule says (relatime, noatime, strictatime, nodiratime), in
+/// the merged view and in the upper; lower objects' never move. `r*`
+/// objects were read after their last change, so relatime leaves them.
+#[test]
+fn atime_follows_the_mounts_rule() {
+    if !twin_env() {
+        return;
+    }
+    let exe = std::fs::read("/bin/true").unwrap();
+    for opt in [
+        None,
+        Some("noatime"),
+        Some("strictatime"),
+        Some("nodiratime"),
+    ] {
+        // mount(8): the new API's fsconfig takes no mount flags.
+        let mut b = Twin::builder().kernel_api(KernelApi::Legacy).lower(
+            layer()
+                .file("lf", "l")
+                .dir("ld")
+                .file("ld/x", "x")
+                .file_mode("lexe", &exe, 0o755),
+        );
+        if let Some(o) = opt {
+            b = b.opt(o);
+        }
+        let t = b.mount();
+        let read = |p: &Path| {
+            if p.is_dir() {
+                std::fs::read_dir(p).unwrap().for_each(drop);
+            } else {
+                std::fs::read(p).unwrap();
+            }
+        };
+        t.both(|r| {
+            std::fs::write(r.join("uf"), "u").unwrap();
+            std::fs::create_dir(r.join("ud")).unwrap();
+            std::fs::write(r.join("ud/y"), "y").unwrap();
+            std::fs::write(r.join("uexe"), &exe).unwrap();
+            probe_chmod(&r.join("uexe"), 0o755).unwrap();
+            // atime newer than mtime but a year old: relatime moves it.
+            for n in ["uf", "ud", "uexe"] {
+                probe_utimens(&r.join(n), (978_307_200, 0), (946_684_800, 0)).unwrap();
+            }
+            std::fs::write(r.join("rf"), "r").unwrap();
+            std::fs::create_dir(r.join("rd")).unwrap();
+        });
+        // Read once after the last change (a tick later, the clock being
+        // coarse), so that the atime is newer than mtime and ctime.
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        t.both(|r| ["rf", "rd"].iter().for_each(|n| read(&r.join(n))));
+        std::thread::sleep(std::time::Duration::from_millis(50));
+        let names = ["lf", "ld", "lexe", "uf", "ud", "uexe", "rf", "rd"];
+        let _ = assert_both_eq!(
+            t,
+            |r| {
+                let (upper, lower) = if r == t.fuse_mnt() {
+                    (t.fuse_upper(), t.fuse_lower(0))
+                } else {
+                    (t.kern_upper(), t.kern_lower(0))
+                };
+                let real = |n: &str| if n.starts_with('l') { lower } else { upper }.join(n);
+                let before: Vec<_> = names
+                    .iter()
+                    .map(|n| (atime_of(&r.join(n)), atime_of(&real(n))))
+                    .collect();
+                for n in ["lf", "uf", "rf", "ld", "ud", "rd"] {
+                    read(&r.join(n));
+                }
+                for n in ["lexe", "uexe"] {
+                    let st = std::process::Command::new(r.join(n)).status().unwrap();
+                    assert!(st.success());
+                }
+                names
+                    .iter()
+                    .zip(before)
+                    .map(|(n, (m, l))| {
+                        let moved = (atime_of(&r.join(n)) != m, atime_of(&real(n)) != l);
+                        (*n, moved)
+                    })
+                    .collect::<Vec<_>>()
+            },
+            "atimes moved (merged, layer) with {opt:?}"
+        );
+    }
 }

@@ -172,12 +172,18 @@ fn readme_names_every_option() {
     for (names, _) in ovlfuse::options::EFFECTIVE {
         for n in names.split(", ") {
             let key = n.split('=').next().unwrap();
-            assert!(README.contains(&format!("`{key}")), "README lacks option {key}");
+            assert!(
+                README.contains(&format!("`{key}")),
+                "README lacks option {key}"
+            );
         }
     }
     for (names, _) in ovlfuse::options::IGNORED {
         for n in *names {
-            assert!(README.contains(&format!("`{n}`")), "README lacks ignored flag {n}");
+            assert!(
+                README.contains(&format!("`{n}`")),
+                "README lacks ignored flag {n}"
+            );
         }
     }
 }

@@ -23,7 +23,7 @@ use handles::{DirHandle, DirItem, Handles};
 use inodes::{Inodes, ROOT};
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -426,6 +426,16 @@ impl OvlFs {
         Ok(st)
     }
 
+    /// Open an upper file for a reader: reads, passed through or not, and
+    /// exec then move its atime as the mount's rule says.
+    fn open_upper(&self, dir: BorrowedFd, name: &OsStr, flags: i32) -> io::Result<OwnedFd> {
+        if self.stack.atime_never(false) {
+            resolve::open_noatime(dir, name, flags)
+        } else {
+            resolve::openat(dir, name, flags, 0)
+        }
+    }
+
     /// Keep `fd` as a new handle on `ino`; an upper file is passed through
     /// where the kernel lets us (`open_backing` registers it). Returns the
     /// handle and the backing id to answer with.
@@ -499,7 +509,7 @@ impl OvlFs {
         };
         if e.in_upper(&self.stack) {
             let dir = self.stack.dir(0, &place.parent_path)?;
-            let fd = resolve::openat(dir.as_fd(), &place.name, libc::O_RDONLY, 0)?;
+            let fd = self.open_upper(dir.as_fd(), &place.name, libc::O_RDONLY)?;
             *h.fd.write().unwrap_or_else(|p| p.into_inner()) = fd;
             h.in_upper.store(true, Ordering::Release);
         }
@@ -967,7 +977,7 @@ impl Filesystem for OvlFs {
                     reply,
                     copy_up::copy_up(&self.stack, &place.path, &e, CopyUp { data: !trunc })
                 );
-                let fd = try_reply!(reply, resolve::openat(up.as_fd(), &place.name, keep, 0));
+                let fd = try_reply!(reply, self.open_upper(up.as_fd(), &place.name, keep));
                 // O_TRUNC by a caller without CAP_FSETID: we truncated, so
                 // the setuid/setgid bits are ours to clear (KILLPRIV_V2).
                 if trunc && kill_suidgid {
@@ -980,7 +990,7 @@ impl Filesystem for OvlFs {
             } else {
                 let dir = try_reply!(reply, self.stack.dir(e.layer, &place.parent_path));
                 let fd = if e.in_upper(&self.stack) {
-                    resolve::openat(dir.as_fd(), &place.name, keep, 0)
+                    self.open_upper(dir.as_fd(), &place.name, keep)
                 } else {
                     resolve::open_noatime(dir.as_fd(), &place.name, keep)
                 };
@@ -1103,6 +1113,21 @@ impl Filesystem for OvlFs {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         self.count_op("opendir");
+        // An atime that cannot be moved (no search permission, a directory
+        // gone since) must not fail the open.
+        // A moved atime reaches no reply of ours: drop the kernel's cached
+        // attributes (offset -1: keep its cached listing).
+        if let Ok(dir) = self.inodes.dir(ino.0) {
+            match readdir::accessed(&self.stack, &dir.dir_ref()) {
+                Ok(true) => {
+                    if let Some(n) = self.notifier.get() {
+                        let _ = n.inval_inode(ino, -1, 0);
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::debug!(op = "opendir", ino = ino.0, "atime not moved: {e}"),
+            }
+        }
         let id = self.handles.next_id();
         self.handles.dirs.insert(
             id,
