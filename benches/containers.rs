@@ -18,18 +18,38 @@ fn sequence(base: &Path, mount_program: &Path) -> f64 {
     let s = Storage::new(base, mount_program, None);
     let t0 = Instant::now();
     let scratch = s.ok("buildah", &["from", "scratch"]);
-    s.ok("buildah", &["copy", &scratch, rootfs.to_str().unwrap(), "/"]);
+    s.ok(
+        "buildah",
+        &["copy", &scratch, rootfs.to_str().unwrap(), "/"],
+    );
     s.ok("buildah", &["commit", "-q", &scratch, "bb"]);
     let c = s.ok("buildah", &["from", "--pull=false", "bb"]);
     s.ok(
         "buildah",
-        &["run", "--isolation", "chroot", &c, "--", "sh", "-c", "echo hi > /f; rm /bin/ls"],
+        &[
+            "run",
+            "--isolation",
+            "chroot",
+            &c,
+            "--",
+            "sh",
+            "-c",
+            "echo hi > /f; rm /bin/ls",
+        ],
     );
     s.ok("buildah", &["commit", "-q", &c, "bb2"]);
     s.ok("podman", &["diff", &c]);
     s.ok(
         "podman",
-        &["run", "--rm", "--pull=never", "--network=none", "bb2", "cat", "/f"],
+        &[
+            "run",
+            "--rm",
+            "--pull=never",
+            "--network=none",
+            "bb2",
+            "cat",
+            "/f",
+        ],
     );
     t0.elapsed().as_secs_f64()
 }

@@ -79,6 +79,53 @@ pub fn merged_stat(entry: &Entry) -> Stat {
     st
 }
 
+/// What a removed object shows to `fstat` through a descriptor still open
+/// (the kernel reports its real object): an upper object lost this link,
+/// a directory all of them; a lower one is untouched.
+pub fn removed_stat(stack: &Stack, entry: &Entry) -> Stat {
+    let mut st = merged_stat(entry);
+    // A merged directory shows 1 whatever happens to its upper part.
+    let merged_dir = entry.is_dir() && entry.layers.len() > 1;
+    if entry.in_upper(stack) && !merged_dir {
+        st.st_nlink = if entry.is_dir() {
+            0
+        } else {
+            st.st_nlink.saturating_sub(1)
+        };
+    }
+    st
+}
+
+/// An inode-flags ioctl (`lsattr`/`chattr`), as the kernel overlayfs does
+/// it: a get reads the topmost real object, a set copies the object up and
+/// changes the upper one. Returns the bytes a get answers. O_NONBLOCK: a
+/// FIFO found where a file was must not block the open.
+pub fn flags_ioctl(
+    stack: &Stack,
+    path: &Path,
+    entry: &Entry,
+    op: resolve::FlagsIoctl,
+    data: &[u8],
+) -> io::Result<Vec<u8>> {
+    let (parent, name) = split(path);
+    let mut buf = vec![0u8; op.size()];
+    let fd = if op.sets() {
+        stack.upper_or_erofs()?;
+        let n = buf.len().min(data.len());
+        buf[..n].copy_from_slice(&data[..n]);
+        let up = copy_up::copy_up(stack, path, entry, CopyUp { data: true })?;
+        resolve::openat(up.as_fd(), &name, libc::O_RDONLY | libc::O_NONBLOCK, 0)?
+    } else {
+        let dir = stack.dir(entry.layer, &parent)?;
+        resolve::open_noatime(dir.as_fd(), &name, libc::O_RDONLY | libc::O_NONBLOCK)?
+    };
+    resolve::flags_ioctl(fd.as_fd(), op, &mut buf)?;
+    if op.sets() {
+        buf.clear();
+    }
+    Ok(buf)
+}
+
 /// A setattr request; `None` fields are left alone.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct SetAttr {

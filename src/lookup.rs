@@ -263,6 +263,11 @@ fn lookup_in(
         // The name of a node that has none yet (an O_TMPFILE file).
         return Ok(None);
     }
+    if name == "." || name == ".." || name.as_bytes().contains(&b'/') {
+        // One component only: `..` of a layer's top directory is outside
+        // the layer, and `.`/`..` would be remembered as names of new nodes.
+        return Err(resolve::err(libc::EINVAL));
+    }
     let mut found: Option<Entry> = None;
     for l in order {
         if !stack.is_upper(l) {

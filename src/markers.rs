@@ -208,11 +208,44 @@ impl MarkPolicy {
 }
 
 /// Names that belong to the overlay and never show through the merged view.
+/// An escaped name (`trusted.overlay.overlay.*`) is not one: it is a nested
+/// overlay's mark, stored as data (kernel >= 6.7).
 pub fn is_private_xattr(name: &OsStr) -> bool {
     let b = name.as_bytes();
-    b.starts_with(b"trusted.overlay.")
+    let private = b.starts_with(b"trusted.overlay.")
         || b.starts_with(b"user.overlay.")
-        || b.starts_with(b"user.fuseoverlayfs.")
+        || b.starts_with(b"user.fuseoverlayfs.");
+    private
+        && !b.starts_with(b"trusted.overlay.overlay.")
+        && !b.starts_with(b"user.overlay.overlay.")
+}
+
+/// The name in the layers of the merged view's xattr `name`, as the kernel
+/// escapes it: the mount's own `overlay.` names gain one more `overlay.`
+/// (`trusted.overlay.opaque` -> `trusted.overlay.overlay.opaque`), so an
+/// overlay mounted inside this one keeps its marks without them becoming
+/// ours. `None`: a private name, which the merged view does not have.
+pub fn xattr_in_layer(ns: XattrNs, name: &OsStr) -> Option<OsString> {
+    let b = name.as_bytes();
+    let own = ns.prefix().as_bytes();
+    if let Some(rest) = b.strip_prefix(own) {
+        let mut v = ns.name("overlay.").into_vec();
+        v.extend_from_slice(rest);
+        return Some(OsString::from_vec(v));
+    }
+    (!is_private_xattr(name)).then(|| name.to_os_string())
+}
+
+/// The merged view's name of the layer xattr `real` (the inverse of
+/// [`xattr_in_layer`]); `None` for a private name, which stays hidden.
+pub fn xattr_in_view(ns: XattrNs, real: &OsStr) -> Option<OsString> {
+    let b = real.as_bytes();
+    if let Some(rest) = b.strip_prefix(ns.name("overlay.").as_bytes()) {
+        let mut v = ns.prefix().as_bytes().to_vec();
+        v.extend_from_slice(rest);
+        return Some(OsString::from_vec(v));
+    }
+    (!is_private_xattr(real)).then(|| real.to_os_string())
 }
 
 /// `.wh.NAME` -> `NAME` (not for the opaque marker itself).
@@ -338,4 +371,37 @@ pub fn whiteout_at(stack: &Stack, parent: BorrowedFd, name: &OsStr) -> io::Resul
     stack.stats.whiteout();
     tracing::debug!(name = ?name, "whiteout created: a lower layer still has this name, so removing it must hide it");
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn own_overlay_xattrs_are_escaped_like_the_kernel() {
+        let t = XattrNs::Trusted;
+        let n = |s: &str| OsString::from(s);
+        let l = |s: &str| xattr_in_layer(t, OsStr::new(s));
+        let v = |s: &str| xattr_in_view(t, OsStr::new(s));
+        assert_eq!(
+            l("trusted.overlay.opaque"),
+            Some(n("trusted.overlay.overlay.opaque"))
+        );
+        assert_eq!(
+            v("trusted.overlay.overlay.opaque"),
+            Some(n("trusted.overlay.opaque"))
+        );
+        assert_eq!(v("trusted.overlay.opaque"), None);
+        assert_eq!(l("user.overlay.opaque"), None);
+        assert_eq!(l("user.x"), Some(n("user.x")));
+        let u = XattrNs::User;
+        assert_eq!(
+            xattr_in_layer(u, OsStr::new("user.overlay.whiteout")),
+            Some(n("user.overlay.overlay.whiteout"))
+        );
+        assert_eq!(
+            xattr_in_layer(u, OsStr::new("trusted.overlay.opaque")),
+            None
+        );
+    }
 }

@@ -3,7 +3,7 @@
 //! on SIGTERM/SIGINT.
 
 use crate::fuse::OvlFs;
-use crate::options::MountOptions;
+use crate::options::{Atime, MountOptions};
 use crate::stack::Stack;
 use fuser::{Config, MountOption, SessionACL};
 use std::io::{Read, Write};
@@ -249,7 +249,12 @@ fn fuse_config(r: &MountRequest, stack: &Stack) -> Config {
         (o.nosuid, MountOption::NoSuid),
         (o.nodev, MountOption::NoDev),
         (o.noexec, MountOption::NoExec),
-        (o.noatime, MountOption::NoAtime),
+        (o.atime == Atime::Never, MountOption::NoAtime),
+        (
+            o.atime == Atime::Strict,
+            MountOption::CUSTOM("strictatime".into()),
+        ),
+        (o.nodiratime, MountOption::CUSTOM("nodiratime".into())),
         (o.suid && !o.nosuid, MountOption::Suid),
         (o.dev && !o.nodev, MountOption::Dev),
     ] {
@@ -341,7 +346,9 @@ fn remount(o: &MountOptions, mp: &Path) -> Result<(), String> {
         (o.nosuid || !o.suid, libc::MS_NOSUID),
         (o.nodev || !o.dev, libc::MS_NODEV),
         (o.noexec, libc::MS_NOEXEC),
-        (o.noatime, libc::MS_NOATIME),
+        (o.atime == Atime::Never, libc::MS_NOATIME),
+        (o.atime == Atime::Strict, libc::MS_STRICTATIME),
+        (o.nodiratime, libc::MS_NODIRATIME),
         (o.nosymfollow, libc::MS_NOSYMFOLLOW),
     ] {
         if on {
@@ -394,8 +401,13 @@ fn mount_as_root(r: &MountRequest, mp: &Path) -> std::io::Result<OwnedFd> {
     if o.noexec {
         flags |= libc::MS_NOEXEC;
     }
-    if o.noatime {
-        flags |= libc::MS_NOATIME;
+    flags |= match o.atime {
+        Atime::Never => libc::MS_NOATIME,
+        Atime::Strict => libc::MS_STRICTATIME,
+        Atime::Relative => libc::MS_RELATIME,
+    };
+    if o.nodiratime {
+        flags |= libc::MS_NODIRATIME;
     }
     if o.ro || o.upperdir.is_none() {
         flags |= libc::MS_RDONLY;

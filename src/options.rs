@@ -26,7 +26,10 @@ pub struct MountOptions {
     pub nosuid: bool,
     pub nodev: bool,
     pub noexec: bool,
-    pub noatime: bool,
+    /// The mount's access-time rule for what is read through it.
+    pub atime: Atime,
+    /// Listing a directory never moves its access time.
+    pub nodiratime: bool,
     /// Explicit `suid`/`dev`/`exec` (a root FUSE mount defaults to nosuid,nodev).
     pub suid: bool,
     pub dev: bool,
@@ -82,6 +85,19 @@ pub enum Marks {
     Kernel,
     /// Also the other namespace, `user.fuseoverlayfs.opaque` and AUFS files.
     All,
+}
+
+/// When reading an object through the mount moves its access time, as the
+/// kernel's `relatime` (the default), `strictatime` and `noatime`.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Atime {
+    /// Only when the atime is older than the mtime or ctime, or a day old.
+    #[default]
+    Relative,
+    /// On every access.
+    Strict,
+    /// Never.
+    Never,
 }
 
 /// Every option that changes what ovlfuse does, with its default. The `-o`
@@ -146,8 +162,17 @@ pub const EFFECTIVE: &[(&str, &str)] = &[
     ),
     ("exec, noexec", "allow executing files (default: exec)"),
     (
-        "noatime",
-        "set MS_NOATIME on the mount; access times in the layers are still the upper filesystem's",
+        "relatime, strictatime, noatime",
+        "when a read, exec or listing through the mount moves the access time of an upper \
+         object, as the kernel overlayfs (default: relatime); lower objects' never moves",
+    ),
+    (
+        "nodiratime",
+        "listing a directory never moves its access time",
+    ),
+    (
+        "atime, nostrictatime, diratime",
+        "undo an earlier noatime, strictatime or nodiratime",
     ),
     (
         "uidmapping=D:S:N",
@@ -223,18 +248,12 @@ pub const IGNORED: &[(&[&str], &str)] = &[
         "always on: the kernel checks permissions",
     ),
     (
-        &[
-            "relatime",
-            "norelatime",
-            "strictatime",
-            "nostrictatime",
-            "atime",
-            "diratime",
-            "nodiratime",
-            "lazytime",
-            "nolazytime",
-        ],
-        "access times are kept by the upper filesystem as its own mount says",
+        &["norelatime"],
+        "relatime stays the default either way, as in the kernel",
+    ),
+    (
+        &["lazytime", "nolazytime"],
+        "when times reach the disk is the upper filesystem's own setting",
     ),
     (
         &["sync", "async", "dirsync"],
@@ -443,7 +462,15 @@ impl MountOptions {
             "nosuid" => self.nosuid = true,
             "nodev" => self.nodev = true,
             "noexec" => self.noexec = true,
-            "noatime" => self.noatime = true,
+            "noatime" => self.atime = Atime::Never,
+            "strictatime" => self.atime = Atime::Strict,
+            "relatime" => self.atime = Atime::Relative,
+            // As mount(8): each clears only its own flag.
+            "atime" if self.atime == Atime::Never => self.atime = Atime::Relative,
+            "nostrictatime" if self.atime == Atime::Strict => self.atime = Atime::Relative,
+            "atime" | "nostrictatime" => {}
+            "nodiratime" => self.nodiratime = true,
+            "diratime" => self.nodiratime = false,
             "suid" => self.suid = true,
             "dev" => self.dev = true,
             "exec" => {}
@@ -550,7 +577,7 @@ mod tests {
 
     #[test]
     fn generic_flags_are_quiet_and_unknown_ones_fail() {
-        let m = parse(&["lowerdir=a,rw,relatime,defaults,_netdev,x-systemd.automount,dev,suid"])
+        let m = parse(&["lowerdir=a,rw,norelatime,defaults,_netdev,x-systemd.automount,dev,suid"])
             .unwrap();
         assert_eq!(m.lowerdirs.len(), 1);
         assert!(m.dev && m.suid);
@@ -565,7 +592,8 @@ mod tests {
         let m =
             parse(&["lowerdir=a,allow_other,ro,nosuid,nodev,noexec,noatime,fsname=x,subtype=y"])
                 .unwrap();
-        assert!(m.allow_other && m.ro && m.nosuid && m.nodev && m.noexec && m.noatime);
+        assert!(m.allow_other && m.ro && m.nosuid && m.nodev && m.noexec);
+        assert_eq!(m.atime, Atime::Never);
         assert_eq!(m.fsname.as_deref(), Some("x"));
         assert_eq!(m.subtype.as_deref(), Some("y"));
     }

@@ -107,6 +107,27 @@ pub fn read_merged(stack: &Stack, dir: &DirRef) -> io::Result<Vec<MergedEntry>> 
     Ok(out)
 }
 
+/// A reader opened the merged directory `dir` to list it: move the upper
+/// directory's atime as the mount's rule says. Done at open, since the
+/// kernel may answer the listing from its cache; every listing the daemon
+/// reads itself is O_NOATIME. Returns whether the atime moved.
+pub fn accessed(stack: &Stack, dir: &DirRef) -> io::Result<bool> {
+    if !stack.has_upper || stack.atime_never(true) {
+        return Ok(false);
+    }
+    let dfd = match stack.dir(0, dir.path) {
+        Ok(d) => d,
+        Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => return Ok(false),
+        Err(e) => return Err(e),
+    };
+    let flags = libc::O_RDONLY | libc::O_DIRECTORY;
+    let fd = resolve::openat(dfd.as_fd(), OsStr::new("."), flags, 0)?;
+    let before = resolve::fstat(fd.as_fd())?;
+    resolve::touch_listing(fd.as_fd())?;
+    let after = resolve::fstat(fd.as_fd())?;
+    Ok((before.st_atime, before.st_atime_nsec) != (after.st_atime, after.st_atime_nsec))
+}
+
 /// Is the merged directory `entry`, found as `name` in `parent`, empty
 /// (the ENOTEMPTY check of rmdir and rename)?
 pub fn is_empty(

@@ -7,6 +7,7 @@
 //! and every final component is touched with `*at(..., AT_SYMLINK_NOFOLLOW)`
 //! or `O_NOFOLLOW`. All unsafe libc calls of the crate live here.
 
+use crate::options::Atime;
 use std::ffi::{CStr, CString, OsStr, OsString};
 use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
@@ -406,6 +407,66 @@ pub fn fsync(fd: BorrowedFd, datasync: bool) -> io::Result<()> {
     Ok(())
 }
 
+/// _IOR('X', 31, struct fsxattr) and _IOW('X', 32, ...); libc lacks them.
+const FS_IOC_FSGETXATTR: libc::Ioctl = 0x801c_581f;
+const FS_IOC_FSSETXATTR: libc::Ioctl = 0x401c_5820;
+
+/// The inode-flag ioctls (`lsattr`/`chattr`, and the fsxattr pair the
+/// kernel's fileattr code uses to read the old flags before a change).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FlagsIoctl {
+    GetFlags,
+    SetFlags,
+    GetFsxattr,
+    SetFsxattr,
+}
+
+impl FlagsIoctl {
+    pub fn from_cmd(cmd: u32) -> Option<Self> {
+        let cmd = libc::c_ulong::from(cmd);
+        [
+            (libc::FS_IOC_GETFLAGS as libc::c_ulong, FlagsIoctl::GetFlags),
+            (libc::FS_IOC_SETFLAGS as libc::c_ulong, FlagsIoctl::SetFlags),
+            (FS_IOC_FSGETXATTR as libc::c_ulong, FlagsIoctl::GetFsxattr),
+            (FS_IOC_FSSETXATTR as libc::c_ulong, FlagsIoctl::SetFsxattr),
+        ]
+        .into_iter()
+        .find_map(|(c, op)| (c == cmd).then_some(op))
+    }
+
+    /// Bytes each way: an int for the flags (whatever the ioctl number's
+    /// size says), a struct fsxattr for the others.
+    pub fn size(self) -> usize {
+        match self {
+            FlagsIoctl::GetFlags | FlagsIoctl::SetFlags => std::mem::size_of::<libc::c_int>(),
+            _ => 28,
+        }
+    }
+
+    pub fn sets(self) -> bool {
+        matches!(self, FlagsIoctl::SetFlags | FlagsIoctl::SetFsxattr)
+    }
+
+    fn cmd(self) -> libc::Ioctl {
+        match self {
+            FlagsIoctl::GetFlags => libc::FS_IOC_GETFLAGS,
+            FlagsIoctl::SetFlags => libc::FS_IOC_SETFLAGS,
+            FlagsIoctl::GetFsxattr => FS_IOC_FSGETXATTR,
+            FlagsIoctl::SetFsxattr => FS_IOC_FSSETXATTR,
+        }
+    }
+}
+
+/// Run `op` on `fd` with `data` in (a set) or out (a get); `data` is
+/// `op.size()` bytes, so the kernel never reads or writes past it.
+pub fn flags_ioctl(fd: BorrowedFd, op: FlagsIoctl, data: &mut [u8]) -> io::Result<()> {
+    if data.len() != op.size() {
+        return Err(err(libc::EINVAL));
+    }
+    check(unsafe { libc::ioctl(fd.as_raw_fd(), op.cmd(), data.as_mut_ptr()) })?;
+    Ok(())
+}
+
 pub fn fallocate(fd: BorrowedFd, mode: i32, offset: u64, len: u64) -> io::Result<()> {
     check(unsafe {
         libc::fallocate(
@@ -758,6 +819,24 @@ pub struct RawDirent {
 /// Read every entry of a directory (without `.` and `..`). Straight
 /// getdents64 on the fd: fdopendir would add an fstat and two fcntls to
 /// every listing.
+/// One small getdents64 on `dir`: the kernel then applies the atime rule
+/// of `dir`'s mount (and O_NOATIME) as for any listing.
+pub fn touch_listing(dir: BorrowedFd) -> io::Result<()> {
+    let mut buf = [0u8; 512];
+    let n = unsafe {
+        libc::syscall(
+            libc::SYS_getdents64,
+            dir.as_raw_fd(),
+            buf.as_mut_ptr(),
+            buf.len(),
+        )
+    };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 pub fn read_dir_fd(dir: OwnedFd) -> io::Result<Vec<RawDirent>> {
     // Offsets of the fields of struct linux_dirent64.
     const RECLEN: usize = 16;
@@ -811,8 +890,35 @@ pub fn read_dir_fd(dir: OwnedFd) -> io::Result<Vec<RawDirent>> {
 /// written nor have their atime touched, not even by readlink.
 pub fn open_frozen_tree(path: &Path) -> io::Result<OwnedFd> {
     const MOUNT_ATTR_RDONLY: u64 = 0x1;
-    const MOUNT_ATTR_NOATIME: u64 = 0x10;
+    clone_tree(path, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOATIME)
+}
+
+const MOUNT_ATTR_NOATIME: u64 = 0x10;
+
+/// A private, detached clone of the mount holding `path` (root only) whose
+/// atime flags are the mount's rule: the kernel then applies that rule to
+/// every read, exec and listing of the upper, passed-through I/O included,
+/// as the kernel overlayfs applies its own mount's rule to its upper clone.
+pub fn open_atime_tree(path: &Path, atime: Atime, nodiratime: bool) -> io::Result<OwnedFd> {
+    const MOUNT_ATTR_RELATIME: u64 = 0;
+    const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+    const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+    let mut set = match atime {
+        Atime::Relative => MOUNT_ATTR_RELATIME,
+        Atime::Strict => MOUNT_ATTR_STRICTATIME,
+        Atime::Never => MOUNT_ATTR_NOATIME,
+    };
+    if nodiratime {
+        set |= MOUNT_ATTR_NODIRATIME;
+    }
+    clone_tree(path, set)
+}
+
+/// open_tree(OPEN_TREE_CLONE) of `path` (no submounts), its atime flags
+/// replaced and `attr_set` set.
+fn clone_tree(path: &Path, attr_set: u64) -> io::Result<OwnedFd> {
     const MOUNT_ATTR_ATIME_MASK: u64 = 0x70;
+    const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
     #[repr(C)]
     struct MountAttr {
         attr_set: u64,
@@ -822,8 +928,8 @@ pub fn open_frozen_tree(path: &Path) -> io::Result<OwnedFd> {
     }
     let fd = open_tree_clone(path)?;
     let attr = MountAttr {
-        attr_set: MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOATIME,
-        attr_clr: MOUNT_ATTR_ATIME_MASK,
+        attr_set,
+        attr_clr: MOUNT_ATTR_ATIME_MASK | MOUNT_ATTR_NODIRATIME,
         propagation: 0,
         userns_fd: 0,
     };

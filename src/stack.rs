@@ -73,6 +73,9 @@ pub struct Stack {
     pub volatile: bool,
     /// How the mount shows attributes (id mapping, static_nlink, ...).
     pub view: crate::attr::View,
+    /// The mount's atime rule (see [`Stack::atime_never`]).
+    atime: crate::options::Atime,
+    nodiratime: bool,
     /// Keeps the flocks on upperdir and workdir for the life of the mount.
     _locks: Vec<OwnedFd>,
     tmp_counter: AtomicU64,
@@ -246,6 +249,7 @@ pub fn check_mountpoint(o: &MountOptions, mp: &Path) -> Result<(), String> {
 /// copy-up renames from one into the other. None where cloning is not
 /// permitted (rootless); there the opens refuse to cross a mount instead.
 fn private_upper_work(
+    o: &MountOptions,
     u: &Path,
     w: &Path,
     ust: &Stat,
@@ -257,7 +261,11 @@ fn private_upper_work(
         .take_while(|(a, b)| a == b)
         .map(|(a, _)| a)
         .collect();
-    let Ok(clone) = resolve::open_tree_clone(&common) else {
+    // The clone carries the mount's atime rule, as the kernel's upper
+    // clone carries the overlay's; without mount_setattr, a plain clone.
+    let clone = resolve::open_atime_tree(&common, o.atime, o.nodiratime)
+        .or_else(|_| resolve::open_tree_clone(&common));
+    let Ok(clone) = clone else {
         return Ok(None);
     };
     let open = |p: &Path, want: &Stat| {
@@ -390,7 +398,7 @@ impl Stack {
             locks.push(lock("upperdir", &u)?);
             // Cleared as the caller sees it, so a mount inside is noticed.
             let visible_work = prepare_work(wfd.as_fd(), &w)?;
-            let (ufd, wfd) = match private_upper_work(&u, &w, &ust, &wst)? {
+            let (ufd, wfd) = match private_upper_work(o, &u, &w, &ust, &wst)? {
                 Some((cu, cw)) => (cu, cw),
                 None => (ufd, wfd),
             };
@@ -461,6 +469,8 @@ impl Stack {
             foreign_marks,
             volatile: o.volatile,
             view: crate::attr::View::from_options(o),
+            atime: o.atime,
+            nodiratime: o.nodiratime,
             _locks: locks,
             tmp_counter: AtomicU64::new(0),
             upper_ino: DashMap::new(),
@@ -525,6 +535,13 @@ impl Stack {
 
     pub fn is_upper(&self, layer: usize) -> bool {
         self.has_upper && layer == 0
+    }
+
+    /// Whether the mount's rule says a read of an upper object (a listing,
+    /// for a directory) never moves its atime: then it is opened O_NOATIME,
+    /// which also holds where the upper could not be cloned (not root).
+    pub fn atime_never(&self, dir: bool) -> bool {
+        self.atime == crate::options::Atime::Never || (dir && self.nodiratime)
     }
 
     /// A fresh name for a temporary object under workdir/work.

@@ -2,14 +2,15 @@
 //! concern).
 //!
 //! Rules served (docs/semantics.md "Extended attributes",
-//! "Copy-up"): the overlay-private names (`trusted.overlay.*`,
-//! `user.overlay.*`, `user.fuseoverlayfs.*`) are hidden from get/list and
-//! cannot be set or removed; set/remove copy the object up first; only the
-//! topmost object's xattrs show.
+//! "Copy-up"): the mount's own `overlay.*` names are stored escaped
+//! (`markers::xattr_in_layer`), the other private names (the other
+//! namespace's `overlay.*`, `user.fuseoverlayfs.*`) are hidden from get/list
+//! and cannot be set or removed; set/remove copy the object up first; only
+//! the topmost object's xattrs show.
 
 use crate::copy_up::{self, CopyUp};
 use crate::lookup::{Entry, split};
-use crate::markers::is_private_xattr;
+use crate::markers::{xattr_in_layer, xattr_in_view};
 use crate::resolve::{self, XTarget, err};
 use crate::stack::{DirFd, Stack};
 use std::ffi::{OsStr, OsString};
@@ -17,9 +18,8 @@ use std::io;
 use std::os::fd::AsFd;
 use std::path::Path;
 
-/// A private name reads as absent (the kernel answers ENODATA too); setting
-/// one is refused (the kernel >= 6.7 would store an escaped copy instead,
-/// which the rule book forbids).
+/// A private name of the other namespace reads as absent (ENODATA) and
+/// cannot be set (EOPNOTSUPP): marks we obey may not be written through us.
 const HIDDEN: i32 = libc::ENODATA;
 const REFUSED: i32 = libc::EOPNOTSUPP;
 
@@ -32,12 +32,10 @@ pub fn get(
     dir: Option<DirFd>,
     name: &OsStr,
 ) -> io::Result<Vec<u8>> {
-    if is_private_xattr(name) {
-        return Err(err(HIDDEN));
-    }
+    let real = xattr_in_layer(stack.xattr_ns, name).ok_or_else(|| err(HIDDEN))?;
     let (parent, n) = split(path);
     let dir = dir.map_or_else(|| stack.dir(entry.layer, &parent), Ok)?;
-    resolve::getxattr(XTarget::At(dir.as_fd(), &n), name)
+    resolve::getxattr(XTarget::At(dir.as_fd(), &n), &real)
 }
 
 pub fn list(
@@ -50,7 +48,7 @@ pub fn list(
     let dir = dir.map_or_else(|| stack.dir(entry.layer, &parent), Ok)?;
     Ok(resolve::listxattr(XTarget::At(dir.as_fd(), &n))?
         .into_iter()
-        .filter(|x| !is_private_xattr(x))
+        .filter_map(|x| xattr_in_view(stack.xattr_ns, &x))
         .collect())
 }
 
@@ -63,24 +61,20 @@ pub fn set(
     flags: i32,
 ) -> io::Result<()> {
     stack.upper_or_erofs()?;
-    if is_private_xattr(name) {
-        return Err(err(REFUSED));
-    }
+    let real = xattr_in_layer(stack.xattr_ns, name).ok_or_else(|| err(REFUSED))?;
     let up = copy_up::copy_up(stack, path, entry, CopyUp { data: true })?;
     let (_, n) = split(path);
-    resolve::setxattr(XTarget::At(up.as_fd(), &n), name, value, flags)
+    resolve::setxattr(XTarget::At(up.as_fd(), &n), &real, value, flags)
 }
 
 pub fn remove(stack: &Stack, path: &Path, entry: &Entry, name: &OsStr) -> io::Result<()> {
     stack.upper_or_erofs()?;
-    if is_private_xattr(name) {
-        return Err(err(HIDDEN));
-    }
+    let real = xattr_in_layer(stack.xattr_ns, name).ok_or_else(|| err(HIDDEN))?;
     // Like the kernel: removing an absent xattr fails without a copy-up.
     if !entry.in_upper(stack) {
         get(stack, path, entry, None, name)?;
     }
     let up = copy_up::copy_up(stack, path, entry, CopyUp { data: true })?;
     let (_, n) = split(path);
-    resolve::removexattr(XTarget::At(up.as_fd(), &n), name)
+    resolve::removexattr(XTarget::At(up.as_fd(), &n), &real)
 }

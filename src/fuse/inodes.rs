@@ -6,6 +6,7 @@
 //! rename only touches one node.
 
 use crate::lookup::DirBuf;
+use crate::resolve::Stat;
 use dashmap::DashMap;
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -25,9 +26,10 @@ pub struct Node {
     /// the node reachable through another.
     pub others: Vec<(u64, OsString)>,
     pub generation: u64,
-    /// Removed from the namespace; a new object with this number gets a new
-    /// generation so the kernel never confuses the two.
-    pub dead: bool,
+    /// Removed from the namespace, with what `fstat` on it shows now; a new
+    /// object with this number gets a new generation so the kernel never
+    /// confuses the two.
+    pub dead: Option<Box<Stat>>,
 }
 
 /// Nodes are boxed so the map's slots stay small: a hash table is about
@@ -67,7 +69,7 @@ impl Inodes {
                 lookups: 1,
                 others: Vec::new(),
                 generation: 0,
-                dead: false,
+                dead: None,
             }),
         );
         Inodes {
@@ -113,12 +115,12 @@ impl Inodes {
                 lookups: 0,
                 others: Vec::new(),
                 generation: 0,
-                dead: false,
+                dead: None,
             })
         });
-        if n.dead || (fresh && n.lookups > 0) {
+        if n.dead.is_some() || (fresh && n.lookups > 0) {
             // Another object: none of the old one's names are its own.
-            n.dead = false;
+            n.dead = None;
             n.generation += 1;
             n.lowers = self.lowers_arc(lowers);
             n.others.clear();
@@ -168,10 +170,16 @@ impl Inodes {
         }
     }
 
-    pub fn mark_dead(&self, ino: u64) {
+    /// `ino` was removed; `st` is what it shows while still open.
+    pub fn mark_dead(&self, ino: u64, st: Stat) {
         if let Some(mut n) = self.map.get_mut(&ino) {
-            n.dead = true;
+            n.dead = Some(Box::new(st));
         }
+    }
+
+    /// The attributes of a removed node (`None`: not removed).
+    pub fn removed_stat(&self, ino: u64) -> Option<Stat> {
+        self.map.get(&ino).and_then(|n| n.dead.as_deref().copied())
     }
 
     /// `ino` moved from `from` to `parent/name`.

@@ -17,14 +17,14 @@ use crate::xattr;
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
     INodeNo, InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate,
-    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyLseek, ReplyOpen,
-    ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
+    ReplyData, ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyIoctl, ReplyLseek,
+    ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow, WriteFlags,
 };
 use handles::{DirHandle, DirItem, Handles};
 use inodes::{Inodes, ROOT};
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -311,7 +311,15 @@ impl OvlFs {
         if ino == ROOT {
             return Ok((place, lookup::root(&self.stack)?));
         }
-        match self.entry_at(place) {
+        // A removed node's last name may hold another object by now.
+        if self.inodes.removed_stat(ino).is_some() {
+            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+        }
+        match self.entry_at(place).and_then(|x| {
+            (x.1.ino == ino)
+                .then_some(x)
+                .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
+        }) {
             Ok(x) => Ok(x),
             // A hard link may still be reachable by another name (this one
             // went away, or its directory lost search permission).
@@ -434,6 +442,16 @@ impl OvlFs {
         Ok(st)
     }
 
+    /// Open an upper file for a reader: reads, passed through or not, and
+    /// exec then move its atime as the mount's rule says.
+    fn open_upper(&self, dir: BorrowedFd, name: &OsStr, flags: i32) -> io::Result<OwnedFd> {
+        if self.stack.atime_never(false) {
+            resolve::open_noatime(dir, name, flags)
+        } else {
+            resolve::openat(dir, name, flags, 0)
+        }
+    }
+
     /// Keep `fd` as a new handle on `ino`; an upper file is passed through
     /// where the kernel lets us (`open_backing` registers it). Returns the
     /// handle and the backing id to answer with.
@@ -514,7 +532,7 @@ impl OvlFs {
         };
         if e.in_upper(&self.stack) {
             let dir = self.stack.dir(0, &place.parent_path)?;
-            let fd = resolve::openat(dir.as_fd(), &place.name, libc::O_RDONLY, 0)?;
+            let fd = self.open_upper(dir.as_fd(), &place.name, libc::O_RDONLY)?;
             *h.fd.write().unwrap_or_else(|p| p.into_inner()) = fd;
             h.in_upper.store(true, Ordering::Release);
         }
@@ -621,12 +639,15 @@ impl Filesystem for OvlFs {
         {
             self.passthrough.store(false, Ordering::Relaxed);
         }
+        // No FUSE_EXPORT_SUPPORT: the kernel overlayfs with its defaults
+        // (index=off, nfs_export=off) makes no decodable file handles
+        // (name_to_handle_at: EOPNOTSUPP), and our node ids do not outlive
+        // the kernel's cache, so handles would go stale (ESTALE).
         for cap in [
             InitFlags::FUSE_DO_READDIRPLUS,
             InitFlags::FUSE_READDIRPLUS_AUTO,
             InitFlags::FUSE_ATOMIC_O_TRUNC,
             InitFlags::FUSE_PARALLEL_DIROPS,
-            InitFlags::FUSE_EXPORT_SUPPORT,
             // The kernel leaves the umask to us, so a default ACL can win.
             InitFlags::FUSE_DONT_MASK,
             // We clear setuid/setgid ourselves (setattr, open, write), so
@@ -694,6 +715,11 @@ impl Filesystem for OvlFs {
                         st.st_ino = ino.0;
                         return reply.attr(&self.stack.view.cache_ttl, &self.attr(st));
                     }
+                }
+                // fstat of a removed directory (FUSE names no handle for
+                // one) or of a file whose handle is gone.
+                if let Some(st) = self.inodes.removed_stat(ino.0) {
+                    return reply.attr(&self.stack.view.cache_ttl, &self.attr(st));
                 }
                 reply.error(eno(&err))
             }
@@ -841,7 +867,8 @@ impl Filesystem for OvlFs {
                 "removed"
             );
             if e.st.st_nlink <= 1 {
-                self.inodes.mark_dead(e.ino);
+                self.inodes
+                    .mark_dead(e.ino, attr::removed_stat(&self.stack, &e));
             } else {
                 self.inodes.unlinked(e.ino, parent.0, name);
             }
@@ -862,7 +889,8 @@ impl Filesystem for OvlFs {
                 layer = e.layer,
                 "removed"
             );
-            self.inodes.mark_dead(e.ino);
+            self.inodes
+                .mark_dead(e.ino, attr::removed_stat(&self.stack, &e));
             reply.ok();
         })
     }
@@ -905,7 +933,8 @@ impl Filesystem for OvlFs {
             let r = try_reply!(reply, r);
             if let Some(d) = &r.replaced {
                 if d.st.st_nlink <= 1 || d.is_dir() {
-                    self.inodes.mark_dead(d.ino);
+                    self.inodes
+                        .mark_dead(d.ino, attr::removed_stat(&self.stack, d));
                 } else {
                     self.inodes.unlinked(d.ino, newparent.0, newname);
                 }
@@ -984,7 +1013,7 @@ impl Filesystem for OvlFs {
                     reply,
                     copy_up::copy_up(&self.stack, &place.path, &e, CopyUp { data: !trunc })
                 );
-                let fd = try_reply!(reply, resolve::openat(up.as_fd(), &place.name, keep, 0));
+                let fd = try_reply!(reply, self.open_upper(up.as_fd(), &place.name, keep));
                 // O_TRUNC by a caller without CAP_FSETID: we truncated, so
                 // the setuid/setgid bits are ours to clear (KILLPRIV_V2).
                 if trunc && kill_suidgid {
@@ -997,7 +1026,7 @@ impl Filesystem for OvlFs {
             } else {
                 let dir = try_reply!(reply, self.stack.dir(e.layer, &place.parent_path));
                 let fd = if e.in_upper(&self.stack) {
-                    resolve::openat(dir.as_fd(), &place.name, keep, 0)
+                    self.open_upper(dir.as_fd(), &place.name, keep)
                 } else {
                     resolve::open_noatime(dir.as_fd(), &place.name, keep)
                 };
@@ -1120,6 +1149,21 @@ impl Filesystem for OvlFs {
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
         self.count_op("opendir");
+        // An atime that cannot be moved (no search permission, a directory
+        // gone since) must not fail the open.
+        // A moved atime reaches no reply of ours: drop the kernel's cached
+        // attributes (offset -1: keep its cached listing).
+        if let Ok(dir) = self.inodes.dir(ino.0) {
+            match readdir::accessed(&self.stack, &dir.dir_ref()) {
+                Ok(true) => {
+                    if let Some(n) = self.notifier.get() {
+                        let _ = n.inval_inode(ino, -1, 0);
+                    }
+                }
+                Ok(false) => {}
+                Err(e) => tracing::debug!(op = "opendir", ino = ino.0, "atime not moved: {e}"),
+            }
+        }
         let id = self.handles.next_id();
         self.handles.dirs.insert(
             id,
@@ -1423,6 +1467,36 @@ impl Filesystem for OvlFs {
             let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
             try_reply!(reply, resolve::fallocate(fd.as_fd(), mode, offset, length));
             reply.ok();
+        })
+    }
+
+    fn ioctl(
+        &self,
+        _req: &Request,
+        ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        cmd: u32,
+        in_data: &[u8],
+        _out_size: u32,
+        reply: ReplyIoctl,
+    ) {
+        self.count_op("ioctl");
+        guarded("ioctl", ino, || {
+            // Only the inode-flag ioctls (FUSE sends them restricted, with
+            // fixed sizes); anything else is not ours.
+            let Some(op) = resolve::FlagsIoctl::from_cmd(cmd) else {
+                return reply.error(Errno::from_i32(libc::ENOTTY));
+            };
+            if op.sets() && in_data.len() < op.size() {
+                return reply.error(Errno::from_i32(libc::EINVAL));
+            }
+            let (place, e) = try_reply!(reply, self.entry_of(ino.0));
+            let out = try_reply!(
+                reply,
+                attr::flags_ioctl(&self.stack, &place.path, &e, op, in_data)
+            );
+            reply.ioctl(0, &out);
         })
     }
 

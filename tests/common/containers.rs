@@ -124,4 +124,3 @@ pub fn busybox_rootfs(dir: &Path) {
     .unwrap();
     fs::write(dir.join("etc/group"), "root:x:0:\nnogroup:x:65534:\n").unwrap();
 }
-

@@ -41,9 +41,11 @@ pub(crate) fn system_time_from_time(secs: i64, nsecs: u32) -> SystemTime {
     if secs >= 0 {
         SystemTime::UNIX_EPOCH + Duration::new(secs as u64, nsecs)
     } else {
-        // TODO: overflow
-        // TODO: 1_000_000_000 - nsec
-        SystemTime::UNIX_EPOCH - Duration::new((-secs) as u64, nsecs)
+        // ovlfuse patch: a timespec's nanoseconds count forward from
+        // tv_sec even when it is negative ({-2, 250ms} is -1.75 s), so
+        // step back the whole seconds, then forward the fraction.
+        SystemTime::UNIX_EPOCH - Duration::from_secs(secs.unsigned_abs())
+            + Duration::from_nanos(u64::from(nsecs))
     }
 }
 
@@ -52,7 +54,18 @@ mod test {
     use std::time::Duration;
     use std::time::UNIX_EPOCH;
 
+    use crate::time::system_time_from_time;
     use crate::time::time_from_system_time;
+
+    // ovlfuse patch: decoding a negative time keeps its fraction.
+    #[test]
+    fn test_system_time_from_time_negative_round_trips() {
+        let t = system_time_from_time(-2, 250_000_000);
+        assert_eq!(t, UNIX_EPOCH - Duration::new(1, 750_000_000));
+        assert_eq!(time_from_system_time(&t), (-2, 250_000_000));
+        let min = system_time_from_time(i64::MIN, 0);
+        assert_eq!(time_from_system_time(&min), (i64::MIN, 0));
+    }
 
     #[test]
     fn test_time_from_system_time_negative() {
