@@ -68,7 +68,8 @@ pub fn set(
     }
     let up = copy_up::copy_up(stack, path, entry, CopyUp { data: true })?;
     let (_, n) = split(path);
-    resolve::setxattr(XTarget::At(up.as_fd(), &n), name, value, flags)
+    let obj = resolve::Pinned::expect(up.as_fd(), &n, entry.st.st_mode)?;
+    resolve::setxattr(obj.xattrs(up.as_fd(), &n), name, value, flags)
 }
 
 pub fn remove(stack: &Stack, path: &Path, entry: &Entry, name: &OsStr) -> io::Result<()> {
@@ -82,5 +83,6 @@ pub fn remove(stack: &Stack, path: &Path, entry: &Entry, name: &OsStr) -> io::Re
     }
     let up = copy_up::copy_up(stack, path, entry, CopyUp { data: true })?;
     let (_, n) = split(path);
-    resolve::removexattr(XTarget::At(up.as_fd(), &n), name)
+    let obj = resolve::Pinned::expect(up.as_fd(), &n, entry.st.st_mode)?;
+    resolve::removexattr(obj.xattrs(up.as_fd(), &n), name)
 }

@@ -155,30 +155,64 @@ fn caller(req: &Request, umask: u32) -> Caller {
 
 /// What a write, truncate or chown by the caller of `req` clears on a file
 /// with `mode` and `gid`: a setgid bit without group execute only if the
-/// caller is not in the group (the kernel's setattr_should_drop_sgid).
+/// caller is neither in the group nor CAP_FSETID-capable (the kernel's
+/// setattr_should_drop_sgid). The kernel asks for writes and truncates
+/// only from callers without CAP_FSETID, but for every chown: root's
+/// chown keeps such a bit.
 fn kill_for(req: &Request, mode: u32, gid: u32) -> KillPrivs {
-    if KillPrivs::asks_group(mode) && !caller_in_group(req, gid) {
+    if KillPrivs::asks_group(mode) && !caller_in_group_or_capable(req, gid) {
         KillPrivs::All
     } else {
         KillPrivs::Exec
     }
 }
 
-/// Whether `gid` is the caller's group or one of its supplementary groups
-/// (FUSE sends the fsgid only; /proc/<tid>/status of the calling thread has
-/// the rest). Only a setgid file without group execute asks. If the thread
-/// is gone it counts as in the group: the bit stays, as it did before.
-fn caller_in_group(req: &Request, gid: u32) -> bool {
+/// CAP_FSETID's bit in a capability set.
+const CAP_FSETID: u64 = 1 << 4;
+
+/// Whether `gid` is the caller's group or one of its supplementary groups,
+/// or the caller has CAP_FSETID (the kernel's in_group_or_capable). FUSE
+/// sends the fsgid only; /proc/<tid>/status of the calling thread has the
+/// rest. Only a setgid file without group execute asks. If the thread is
+/// gone it counts as in the group: the bit stays, as it did before.
+fn caller_in_group_or_capable(req: &Request, gid: u32) -> bool {
     if req.gid() == gid {
         return true;
     }
     let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", req.pid())) else {
         return true;
     };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Groups:"))
-        .is_some_and(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)))
+    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name));
+    let in_group =
+        field("Groups:").is_some_and(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)));
+    let capable = field("CapEff:")
+        .and_then(|c| u64::from_str_radix(c.trim(), 16).ok())
+        .is_some_and(|c| c & CAP_FSETID != 0);
+    in_group || capable
+}
+
+/// Open the regular file `name` in `dir` for a FUSE OPEN (which the kernel
+/// sends for regular files only): pinned first, so a FIFO swapped in never
+/// blocks an event loop and a device is never opened (both: ESTALE); the
+/// atime is spared for lower files (`upper` false).
+/// `ino`: the real inode the lookup found there, where it is still the
+/// one to open (no copy-up since); another one answers ESTALE too.
+fn open_file(
+    dir: std::os::fd::BorrowedFd,
+    name: &OsStr,
+    flags: i32,
+    upper: bool,
+    ino: Option<u64>,
+) -> io::Result<OwnedFd> {
+    let obj = resolve::Pinned::expect(dir, name, libc::S_IFREG)?;
+    if ino.is_some_and(|i| i != obj.st.st_ino) {
+        return Err(resolve::err(resolve::STALE));
+    }
+    if upper {
+        obj.open(flags)
+    } else {
+        obj.open_noatime(flags)
+    }
 }
 
 /// Run a handler; a panic inside answers EIO (the dropped reply does) and
@@ -491,7 +525,13 @@ impl OvlFs {
         };
         if e.in_upper(&self.stack) {
             let dir = self.stack.dir(0, &place.parent_path)?;
-            let fd = resolve::openat(dir.as_fd(), &place.name, libc::O_RDONLY, 0)?;
+            let fd = open_file(
+                dir.as_fd(),
+                &place.name,
+                libc::O_RDONLY,
+                true,
+                Some(e.st.st_ino),
+            )?;
             *h.fd.write().unwrap_or_else(|p| p.into_inner()) = fd;
             h.in_upper.store(true, Ordering::Release);
         }
@@ -739,7 +779,13 @@ impl Filesystem for OvlFs {
         guarded("readlink", ino, || {
             let (place, e) = try_reply!(reply, self.entry_of(ino.0));
             let dir = try_reply!(reply, self.stack.dir(e.layer, &place.parent_path));
-            let t = try_reply!(reply, resolve::readlinkat(dir.as_fd(), &place.name));
+            // readlink opens nothing and follows nothing; through a pin of
+            // the type the lookup found, as every other read of an object.
+            let obj = try_reply!(
+                reply,
+                resolve::Pinned::expect(dir.as_fd(), &place.name, e.st.st_mode)
+            );
+            let t = try_reply!(reply, obj.readlink());
             reply.data(std::os::unix::ffi::OsStrExt::as_bytes(t.as_os_str()));
         })
     }
@@ -948,7 +994,8 @@ impl Filesystem for OvlFs {
                     reply,
                     copy_up::copy_up(&self.stack, &place.path, &e, CopyUp { data: !trunc })
                 );
-                let fd = try_reply!(reply, resolve::openat(up.as_fd(), &place.name, keep, 0));
+                let was = e.in_upper(&self.stack).then_some(e.st.st_ino);
+                let fd = try_reply!(reply, open_file(up.as_fd(), &place.name, keep, true, was));
                 // O_TRUNC by a caller without CAP_FSETID: we truncated, so
                 // the setuid/setgid bits are ours to clear (KILLPRIV_V2).
                 if trunc && kill_suidgid {
@@ -960,12 +1007,9 @@ impl Filesystem for OvlFs {
                 (fd, true)
             } else {
                 let dir = try_reply!(reply, self.stack.dir(e.layer, &place.parent_path));
-                let fd = if e.in_upper(&self.stack) {
-                    resolve::openat(dir.as_fd(), &place.name, keep, 0)
-                } else {
-                    resolve::open_noatime(dir.as_fd(), &place.name, keep)
-                };
-                (try_reply!(reply, fd), e.in_upper(&self.stack))
+                let upper = e.in_upper(&self.stack);
+                let fd = open_file(dir.as_fd(), &place.name, keep, upper, Some(e.st.st_ino));
+                (try_reply!(reply, fd), upper)
             };
             tracing::debug!(
                 op = "open",
