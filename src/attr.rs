@@ -149,8 +149,8 @@ pub enum KillPrivs {
     /// setuid, and setgid with group execute. Setgid without group execute
     /// marks mandatory locking and stays for a caller in the file's group.
     Exec,
-    /// Also a setgid bit without group execute: the caller is not in the
-    /// file's group.
+    /// Also a setgid bit without group execute: the caller is neither in
+    /// the file's group nor CAP_FSETID-capable.
     All,
 }
 
@@ -215,39 +215,33 @@ pub fn setattr(
     stack.upper_or_erofs()?;
     let data = sa.size != Some(0);
     let up = copy_up::copy_up(stack, path, entry, CopyUp { data })?;
-    let dir = up.as_fd();
     let (_, name) = split(path);
-    let name = name.as_os_str();
+    // Every step acts on this one pinned object, of the type the lookup
+    // found: the name is never walked again, so a symlink or FIFO
+    // exchanged in for it meanwhile receives nothing.
+    let obj = resolve::Pinned::expect(up.as_fd(), &name, entry.st.st_mode)?;
     if sa.uid.is_some() || sa.gid.is_some() {
-        resolve::fchownat(
-            dir,
-            name,
-            sa.uid.unwrap_or(u32::MAX),
-            sa.gid.unwrap_or(u32::MAX),
-        )?;
+        obj.chown(sa.uid.unwrap_or(u32::MAX), sa.gid.unwrap_or(u32::MAX))?;
     }
     if let Some(m) = sa.mode {
-        resolve::fchmodat(dir, name, m & 0o7777)?;
+        obj.chmod(m & 0o7777)?;
     }
     if let Some(size) = sa.size {
         match open_fd {
             Some(fd) => resolve::ftruncate(fd, size)?,
-            None => {
-                let fd = resolve::openat(dir, name, libc::O_WRONLY, 0)?;
-                resolve::ftruncate(fd.as_fd(), size)?;
-            }
+            None => resolve::ftruncate(obj.open(libc::O_WRONLY)?.as_fd(), size)?,
         }
     }
     if sa.atime.is_some() || sa.mtime.is_some() {
-        resolve::utimensat(dir, name, sa.atime, sa.mtime)?;
+        obj.utimens(sa.atime, sa.mtime)?;
     }
-    let st = resolve::fstatat(dir, name)?;
+    let st = obj.stat()?;
     let m = sa.kill_privs.apply(st.st_mode);
     if m != st.st_mode {
         // Last, on the mode the steps above left (a chown may have
         // cleared the bits already).
-        resolve::fchmodat(dir, name, m & 0o7777)?;
-        return resolve::fstatat(dir, name);
+        obj.chmod(m & 0o7777)?;
+        return obj.stat();
     }
     Ok(st)
 }

@@ -11,7 +11,7 @@
 
 use crate::lookup::{Entry, split};
 use crate::markers;
-use crate::resolve::{self, Stat, XTarget};
+use crate::resolve::{self, Pinned, XTarget};
 use crate::stack::{DirFd, Stack};
 use std::ffi::OsStr;
 use std::io;
@@ -68,41 +68,46 @@ fn chown_maybe(r: io::Result<()>) -> io::Result<()> {
     }
 }
 
-/// Apply owner, mode, xattrs and (last) times of `src` to the temporary
-/// object `tmp` in workdir/work; `file` is it open, for a regular file.
-fn copy_meta(
-    stack: &Stack,
-    src_dir: BorrowedFd,
-    name: &OsStr,
-    st: &Stat,
-    tmp: &OsStr,
-    file: Option<BorrowedFd>,
-) -> io::Result<()> {
-    let work = stack.work()?;
-    match file {
+/// The new object in workdir/work that copy_meta finishes: a regular file
+/// open for writing, or anything else pinned (never reached by its name
+/// again, so nothing swapped in there receives what is meant for it).
+enum Dst<'a> {
+    File(BorrowedFd<'a>),
+    Obj(&'a Pinned, XTarget<'a>),
+}
+
+/// Apply owner, mode, xattrs and (last) times of `src` (pinned; its xattrs
+/// at `src_x`) to the temporary object `dst`.
+fn copy_meta(src: &Pinned, src_x: XTarget, dst: Dst) -> io::Result<()> {
+    let st = &src.st;
+    match dst {
         // Through the fd: no path walks, and no chown (an inode update)
         // where the new file already has the owner, as it mostly does.
-        Some(fd) => {
+        Dst::File(fd) => {
             let now = resolve::fstat(fd)?;
             if (now.st_uid, now.st_gid) != (st.st_uid, st.st_gid) {
                 chown_maybe(resolve::fchown(fd, st.st_uid, st.st_gid))?;
             }
             resolve::fchmod(fd, st.st_mode & 0o7777)?;
+            copy_xattrs(src_x, XTarget::Fd(fd))?;
+            resolve::futimens(
+                fd,
+                timespec(st.st_atime, st.st_atime_nsec),
+                timespec(st.st_mtime, st.st_mtime_nsec),
+            )
         }
-        None => {
-            chown_maybe(resolve::fchownat(work, tmp, st.st_uid, st.st_gid))?;
+        Dst::Obj(obj, obj_x) => {
+            chown_maybe(obj.chown(st.st_uid, st.st_gid))?;
             if !resolve::is_lnk(st) {
-                resolve::fchmodat(work, tmp, st.st_mode & 0o7777)?;
+                obj.chmod(st.st_mode & 0o7777)?;
             }
+            copy_xattrs(src_x, obj_x)?;
+            obj.utimens(
+                timespec(st.st_atime, st.st_atime_nsec),
+                timespec(st.st_mtime, st.st_mtime_nsec),
+            )
         }
     }
-    copy_xattrs(XTarget::At(src_dir, name), XTarget::At(work, tmp))?;
-    resolve::utimensat(
-        work,
-        tmp,
-        timespec(st.st_atime, st.st_atime_nsec),
-        timespec(st.st_mtime, st.st_mtime_nsec),
-    )
 }
 
 /// Run `place` (a rename into `parent`), then put back the parent's times:
@@ -140,21 +145,26 @@ pub fn ensure_upper_dir(stack: &Stack, path: &Path) -> io::Result<DirFd> {
     let (parent, name) = split(path);
     let upper_parent = ensure_upper_dir(stack, &parent)?;
     // The topmost lower directory at `path` is the one the merged view shows.
-    let (layer, src_parent, st) = (stack.first_lower()..stack.layers.len())
+    let (layer, src_parent, src) = (stack.first_lower()..stack.layers.len())
         .find_map(|l| {
             let d = stack.dir(l, &parent).ok()?;
-            let st = resolve::fstatat(d.as_fd(), &name).ok()?;
-            resolve::is_dir(&st).then_some((l, d, st))
+            let src = Pinned::at(d.as_fd(), &name).ok()?;
+            resolve::is_dir(&src.st).then_some((l, d, src))
         })
         .ok_or_else(|| resolve::err(libc::ENOENT))?;
     let work = stack.work()?;
     let tmp = stack.tmp_name();
     resolve::mkdirat(work, &tmp, 0o700)?;
-    let built = copy_meta(stack, src_parent.as_fd(), &name, &st, &tmp, None).and_then(|_| {
-        place_keeping_ino(stack, &tmp, stack.ino(layer, st.st_ino), || {
-            place(work, &tmp, upper_parent.as_fd(), &name)
+    let built = Pinned::expect(work, &tmp, libc::S_IFDIR)
+        .and_then(|dst| {
+            let src_x = src.xattrs(src_parent.as_fd(), &name);
+            copy_meta(&src, src_x, Dst::Obj(&dst, dst.xattrs(work, &tmp)))
         })
-    });
+        .and_then(|_| {
+            place_keeping_ino(stack, &tmp, stack.ino(layer, src.st.st_ino), || {
+                place(work, &tmp, upper_parent.as_fd(), &name)
+            })
+        });
     match built {
         Ok(()) => {}
         // Another request created it first (and mapped its inode): use theirs.
@@ -362,10 +372,12 @@ pub fn copy_up(stack: &Stack, path: &Path, entry: &Entry, how: CopyUp) -> io::Re
     }
     let started = Instant::now();
     let src_dir = stack.dir(entry.layer, &parent)?;
-    let st = resolve::fstatat(src_dir.as_fd(), &name)?;
+    // Pinned, of the type the lookup found: what is copied is that object.
+    let src = Pinned::expect(src_dir.as_fd(), &name, entry.st.st_mode)?;
+    let st = src.st;
     let work = stack.work()?;
     let tmp = stack.tmp_name();
-    let built = build_copy(stack, src_dir.as_fd(), &name, &st, &tmp, how);
+    let built = build_copy(stack, src_dir.as_fd(), &name, &src, &tmp, how);
     let placed = built.and_then(|_| {
         place_keeping_ino(stack, &tmp, entry.ino, || {
             place(work, &tmp, upper_parent.as_fd(), &name)
@@ -393,14 +405,18 @@ fn build_copy(
     stack: &Stack,
     src_dir: BorrowedFd,
     name: &OsStr,
-    st: &Stat,
+    src: &Pinned,
     tmp: &OsStr,
     how: CopyUp,
 ) -> io::Result<()> {
     let work = stack.work()?;
-    match st.st_mode & libc::S_IFMT {
+    let st = &src.st;
+    let src_x = src.xattrs(src_dir, name);
+    let fmt = st.st_mode & libc::S_IFMT;
+    match fmt {
         libc::S_IFREG => {
-            let src = resolve::open_noatime(src_dir, name, libc::O_RDONLY)?;
+            let data = src.open_noatime(libc::O_RDONLY)?;
+            // O_EXCL: a fresh file, never whatever the name held.
             let dst = resolve::openat(
                 work,
                 tmp,
@@ -408,23 +424,23 @@ fn build_copy(
                 0o600,
             )?;
             if how.data {
-                copy_data(src.as_fd(), dst.as_fd(), st.st_size as u64)?;
+                copy_data(data.as_fd(), dst.as_fd(), st.st_size as u64)?;
             }
-            copy_meta(stack, src_dir, name, st, tmp, Some(dst.as_fd()))?;
+            copy_meta(src, src_x, Dst::File(dst.as_fd()))?;
             if !stack.volatile {
                 resolve::fsync(dst.as_fd(), false)?;
             }
             Ok(())
         }
-        libc::S_IFLNK => {
-            let target = resolve::readlinkat(src_dir, name)?;
-            resolve::symlinkat(&target, work, tmp)?;
-            copy_meta(stack, src_dir, name, st, tmp, None)
-        }
         libc::S_IFDIR => Err(resolve::err(libc::EISDIR)),
         _ => {
-            resolve::mknodat(work, tmp, st.st_mode, st.st_rdev)?;
-            copy_meta(stack, src_dir, name, st, tmp, None)
+            if fmt == libc::S_IFLNK {
+                resolve::symlinkat(&src.readlink()?, work, tmp)?;
+            } else {
+                resolve::mknodat(work, tmp, st.st_mode, st.st_rdev)?;
+            }
+            let dst = Pinned::expect(work, tmp, fmt)?;
+            copy_meta(src, src_x, Dst::Obj(&dst, dst.xattrs(work, tmp)))
         }
     }
 }

@@ -112,10 +112,30 @@ fn openat2(
     None
 }
 
+/// The longest path one openat2 takes (PATH_MAX counts the NUL).
+const PATH_CHUNK: usize = libc::PATH_MAX as usize - 1;
+
 /// Open `rel` (relative, may be empty for the root itself) beneath `root`
 /// without following any symlink, without leaving `root` and without
-/// crossing a mount.
+/// crossing a mount (see [`openat2`]). Depth does not
+/// matter: a path longer than openat2 takes is walked in chunks, each
+/// opened with the same flags beneath the directory the previous one
+/// reached (so no chunk can leave it, nor follow a symlink).
 pub fn open_beneath(root: BorrowedFd, rel: &Path, flags: i32) -> io::Result<OwnedFd> {
+    let bytes = rel.as_os_str().as_bytes();
+    if bytes.len() > PATH_CHUNK {
+        // Cut at the last '/' that leaves a head openat2 takes; names are
+        // at most 255 bytes, so there is one.
+        let cut = bytes[..=PATH_CHUNK]
+            .iter()
+            .rposition(|b| *b == b'/')
+            .filter(|c| *c > 0)
+            .ok_or_else(|| err(libc::ENAMETOOLONG))?;
+        let head = Path::new(OsStr::from_bytes(&bytes[..cut]));
+        let tail = Path::new(OsStr::from_bytes(&bytes[cut + 1..]));
+        let mid = open_beneath(root, head, libc::O_PATH | libc::O_DIRECTORY)?;
+        return open_beneath(mid.as_fd_b(), tail, flags);
+    }
     let rel_os = if rel.as_os_str().is_empty() {
         OsStr::new(".")
     } else {
@@ -328,14 +348,116 @@ pub fn fchownat(dir: BorrowedFd, name: &OsStr, uid: u32, gid: u32) -> io::Result
     Ok(())
 }
 
-/// chmod of an entry without following it (symlinks have no mode to change).
+/// chmod of an entry without following it (symlinks have no mode to
+/// change): through a pin, so a symlink swapped in after the check is
+/// never followed.
 pub fn fchmodat(dir: BorrowedFd, name: &OsStr, mode: u32) -> io::Result<()> {
-    let st = fstatat(dir, name)?;
-    if st.st_mode & libc::S_IFMT == libc::S_IFLNK {
-        return Err(err(libc::EOPNOTSUPP));
+    Pinned::at(dir, name)?.chmod(mode)
+}
+
+/// What answers an object found to be of another type than the lookup
+/// said (a FIFO, device or symlink swapped in behind the daemon): the
+/// layer changed under us, as the kernel overlayfs says when a layer's
+/// object no longer matches what it knew.
+pub const STALE: i32 = libc::ESTALE;
+
+/// One object of a layer, held by an O_PATH fd opened without following
+/// its name, with its stat. Every call on it acts on this inode, whatever
+/// the name comes to mean: a symlink, FIFO or device swapped in behind the
+/// daemon never receives a chmod, an open or I/O meant for the object.
+/// Opening O_PATH never blocks and runs no device's open.
+pub struct Pinned {
+    fd: OwnedFd,
+    pub st: Stat,
+}
+
+impl Pinned {
+    pub fn at(dir: BorrowedFd, name: &OsStr) -> io::Result<Pinned> {
+        let fd = openat(dir, name, libc::O_PATH, 0)?;
+        let st = fstat(fd.as_fd_b())?;
+        Ok(Pinned { fd, st })
     }
-    check(unsafe { libc::chmod(proc_path(dir, Some(name))?.as_ptr(), mode) })?;
-    Ok(())
+
+    /// `at`, answering [`STALE`] unless the object has the type of `mode`.
+    pub fn expect(dir: BorrowedFd, name: &OsStr, mode: u32) -> io::Result<Pinned> {
+        let p = Pinned::at(dir, name)?;
+        if p.st.st_mode & libc::S_IFMT != mode & libc::S_IFMT {
+            return Err(err(STALE));
+        }
+        Ok(p)
+    }
+
+    pub fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd_b()
+    }
+
+    /// Open the pinned regular file for I/O (through /proc: this inode, no
+    /// walk in the layer). Anything else answers [`STALE`]: no I/O ever
+    /// reaches a device or FIFO found where a file was.
+    pub fn open(&self, flags: i32) -> io::Result<OwnedFd> {
+        if !is_reg(&self.st) {
+            return Err(err(STALE));
+        }
+        reopen(self.fd(), flags & !(libc::O_CREAT | libc::O_EXCL))
+    }
+
+    /// `open` without touching the atime where the kernel lets us.
+    pub fn open_noatime(&self, flags: i32) -> io::Result<OwnedFd> {
+        match self.open(flags | libc::O_NOATIME) {
+            Err(e) if errno(&e) == libc::EPERM => self.open(flags),
+            r => r,
+        }
+    }
+
+    pub fn chown(&self, uid: u32, gid: u32) -> io::Result<()> {
+        check(unsafe {
+            libc::fchownat(
+                self.fd.as_raw_fd(),
+                c"".as_ptr(),
+                uid,
+                gid,
+                libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW,
+            )
+        })?;
+        Ok(())
+    }
+
+    /// chmod; a symlink has no mode (EOPNOTSUPP, as fchmodat's nofollow).
+    /// /proc's link of a non-symlink lands on exactly this inode.
+    pub fn chmod(&self, mode: u32) -> io::Result<()> {
+        if is_lnk(&self.st) {
+            return Err(err(libc::EOPNOTSUPP));
+        }
+        chmod_fd(self.fd(), mode)
+    }
+
+    pub fn utimens(&self, atime: TimeSet, mtime: TimeSet) -> io::Result<()> {
+        let times = [ts(atime), ts(mtime)];
+        let flags = libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW;
+        check(unsafe {
+            libc::utimensat(self.fd.as_raw_fd(), c"".as_ptr(), times.as_ptr(), flags)
+        })?;
+        Ok(())
+    }
+
+    pub fn readlink(&self) -> io::Result<OsString> {
+        readlinkat(self.fd(), OsStr::new(""))
+    }
+
+    /// Where xattr calls on this object land. A symlink is reached by its
+    /// name (`dir`, `name`; the xattr calls cannot take an O_PATH fd and
+    /// /proc would follow it), never followed, so never outside the layer.
+    pub fn xattrs<'a>(&'a self, dir: BorrowedFd<'a>, name: &'a OsStr) -> XTarget<'a> {
+        if is_lnk(&self.st) {
+            XTarget::At(dir, name)
+        } else {
+            XTarget::Fd(self.fd())
+        }
+    }
+
+    pub fn stat(&self) -> io::Result<Stat> {
+        fstat(self.fd())
+    }
 }
 
 /// chmod of the object an fd holds, O_PATH fds included.

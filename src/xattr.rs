@@ -64,7 +64,8 @@ pub fn set(
     let real = xattr_in_layer(stack.xattr_ns, name).ok_or_else(|| err(REFUSED))?;
     let up = copy_up::copy_up(stack, path, entry, CopyUp { data: true })?;
     let (_, n) = split(path);
-    resolve::setxattr(XTarget::At(up.as_fd(), &n), &real, value, flags)
+    let obj = resolve::Pinned::expect(up.as_fd(), &n, entry.st.st_mode)?;
+    resolve::setxattr(obj.xattrs(up.as_fd(), &n), &real, value, flags)
 }
 
 pub fn remove(stack: &Stack, path: &Path, entry: &Entry, name: &OsStr) -> io::Result<()> {
@@ -76,5 +77,6 @@ pub fn remove(stack: &Stack, path: &Path, entry: &Entry, name: &OsStr) -> io::Re
     }
     let up = copy_up::copy_up(stack, path, entry, CopyUp { data: true })?;
     let (_, n) = split(path);
-    resolve::removexattr(XTarget::At(up.as_fd(), &n), &real)
+    let obj = resolve::Pinned::expect(up.as_fd(), &n, entry.st.st_mode)?;
+    resolve::removexattr(obj.xattrs(up.as_fd(), &n), &real)
 }

@@ -170,9 +170,15 @@ impl Inodes {
         }
     }
 
-    /// `ino` was removed; `st` is what it shows while still open.
-    pub fn mark_dead(&self, ino: u64, st: Stat) {
-        if let Some(mut n) = self.map.get_mut(&ino) {
+    /// `ino`, named `name` in `parent`, was removed; `st` is what it shows
+    /// while still open. Only while the node still stands for that name:
+    /// the freed real inode may already carry a new object created in
+    /// another directory meanwhile, which took the node over (remember_as).
+    pub fn mark_dead(&self, ino: u64, parent: u64, name: &OsStr, st: Stat) {
+        if let Some(mut n) = self.map.get_mut(&ino)
+            && ((n.parent == parent && &*n.name == name)
+                || n.others.iter().any(|(p, x)| *p == parent && x == name))
+        {
             n.dead = Some(Box::new(st));
         }
     }

@@ -24,7 +24,7 @@ use handles::{DirHandle, DirItem, Handles};
 use inodes::{Inodes, ROOT};
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -154,32 +154,67 @@ fn caller(ids: &IdMaps, req: &Request, umask: u32) -> Caller {
 
 /// What a write, truncate or chown by the caller of `req` clears on a file
 /// with `mode` and `gid`: a setgid bit without group execute only if the
-/// caller is not in the group (the kernel's setattr_should_drop_sgid).
+/// caller is neither in the group nor CAP_FSETID-capable (the kernel's
+/// setattr_should_drop_sgid). The kernel asks for writes and truncates
+/// only from callers without CAP_FSETID, but for every chown: root's
+/// chown keeps such a bit.
 fn kill_for(ids: &IdMaps, req: &Request, mode: u32, gid: u32) -> KillPrivs {
     // The caller's groups are as the mount shows them; `gid` is stored.
     let gid = ids.gid.shown(DiskId(gid)).0;
-    if KillPrivs::asks_group(mode) && !caller_in_group(req, gid) {
+    if KillPrivs::asks_group(mode) && !caller_in_group_or_capable(req, gid) {
         KillPrivs::All
     } else {
         KillPrivs::Exec
     }
 }
 
-/// Whether `gid` is the caller's group or one of its supplementary groups
-/// (FUSE sends the fsgid only; /proc/<tid>/status of the calling thread has
-/// the rest). Only a setgid file without group execute asks. If the thread
-/// is gone it counts as in the group: the bit stays, as it did before.
-fn caller_in_group(req: &Request, gid: u32) -> bool {
+/// CAP_FSETID's bit in a capability set.
+const CAP_FSETID: u64 = 1 << 4;
+
+/// Whether `gid` is the caller's group or one of its supplementary groups,
+/// or the caller has CAP_FSETID (the kernel's in_group_or_capable). FUSE
+/// sends the fsgid only; /proc/<tid>/status of the calling thread has the
+/// rest. Only a setgid file without group execute asks. If the thread is
+/// gone it counts as in the group: the bit stays, as it did before.
+fn caller_in_group_or_capable(req: &Request, gid: u32) -> bool {
     if req.gid() == gid {
         return true;
     }
     let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", req.pid())) else {
         return true;
     };
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("Groups:"))
-        .is_some_and(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)))
+    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name));
+    let in_group =
+        field("Groups:").is_some_and(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)));
+    let capable = field("CapEff:")
+        .and_then(|c| u64::from_str_radix(c.trim(), 16).ok())
+        .is_some_and(|c| c & CAP_FSETID != 0);
+    in_group || capable
+}
+
+/// Open the regular file `name` in `dir` for a FUSE OPEN (which the kernel
+/// sends for regular files only): pinned first, so a FIFO swapped in never
+/// blocks an event loop and a device is never opened (both: ESTALE); with
+/// `spare_atime`, O_NOATIME (lower files always, upper ones where the
+/// mount's rule says never, see [`OvlFs::spare_atime`]).
+/// `ino`: the real inode the lookup found there, where it is still the
+/// one to open (no copy-up since); another one answers ESTALE too.
+fn open_file(
+    dir: std::os::fd::BorrowedFd,
+    name: &OsStr,
+    flags: i32,
+    spare_atime: bool,
+    ino: Option<u64>,
+) -> io::Result<OwnedFd> {
+    let obj = resolve::Pinned::expect(dir, name, libc::S_IFREG)?;
+    if ino.is_some_and(|i| i != obj.st.st_ino) {
+        return Err(resolve::err(resolve::STALE));
+    }
+    if spare_atime {
+        obj.open_noatime(flags)
+    } else {
+        obj.open(flags)
+    }
 }
 
 /// Run a handler; a panic inside answers EIO (the dropped reply does) and
@@ -315,10 +350,12 @@ impl OvlFs {
         if self.inodes.removed_stat(ino).is_some() {
             return Err(io::Error::from_raw_os_error(libc::ENOENT));
         }
+        // Another object at the node's name (swapped in behind the daemon,
+        // or not ours): the node's own object is gone, ESTALE as for opens.
         match self.entry_at(place).and_then(|x| {
             (x.1.ino == ino)
                 .then_some(x)
-                .ok_or_else(|| io::Error::from_raw_os_error(libc::ENOENT))
+                .ok_or_else(|| resolve::err(resolve::STALE))
         }) {
             Ok(x) => Ok(x),
             // A hard link may still be reachable by another name (this one
@@ -442,14 +479,12 @@ impl OvlFs {
         Ok(st)
     }
 
-    /// Open an upper file for a reader: reads, passed through or not, and
-    /// exec then move its atime as the mount's rule says.
-    fn open_upper(&self, dir: BorrowedFd, name: &OsStr, flags: i32) -> io::Result<OwnedFd> {
-        if self.stack.atime_never(false) {
-            resolve::open_noatime(dir, name, flags)
-        } else {
-            resolve::openat(dir, name, flags, 0)
-        }
+    /// Whether to open a layer file O_NOATIME: a lower one always (the
+    /// kernel never moves a lower's atime), an upper one where the mount's
+    /// rule says never; otherwise reads, passed through or not, and exec
+    /// move its atime as the mount's rule says.
+    fn spare_atime(&self, upper: bool) -> bool {
+        !upper || self.stack.atime_never(false)
     }
 
     /// Keep `fd` as a new handle on `ino`; an upper file is passed through
@@ -532,7 +567,13 @@ impl OvlFs {
         };
         if e.in_upper(&self.stack) {
             let dir = self.stack.dir(0, &place.parent_path)?;
-            let fd = self.open_upper(dir.as_fd(), &place.name, libc::O_RDONLY)?;
+            let fd = open_file(
+                dir.as_fd(),
+                &place.name,
+                libc::O_RDONLY,
+                self.spare_atime(true),
+                Some(e.st.st_ino),
+            )?;
             *h.fd.write().unwrap_or_else(|p| p.into_inner()) = fd;
             h.in_upper.store(true, Ordering::Release);
         }
@@ -801,7 +842,13 @@ impl Filesystem for OvlFs {
         guarded("readlink", ino, || {
             let (place, e) = try_reply!(reply, self.entry_of(ino.0));
             let dir = try_reply!(reply, self.stack.dir(e.layer, &place.parent_path));
-            let t = try_reply!(reply, resolve::readlinkat(dir.as_fd(), &place.name));
+            // readlink opens nothing and follows nothing; through a pin of
+            // the type the lookup found, as every other read of an object.
+            let obj = try_reply!(
+                reply,
+                resolve::Pinned::expect(dir.as_fd(), &place.name, e.st.st_mode)
+            );
+            let t = try_reply!(reply, obj.readlink());
             reply.data(std::os::unix::ffi::OsStrExt::as_bytes(t.as_os_str()));
         })
     }
@@ -867,8 +914,8 @@ impl Filesystem for OvlFs {
                 "removed"
             );
             if e.st.st_nlink <= 1 {
-                self.inodes
-                    .mark_dead(e.ino, attr::removed_stat(&self.stack, &e));
+                let st = attr::removed_stat(&self.stack, &e);
+                self.inodes.mark_dead(e.ino, parent.0, name, st);
             } else {
                 self.inodes.unlinked(e.ino, parent.0, name);
             }
@@ -889,8 +936,8 @@ impl Filesystem for OvlFs {
                 layer = e.layer,
                 "removed"
             );
-            self.inodes
-                .mark_dead(e.ino, attr::removed_stat(&self.stack, &e));
+            let st = attr::removed_stat(&self.stack, &e);
+            self.inodes.mark_dead(e.ino, parent.0, name, st);
             reply.ok();
         })
     }
@@ -933,8 +980,8 @@ impl Filesystem for OvlFs {
             let r = try_reply!(reply, r);
             if let Some(d) = &r.replaced {
                 if d.st.st_nlink <= 1 || d.is_dir() {
-                    self.inodes
-                        .mark_dead(d.ino, attr::removed_stat(&self.stack, d));
+                    let st = attr::removed_stat(&self.stack, d);
+                    self.inodes.mark_dead(d.ino, newparent.0, newname, st);
                 } else {
                     self.inodes.unlinked(d.ino, newparent.0, newname);
                 }
@@ -1013,7 +1060,9 @@ impl Filesystem for OvlFs {
                     reply,
                     copy_up::copy_up(&self.stack, &place.path, &e, CopyUp { data: !trunc })
                 );
-                let fd = try_reply!(reply, self.open_upper(up.as_fd(), &place.name, keep));
+                let was = e.in_upper(&self.stack).then_some(e.st.st_ino);
+                let spare = self.spare_atime(true);
+                let fd = try_reply!(reply, open_file(up.as_fd(), &place.name, keep, spare, was));
                 // O_TRUNC by a caller without CAP_FSETID: we truncated, so
                 // the setuid/setgid bits are ours to clear (KILLPRIV_V2).
                 if trunc && kill_suidgid {
@@ -1025,12 +1074,10 @@ impl Filesystem for OvlFs {
                 (fd, true)
             } else {
                 let dir = try_reply!(reply, self.stack.dir(e.layer, &place.parent_path));
-                let fd = if e.in_upper(&self.stack) {
-                    self.open_upper(dir.as_fd(), &place.name, keep)
-                } else {
-                    resolve::open_noatime(dir.as_fd(), &place.name, keep)
-                };
-                (try_reply!(reply, fd), e.in_upper(&self.stack))
+                let upper = e.in_upper(&self.stack);
+                let spare = self.spare_atime(upper);
+                let fd = open_file(dir.as_fd(), &place.name, keep, spare, Some(e.st.st_ino));
+                (try_reply!(reply, fd), upper)
             };
             tracing::debug!(
                 op = "open",
