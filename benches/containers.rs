@@ -17,12 +17,7 @@ fn sequence(base: &Path, mount_program: &Path) -> f64 {
     busybox_rootfs(&rootfs);
     let s = Storage::new(base, mount_program, None);
     let t0 = Instant::now();
-    let scratch = s.ok("buildah", &["from", "scratch"]);
-    s.ok(
-        "buildah",
-        &["copy", &scratch, rootfs.to_str().unwrap(), "/"],
-    );
-    s.ok("buildah", &["commit", "-q", &scratch, "bb"]);
+    s.image_from(&rootfs, "bb");
     let c = s.ok("buildah", &["from", "--pull=false", "bb"]);
     s.ok(
         "buildah",

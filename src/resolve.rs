@@ -774,6 +774,10 @@ impl XTarget<'_> {
             match errno(&e) {
                 libc::ENOSYS => NO_XATTRAT.store(true, Ordering::Relaxed),
                 libc::ENOTDIR if matches!(self, XTarget::Fd(_)) => {}
+                // "." needs search permission on the directory, which its
+                // owner may have taken away (chmod 600): the /proc path
+                // reaches it without, as the owner's own call would.
+                libc::EACCES if matches!(self, XTarget::Fd(_)) => {}
                 _ => return Err(e),
             }
         }
@@ -938,9 +942,6 @@ pub struct RawDirent {
     pub dtype: u8,
 }
 
-/// Read every entry of a directory (without `.` and `..`). Straight
-/// getdents64 on the fd: fdopendir would add an fstat and two fcntls to
-/// every listing.
 /// One small getdents64 on `dir`: the kernel then applies the atime rule
 /// of `dir`'s mount (and O_NOATIME) as for any listing.
 pub fn touch_listing(dir: BorrowedFd) -> io::Result<()> {
@@ -959,6 +960,9 @@ pub fn touch_listing(dir: BorrowedFd) -> io::Result<()> {
     Ok(())
 }
 
+/// Read every entry of a directory (without `.` and `..`). Straight
+/// getdents64 on the fd: fdopendir would add an fstat and two fcntls to
+/// every listing.
 pub fn read_dir_fd(dir: OwnedFd) -> io::Result<Vec<RawDirent>> {
     // Offsets of the fields of struct linux_dirent64.
     const RECLEN: usize = 16;

@@ -65,12 +65,7 @@ fn sequence(base: &Path, mount_program: &Path) -> (Outcome, f64) {
     let t0 = Instant::now();
     let rootfs = base.join("rootfs");
     busybox_rootfs(&rootfs);
-    let scratch = s.ok("buildah", &["from", "scratch"]);
-    s.ok(
-        "buildah",
-        &["copy", &scratch, rootfs.to_str().unwrap(), "/"],
-    );
-    s.ok("buildah", &["commit", "-q", &scratch, "bb"]);
+    s.image_from(&rootfs, "bb");
     let c = s.ok("buildah", &["from", "--pull=false", "bb"]);
     let run_as_root = s.ok(
         "buildah",
@@ -196,12 +191,7 @@ fn rootless(base: &Path, mount_program: &Path, user: (u32, u32)) -> Vec<String> 
     let rootfs = base.join("rootfs");
     busybox_rootfs(&rootfs);
     let s = Storage::new(base, mount_program, Some(user));
-    let scratch = s.ok("buildah", &["from", "scratch"]);
-    s.ok(
-        "buildah",
-        &["copy", &scratch, rootfs.to_str().unwrap(), "/"],
-    );
-    s.ok("buildah", &["commit", "-q", &scratch, "bb"]);
+    s.image_from(&rootfs, "bb");
     let run = |args: &[&str]| {
         let mut a = vec!["run", "--rm", "--pull=never", "--network=none"];
         a.extend_from_slice(args);

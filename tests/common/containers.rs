@@ -71,6 +71,18 @@ impl Storage {
         )
     }
 
+    /// An image `name` made of the files in `rootfs` (buildah from
+    /// scratch, copy, commit): an image import without a registry.
+    pub fn image_from(&self, rootfs: &Path, name: &str) {
+        let scratch = self.ok("buildah", &["from", "scratch"]);
+        self.ok(
+            "buildah",
+            &["copy", &scratch, rootfs.to_str().unwrap(), "/"],
+        );
+        self.ok("buildah", &["commit", "-q", &scratch, name]);
+        self.ok("buildah", &["rm", &scratch]);
+    }
+
     pub fn ok(&self, tool: &str, args: &[&str]) -> String {
         let (ok, out, err) = self.tool(tool, args);
         assert!(
