@@ -98,8 +98,9 @@ pub fn removed_stat(stack: &Stack, entry: &Entry) -> Stat {
 
 /// An inode-flags ioctl (`lsattr`/`chattr`), as the kernel overlayfs does
 /// it: a get reads the topmost real object, a set copies the object up and
-/// changes the upper one. Returns the bytes a get answers. O_NONBLOCK: a
-/// FIFO found where a file was must not block the open.
+/// changes the upper one. Returns the bytes a get answers. The object is
+/// pinned and must still be what the lookup found (a file or directory):
+/// a FIFO or device swapped in is never opened.
 pub fn flags_ioctl(
     stack: &Stack,
     path: &Path,
@@ -114,10 +115,10 @@ pub fn flags_ioctl(
         let n = buf.len().min(data.len());
         buf[..n].copy_from_slice(&data[..n]);
         let up = copy_up::copy_up(stack, path, entry, CopyUp { data: true })?;
-        resolve::openat(up.as_fd(), &name, libc::O_RDONLY | libc::O_NONBLOCK, 0)?
+        resolve::Pinned::expect(up.as_fd(), &name, entry.st.st_mode)?.open_for_ioctl()?
     } else {
         let dir = stack.dir(entry.layer, &parent)?;
-        resolve::open_noatime(dir.as_fd(), &name, libc::O_RDONLY | libc::O_NONBLOCK)?
+        resolve::Pinned::expect(dir.as_fd(), &name, entry.st.st_mode)?.open_for_ioctl()?
     };
     resolve::flags_ioctl(fd.as_fd(), op, &mut buf)?;
     if op.sets() {

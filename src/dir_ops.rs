@@ -162,11 +162,7 @@ pub fn create(
     {
         return Err(err(libc::EPERM));
     }
-    // The one marker name the upper layer honours (with AUFS marks) cannot
-    // be made by hand.
-    if stack.marks(0).is_marker_in(name, true) {
-        return Err(err(libc::EPERM));
-    }
+    refuse_marker_name(stack, name)?;
     if lookup::lookup(stack, dir, name)?.is_some() {
         return Err(err(libc::EEXIST));
     }
@@ -323,6 +319,15 @@ pub struct Renamed {
 }
 
 /// Rename `oname` in `odir` to `nname` in `ndir`, with renameat2 flags.
+/// The one marker name the upper layer honours (with AUFS marks) cannot be
+/// made through the mount: not by create, rename, exchange or link.
+fn refuse_marker_name(stack: &Stack, name: &OsStr) -> io::Result<()> {
+    if stack.marks(0).is_marker_in(name, true) {
+        return Err(err(libc::EPERM));
+    }
+    Ok(())
+}
+
 pub fn rename(
     stack: &Stack,
     odir: &DirRef,
@@ -332,6 +337,10 @@ pub fn rename(
     flags: u32,
 ) -> io::Result<Renamed> {
     stack.upper_or_erofs()?;
+    refuse_marker_name(stack, nname)?;
+    if flags & resolve::RENAME_EXCHANGE != 0 {
+        refuse_marker_name(stack, oname)?;
+    }
     let exchange = flags & resolve::RENAME_EXCHANGE != 0;
     let noreplace = flags & resolve::RENAME_NOREPLACE != 0;
     if flags & !(resolve::RENAME_EXCHANGE | resolve::RENAME_NOREPLACE) != 0
@@ -494,6 +503,7 @@ pub fn link(
     nname: &OsStr,
 ) -> io::Result<Entry> {
     stack.upper_or_erofs()?;
+    refuse_marker_name(stack, nname)?;
     if src.is_dir() {
         return Err(err(libc::EPERM));
     }
@@ -586,6 +596,7 @@ pub fn link_unnamed(
     nname: &OsStr,
 ) -> io::Result<Entry> {
     stack.upper_or_erofs()?;
+    refuse_marker_name(stack, nname)?;
     if lookup::lookup(stack, ndir, nname)?.is_some() {
         return Err(err(libc::EEXIST));
     }

@@ -340,23 +340,46 @@ fn remount(o: &MountOptions, mp: &Path) -> Result<(), String> {
     if mounted_fstype(&canon).as_deref() != Some(FSTYPE) {
         return Err(format!("{} is not an ovlfuse mount", canon.display()));
     }
-    let mut flags: libc::c_ulong = 0;
-    for (on, f) in [
-        (o.ro, libc::MS_RDONLY),
-        (o.nosuid || !o.suid, libc::MS_NOSUID),
-        (o.nodev || !o.dev, libc::MS_NODEV),
-        (o.noexec, libc::MS_NOEXEC),
-        (o.atime == Atime::Never, libc::MS_NOATIME),
-        (o.atime == Atime::Strict, libc::MS_STRICTATIME),
-        (o.nodiratime, libc::MS_NODIRATIME),
-        (o.nosymfollow, libc::MS_NOSYMFOLLOW),
+    // mount(8) repeats the mount's options but never writes "suid" or
+    // "dev": start from the flags the mount has and change only those the
+    // options name (statvfs's ST_* bits are the MS_* ones on Linux).
+    const KEPT: libc::c_ulong = libc::MS_RDONLY
+        | libc::MS_NOSUID
+        | libc::MS_NODEV
+        | libc::MS_NOEXEC
+        | libc::MS_NOATIME
+        | libc::MS_NODIRATIME
+        | libc::MS_RELATIME
+        | libc::MS_NOSYMFOLLOW;
+    let dir = crate::resolve::open_path(&canon, libc::O_RDONLY | libc::O_DIRECTORY)
+        .map_err(|e| format!("remount {}: {e}", canon.display()))?;
+    let cur = crate::resolve::fstatvfs(dir.as_fd())
+        .map_err(|e| format!("remount {}: {e}", canon.display()))?
+        .f_flag;
+    drop(dir);
+    let mut flags = cur & KEPT;
+    for (on, set, f) in [
+        (o.ro, true, libc::MS_RDONLY),
+        (o.rw, false, libc::MS_RDONLY),
+        (o.nosuid, true, libc::MS_NOSUID),
+        (o.suid, false, libc::MS_NOSUID),
+        (o.nodev, true, libc::MS_NODEV),
+        (o.dev, false, libc::MS_NODEV),
+        (o.noexec, true, libc::MS_NOEXEC),
+        (o.nosymfollow, true, libc::MS_NOSYMFOLLOW),
     ] {
         if on {
-            flags |= f;
+            flags = if set { flags | f } else { flags & !f };
         }
     }
-    // The per-mount flags (MS_BIND): the superblock's would also need the
-    // daemon's agreement, and the mount's are what mount -o remount shows.
+    // A mount made ro has a read-only superblock too: rw needs the
+    // superblock's remount as well as the mount's.
+    if o.rw {
+        let _ = crate::resolve::remount(&canon, libc::MS_REMOUNT);
+    }
+    // The per-mount flags (MS_BIND), which mount -o remount shows. Access
+    // time flags keep what the mount has: the daemon's own rule for them
+    // (its upper clone, O_NOATIME) is fixed at mount.
     crate::resolve::remount(&canon, flags | libc::MS_REMOUNT | libc::MS_BIND)
         .map_err(|e| format!("remount {}: {e}", canon.display()))
 }

@@ -21,6 +21,8 @@ pub struct MountOptions {
     pub volatile: bool,
     /// Mount read-only (also implied by a missing upperdir).
     pub ro: bool,
+    /// `rw` named (the default; what a remount to read-write says).
+    pub rw: bool,
     pub allow_other: bool,
     pub allow_root: bool,
     pub nosuid: bool,
@@ -146,6 +148,7 @@ pub const EFFECTIVE: &[(&str, &str)] = &[
         "ro",
         "mount read-only (default: rw when there is an upperdir)",
     ),
+    ("rw", "read-write, the default; on a remount, undoes ro"),
     (
         "allow_other",
         "let other users see the mount (default: only the mounting user; as a user \
@@ -227,7 +230,7 @@ pub const EFFECTIVE: &[(&str, &str)] = &[
     ("debug", "the same as -d"),
     (
         "remount",
-        "change a running mount's flags (ro, rw, nosuid, ...), as mount -o remount does; no second daemon",
+        "change the flags it names (ro, rw, nosuid, ...) on a running mount, as mount -o remount does; no second daemon",
     ),
     (
         "fsname=NAME",
@@ -242,7 +245,6 @@ pub const EFFECTIVE: &[(&str, &str)] = &[
 /// Flags that mount(8), mount.fuse3 and fstab add, accepted with no
 /// effect, each group with the reason it changes nothing here.
 pub const IGNORED: &[(&[&str], &str)] = &[
-    (&["rw"], "the default"),
     (
         &["default_permissions"],
         "always on: the kernel checks permissions",
@@ -457,6 +459,7 @@ impl MountOptions {
             }
             "volatile" => self.volatile = true,
             "ro" => self.ro = true,
+            "rw" => self.rw = true,
             "allow_other" => self.allow_other = true,
             "allow_root" => self.allow_root = true,
             "nosuid" => self.nosuid = true,
@@ -497,7 +500,10 @@ impl MountOptions {
                     .ok()
                     .filter(|s: &f64| s.is_finite() && *s >= 0.0)
                     .ok_or_else(|| format!("timeout={v} is not a number of seconds"))?;
-                self.timeout = Some(std::time::Duration::from_secs_f64(secs));
+                self.timeout = Some(
+                    std::time::Duration::try_from_secs_f64(secs)
+                        .map_err(|_| format!("timeout={v} is too large"))?,
+                );
             }
             "max_threads" => self.threads = number(key, &need(val)?)? as usize,
             "threaded" => {

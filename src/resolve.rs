@@ -401,6 +401,21 @@ impl Pinned {
         reopen(self.fd(), flags & !(libc::O_CREAT | libc::O_EXCL))
     }
 
+    /// The pinned regular file or directory opened read-only for an ioctl
+    /// (inode flags): anything else answers [`STALE`], so no device's open
+    /// or ioctl ever runs.
+    pub fn open_for_ioctl(&self) -> io::Result<OwnedFd> {
+        if is_dir(&self.st) {
+            reopen(
+                self.fd(),
+                libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOATIME,
+            )
+            .or_else(|_| reopen(self.fd(), libc::O_RDONLY | libc::O_DIRECTORY))
+        } else {
+            self.open_noatime(libc::O_RDONLY | libc::O_NOCTTY)
+        }
+    }
+
     /// `open` without touching the atime where the kernel lets us.
     pub fn open_noatime(&self, flags: i32) -> io::Result<OwnedFd> {
         match self.open(flags | libc::O_NOATIME) {
@@ -711,7 +726,7 @@ pub fn splice(
     })
 }
 
-pub fn fstatfs(fd: BorrowedFd) -> io::Result<libc::statvfs> {
+pub fn fstatvfs(fd: BorrowedFd) -> io::Result<libc::statvfs> {
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
     check(unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut st) })?;
     Ok(st)

@@ -402,10 +402,14 @@ impl Stack {
                 Some((cu, cw)) => (cu, cw),
                 None => (ufd, wfd),
             };
-            work = Some(match resolve::open_dir(wfd.as_fd(), Path::new("work")) {
-                Ok(fd) => fd,
-                Err(_) => visible_work,
-            });
+            // The work directory must be on the upper's mount (copy-ups
+            // rename from one to the other): never the visible one beside
+            // a cloned upper.
+            drop(visible_work);
+            work = Some(
+                resolve::open_dir(wfd.as_fd(), Path::new("work"))
+                    .map_err(|e| format!("workdir {}/work: {e}", w.display()))?,
+            );
             workdir = Some(w);
             layers.push(Layer {
                 root: ufd,
@@ -639,7 +643,7 @@ impl Stack {
 
     /// statfs of the upper layer, or of the top lower on a read-only stack.
     pub fn statfs(&self) -> io::Result<libc::statvfs> {
-        resolve::fstatfs(self.layers[0].root.as_fd())
+        resolve::fstatvfs(self.layers[0].root.as_fd())
     }
 
     /// Open a directory of the upper layer by its path inside the overlay.
@@ -830,7 +834,9 @@ fn takes_trusted_xattrs(work: BorrowedFd) -> bool {
             let _ = resolve::removexattr(resolve::XTarget::Fd(work), name);
             true
         }
-        Err(_) => false,
+        // Only a refusal says so; a full disk or a quota must not switch an
+        // existing upper's marks to another namespace.
+        Err(e) => resolve::errno(&e) != libc::EPERM,
     }
 }
 

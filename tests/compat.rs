@@ -381,6 +381,30 @@ fn root_daemon_defaults_and_remount() {
         }
     }
     assert_eq!(daemons(), before, "remount started no second daemon");
+    // The flags mount(8) does not repeat (suid, dev) stay as they were.
+    let mo = mount_options(&m).unwrap_or_default();
+    assert!(!mo.contains("nosuid") && !mo.contains("nodev"), "{mo}");
+    assert!(Command::new("umount").arg(&m).status().unwrap().success());
+    // A mount made read-only becomes writable on remount,rw (its
+    // superblock was read-only too).
+    let st = Command::new("mount")
+        .args(["-t", "fuse.ovlfuse", "ovl"])
+        .arg(&m)
+        .args(["-o", &d.opts("ro")])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    assert_eq!(
+        fs::write(m.join("w-ro"), "x").unwrap_err().raw_os_error(),
+        Some(libc::EROFS)
+    );
+    let o = Command::new("mount")
+        .args(["-o", "remount,rw"])
+        .arg(&m)
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    fs::write(m.join("w-rw2"), "x").unwrap();
     assert!(Command::new("umount").arg(&m).status().unwrap().success());
 }
 

@@ -2451,6 +2451,17 @@ fn a_dot_wh_name_created_through_the_mount_is_an_ordinary_file() {
     // marks=all it is an ordinary name (tests/marks.rs).
     let made = probe_create(&c.twin.fuse_mnt().join("d/.wh..wh..opq"), 0o644);
     assert_eq!(made, Err(libc::EPERM));
+    // Nor by rename or link onto the name (either would make d opaque).
+    let f = c.twin.fuse_mnt();
+    assert_eq!(
+        probe_rename(&f.join("d/other"), &f.join("d/.wh..wh..opq"), 0),
+        Err(libc::EPERM)
+    );
+    assert_eq!(
+        std::fs::hard_link(f.join("d/other"), f.join("d/.wh..wh..opq"))
+            .map_err(|e| e.raw_os_error().unwrap_or(0)),
+        Err(libc::EPERM)
+    );
     c.ok("stat and read the names", |r| {
         Ok((
             probe_stat(&r.join("d/low"))?,
