@@ -266,8 +266,7 @@ fn mount_helper_form_and_mount_t_fuse_ovlfuse() {
     ) {
         return;
     }
-    let dst = Path::new("/usr/local/bin/ovlfuse");
-    fs::copy(ovlfuse_bin(), dst).unwrap();
+    install_for_mount_t();
     let st = Command::new("mount")
         .args(["-t", "fuse.ovlfuse", "ovl"])
         .arg(d.p("m"))

@@ -346,8 +346,18 @@ fn root_daemon_defaults_and_remount() {
     ) {
         return;
     }
-    fs::copy(ovlfuse_bin(), "/usr/local/bin/ovlfuse").unwrap();
+    install_for_mount_t();
     let m = d.p("m");
+    // Unmounted however the test ends (the mounts below are mount(8)'s).
+    struct Unmount(PathBuf);
+    impl Drop for Unmount {
+        fn drop(&mut self) {
+            if is_mounted(&self.0) {
+                let _ = Command::new("umount").arg("-l").arg(&self.0).status();
+            }
+        }
+    }
+    let _guard = Unmount(m.clone());
     let st = Command::new("mount")
         .args(["-t", "fuse.ovlfuse", "ovl"])
         .arg(&m)

@@ -27,6 +27,17 @@ pub const DAEMON_EXIT_TIMEOUT: Duration = Duration::from_secs(10);
 /// The daemon under test: $OVLFUSE_TEST_BIN if set (to run the suite
 /// against another binary with the same CLI, e.g. fuse-overlayfs), else
 /// this crate's ovlfuse.
+/// Put the ovlfuse under test where mount(8) finds it (mount.fuse3 runs
+/// with a fixed PATH): copied beside, then renamed over, so a daemon still
+/// running the old file (ETXTBSY for a copy onto it) is no obstacle.
+pub fn install_for_mount_t() -> PathBuf {
+    let dst = PathBuf::from("/usr/local/bin/ovlfuse");
+    let tmp = PathBuf::from("/usr/local/bin/.ovlfuse.test-install");
+    std::fs::copy(ovlfuse_bin(), &tmp).expect("copy ovlfuse to /usr/local/bin");
+    std::fs::rename(&tmp, &dst).expect("install /usr/local/bin/ovlfuse");
+    dst
+}
+
 pub fn ovlfuse_bin() -> PathBuf {
     std::env::var_os("OVLFUSE_TEST_BIN").map_or_else(
         || PathBuf::from(env!("CARGO_BIN_EXE_ovlfuse")),
