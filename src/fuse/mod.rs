@@ -186,9 +186,17 @@ fn caller_in_group_or_capable(req: &Request, gid: u32) -> bool {
     let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name));
     let in_group =
         field("Groups:").is_some_and(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)));
+    // CapEff counts only in the daemon's own user namespace, where the
+    // files' ids live (the kernel asks capable_wrt_inode_uidgid): root of a
+    // container's namespace is no one special here.
+    let same_userns = || {
+        let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/user")).ok();
+        ns(&req.pid().to_string()).is_some_and(|n| Some(n) == ns("self"))
+    };
     let capable = field("CapEff:")
         .and_then(|c| u64::from_str_radix(c.trim(), 16).ok())
-        .is_some_and(|c| c & CAP_FSETID != 0);
+        .is_some_and(|c| c & CAP_FSETID != 0)
+        && same_userns();
     in_group || capable
 }
 
