@@ -43,29 +43,40 @@ fn unescape_mountinfo(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// The mountinfo line of the mount exactly at `path`: the last one, since
-/// the last mount stacked there is the one that shows.
-fn mountinfo_line(path: &Path) -> Option<String> {
-    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+/// The mountinfo line of the mount exactly at `path` in `info`: the last
+/// one, since the last mount stacked there is the one that shows.
+fn line_at<'a>(info: &'a str, path: &Path) -> Option<&'a str> {
     let want = path.to_string_lossy();
     info.lines()
         .rfind(|l| l.split(' ').nth(4).map(unescape_mountinfo).as_deref() == Some(&want))
-        .map(str::to_string)
 }
 
-/// The filesystem type mounted exactly at `path`, if any.
-pub fn mounted_fstype(path: &Path) -> Option<String> {
-    let line = mountinfo_line(path)?;
+fn mountinfo_line(path: &Path) -> Option<String> {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    line_at(&info, path).map(str::to_string)
+}
+
+/// The filesystem type of a mountinfo line.
+fn fstype_of(line: &str) -> Option<String> {
     let (_, right) = line.split_once(" - ")?;
     right.split(' ').next().map(str::to_string)
 }
 
+/// The filesystem type mounted exactly at `path`, if any.
+pub fn mounted_fstype(path: &Path) -> Option<String> {
+    fstype_of(&mountinfo_line(path)?)
+}
+
 /// The type of an overlay whose merged view holds `path` (the kernel's
 /// `overlay`, ovlfuse or fuse-overlayfs), found from the mount containing
-/// it: the nearest ancestor that is a mount point.
+/// it: the nearest ancestor that is a mount point (mountinfo read once).
 pub fn overlay_view_fstype(path: &Path) -> Option<String> {
     let canon = path.canonicalize().ok()?;
-    let t = canon.ancestors().find_map(mounted_fstype)?;
+    let info = std::fs::read_to_string("/proc/self/mountinfo").ok()?;
+    let t = canon
+        .ancestors()
+        .find_map(|a| line_at(&info, a))
+        .and_then(fstype_of)?;
     matches!(t.as_str(), "overlay" | FSTYPE | "fuse.fuse-overlayfs").then_some(t)
 }
 

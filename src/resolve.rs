@@ -960,7 +960,11 @@ pub struct RawDirent {
 /// One small getdents64 on `dir`: the kernel then applies the atime rule
 /// of `dir`'s mount (and O_NOATIME) as for any listing.
 pub fn touch_listing(dir: BorrowedFd) -> io::Result<()> {
-    let mut buf = [0u8; 512];
+    getdents64(dir, &mut [0u8; 512]).map(|_| ())
+}
+
+/// One getdents64 into `buf`: the bytes of records it filled (0 at the end).
+fn getdents64(dir: BorrowedFd, buf: &mut [u8]) -> io::Result<usize> {
     let n = unsafe {
         libc::syscall(
             libc::SYS_getdents64,
@@ -972,7 +976,7 @@ pub fn touch_listing(dir: BorrowedFd) -> io::Result<()> {
     if n < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(())
+    Ok(n as usize)
 }
 
 /// Read every entry of a directory (without `.` and `..`). Straight
@@ -986,23 +990,13 @@ pub fn read_dir_fd(dir: OwnedFd) -> io::Result<Vec<RawDirent>> {
     let mut buf = vec![0u8; 32 << 10];
     let mut out = Vec::new();
     loop {
-        let n = unsafe {
-            libc::syscall(
-                libc::SYS_getdents64,
-                dir.as_raw_fd(),
-                buf.as_mut_ptr(),
-                buf.len(),
-            )
-        };
-        if n < 0 {
-            return Err(io::Error::last_os_error());
-        }
+        let n = getdents64(dir.as_fd_b(), &mut buf)?;
         if n == 0 {
             return Ok(out);
         }
         let mut off = 0;
-        while off < n as usize {
-            let rec = &buf[off..n as usize];
+        while off < n {
+            let rec = &buf[off..n];
             let reclen = match rec.get(RECLEN..RECLEN + 2) {
                 Some(r) => u16::from_ne_bytes([r[0], r[1]]) as usize,
                 None => 0,

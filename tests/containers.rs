@@ -17,6 +17,17 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Instant;
 
+/// What every containers test needs: both mount programs and the tools.
+const CONTAINER_NEEDS: [Need; 7] = [
+    Need::Root,
+    Need::Fuse,
+    Need::Tool("buildah"),
+    Need::Tool("podman"),
+    Need::Tool("runc"),
+    Need::Tool("fuse-overlayfs"),
+    Need::Tool("busybox"),
+];
+
 /// The names in the layer tars of an OCI archive, one list per layer.
 fn layer_entries(archive: &Path, scratch: &Path) -> Vec<Vec<String>> {
     fs::create_dir_all(scratch).unwrap();
@@ -216,16 +227,7 @@ fn rootless(base: &Path, mount_program: &Path, user: (u32, u32)) -> Vec<String> 
 
 #[test]
 fn rootless_podman_with_keep_id_on_ovlfuse_as_on_fuse_overlayfs() {
-    if !env_ok(&[
-        Need::Root,
-        Need::Fuse,
-        Need::Tool("buildah"),
-        Need::Tool("podman"),
-        Need::Tool("runc"),
-        Need::Tool("fuse-overlayfs"),
-        Need::Tool("newuidmap"),
-        Need::Tool("busybox"),
-    ]) {
+    if !env_ok(&CONTAINER_NEEDS) || !env_ok(&[Need::Tool("newuidmap")]) {
         return;
     }
     let user = ensure_user("ovltest");
@@ -251,16 +253,7 @@ fn rootless_podman_with_keep_id_on_ovlfuse_as_on_fuse_overlayfs() {
 
 #[test]
 fn buildah_and_podman_run_on_ovlfuse_as_on_fuse_overlayfs() {
-    if !env_ok(&[
-        Need::Root,
-        Need::Fuse,
-        Need::Tool("buildah"),
-        Need::Tool("podman"),
-        Need::Tool("runc"),
-        Need::Tool("fuse-overlayfs"),
-        Need::Tool("busybox"),
-        Need::Tool("tar"),
-    ]) {
+    if !env_ok(&CONTAINER_NEEDS) || !env_ok(&[Need::Tool("tar")]) {
         return;
     }
     let t = tempdir();
