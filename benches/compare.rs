@@ -1,6 +1,6 @@
-//! Side-by-side mount benchmarks: ovlfuse, the kernel overlayfs and
-//! fuse-overlayfs on identical layers (five lowers), same run, median of 3,
-//! ratio to the kernel. Run as root: `cargo bench --bench compare`.
+//! Side-by-side mount benchmarks: ovlfuse over /dev/fuse and over io_uring,
+//! the kernel overlayfs and fuse-overlayfs on identical layers (five
+//! lowers), same run, median of 3, ratio to the kernel. Run as root: `cargo bench --bench compare`.
 //! OVLFUSE_BENCH_SCALE=0.1 shrinks every workload for a quick look;
 //! OVLFUSE_BENCH_ONLY=name runs one workload; OVLFUSE_BENCH_USER=1 runs
 //! ovlfuse and fuse-overlayfs as an ordinary user (rootless, no passthrough).
@@ -288,10 +288,19 @@ fn main() {
         enable_user_allow_other();
         ensure_user("ovltest")
     });
-    let impls: Vec<Impl> = [Impl::Kernel, Impl::Ovlfuse, Impl::FuseOverlayfs]
-        .into_iter()
-        .filter(|i| *i != Impl::FuseOverlayfs || Path::new("/usr/bin/fuse-overlayfs").exists())
-        .collect();
+    // ovlfuse over both transports: /dev/fuse and, where the kernel has
+    // it, io_uring (the harness turns the kernel's switch on for the run).
+    let uring = uring_available();
+    let impls: Vec<Impl> = [
+        Impl::Kernel,
+        Impl::Ovlfuse,
+        Impl::OvlfuseUring,
+        Impl::FuseOverlayfs,
+    ]
+    .into_iter()
+    .filter(|i| *i != Impl::FuseOverlayfs || Path::new("/usr/bin/fuse-overlayfs").exists())
+    .filter(|i| *i != Impl::OvlfuseUring || uring)
+    .collect();
     // Held for its Drop (unmount); the layers go on it.
     let ram = std::env::var("OVLFUSE_BENCH_RAM")
         .is_ok_and(|v| v == "1")
@@ -339,10 +348,11 @@ fn main() {
             ""
         }
     );
-    println!(
-        "{:<40} {:>12} {:>12} {:>8} {:>14} {:>8}",
-        "workload", "kernel", "ovlfuse", "ratio", "fuse-overlayfs", "ratio"
-    );
+    let mut head = format!("{:<40} {:>12}", "workload", "kernel");
+    for i in &impls[1..] {
+        head += &format!(" {:>14} {:>8}", i.name(), "ratio");
+    }
+    println!("{head}");
     for w in workloads() {
         (w.build)(&lowers);
         if let Some((uid, gid)) = user {
@@ -352,7 +362,8 @@ fn main() {
         if only.as_deref().is_some_and(|o| !w.name.contains(o)) {
             continue;
         }
-        // Runs interleave (kernel, ovlfuse, fuse-overlayfs, kernel, ...) so
+        // Runs interleave (kernel, ovlfuse, ovlfuse-uring, fuse-overlayfs,
+        // kernel, ...) so
         // a slow spell of the disk hits every implementation alike.
         let mut times: Vec<Vec<Duration>> = vec![Vec::new(); impls.len()];
         for run in 0..3 {
@@ -380,21 +391,15 @@ fn main() {
             .zip(times.into_iter().map(median))
             .collect();
         let k = med[0].1.as_secs_f64();
-        let cell = |i: Impl| {
-            med.iter()
-                .find(|(x, _)| *x == i)
-                .map(|(_, d)| d.as_secs_f64())
-        };
-        let fmt = |v: Option<f64>| v.map_or("-".to_string(), |s| format!("{:.1} ms", s * 1e3));
-        let ratio = |v: Option<f64>| v.map_or("-".to_string(), |s| format!("{:.2}x", s / k));
-        println!(
-            "{:<40} {:>12} {:>12} {:>8} {:>14} {:>8}",
-            w.name,
-            fmt(Some(k)),
-            fmt(cell(Impl::Ovlfuse)),
-            ratio(cell(Impl::Ovlfuse)),
-            fmt(cell(Impl::FuseOverlayfs)),
-            ratio(cell(Impl::FuseOverlayfs))
-        );
+        let mut row = format!("{:<40} {:>12}", w.name, format!("{:.1} ms", k * 1e3));
+        for (_, d) in &med[1..] {
+            let s = d.as_secs_f64();
+            row += &format!(
+                " {:>14} {:>8}",
+                format!("{:.1} ms", s * 1e3),
+                format!("{:.2}x", s / k)
+            );
+        }
+        println!("{row}");
     }
 }

@@ -355,6 +355,7 @@ fn write_svg(path: &Path, rows: &[Row], title: &str, subtitle: &str) {
         let color = match imp {
             Impl::Kernel => "#1f77b4",
             Impl::Ovlfuse => "#d62728",
+            Impl::OvlfuseUring => "#9467bd",
             Impl::FuseOverlayfs => "#2ca02c",
         };
         let dash = match mode {

@@ -130,7 +130,8 @@ fn init_tracing(debug: bool) {
     use tracing_subscriber::EnvFilter;
     let filter = match std::env::var("RUST_LOG") {
         Ok(v) if !v.is_empty() => EnvFilter::new(v),
-        _ if debug => EnvFilter::new("ovlfuse=debug"),
+        // fuser::uring says whether the ring came up or why not.
+        _ if debug => EnvFilter::new("ovlfuse=debug,fuser::uring=info,fuser::session=info"),
         _ => EnvFilter::new("warn"),
     };
     // Colour codes would land in a redirected log; NO_COLOR (no-color.org)

@@ -5,7 +5,7 @@
 use crate::fuse::OvlFs;
 use crate::options::{Atime, MountOptions};
 use crate::stack::Stack;
-use fuser::{Config, MountOption, SessionACL};
+use fuser::{Config, MountOption, SessionACL, UringMode};
 use std::io::{Read, Write};
 use std::os::fd::{AsFd, FromRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
@@ -176,26 +176,32 @@ fn detach(mp: &Path) -> bool {
         .is_ok_and(|s| s.success())
 }
 
+/// A FUSE mount whose daemon is gone answers ENOTCONN; a request caught
+/// in the abort itself (the daemon has just died) ECONNABORTED.
+fn dead_mount(e: &std::io::Error) -> bool {
+    matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED))
+}
+
 /// Check the mount point; recover a dead mount of ours.
 pub fn check_mountpoint(mp: &Path) -> Result<PathBuf, String> {
     match std::fs::metadata(mp) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => return Err(format!("mount point {} is not a directory", mp.display())),
-        Err(e) if e.raw_os_error() == Some(libc::ENOTCONN) => return recover_dead(mp),
+        Err(e) if dead_mount(&e) => return recover_dead(mp),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(format!("mount point {} does not exist", mp.display()));
         }
         Err(e) => return Err(format!("mount point {}: {e}", mp.display())),
     }
-    let canon = mp
-        .canonicalize()
-        .map_err(|e| format!("mount point {}: {e}", mp.display()))?;
+    let canon = match mp.canonicalize() {
+        Ok(c) => c,
+        Err(e) if dead_mount(&e) => return recover_dead(mp),
+        Err(e) => return Err(format!("mount point {}: {e}", mp.display())),
+    };
     if mounted_fstype(&canon).as_deref() == Some(FSTYPE) {
         // stat may answer from the attribute cache of a dead mount; statfs
         // always asks the daemon.
-        if crate::resolve::statfs_path(&canon)
-            .is_err_and(|e| e.raw_os_error() == Some(libc::ENOTCONN))
-        {
+        if crate::resolve::statfs_path(&canon).is_err_and(|e| dead_mount(&e)) {
             return recover_dead(&canon);
         }
         return Err(format!(
@@ -295,7 +301,44 @@ fn fuse_config(r: &MountRequest, stack: &Stack) -> Config {
         cpus.clamp(4, 8)
     });
     c.clone_fd = true;
+    c.uring = match o.uring {
+        Some(true) => UringMode::Required,
+        Some(false) => UringMode::Off,
+        None if o.auto_unmount => {
+            c.uring_off_why = Some(AUTO_UNMOUNT_CLASSIC.into());
+            UringMode::Off
+        }
+        None => UringMode::Auto,
+    };
+    c.uring_depth = o.uring_depth;
     c
+}
+
+/// fusermount3 unmounts a dead daemon's mount only if opening it answers
+/// ENOTCONN the moment the daemon is gone; with the rings the kernel
+/// aborts the connection a little later (when it has torn the rings
+/// down), so the open fails otherwise and the mount would stay.
+const AUTO_UNMOUNT_CLASSIC: &str =
+    "auto_unmount: fusermount3 must see the connection gone the moment the daemon dies";
+
+/// The kernel's switch for FUSE over io_uring.
+pub const URING_SWITCH: &str = "/sys/module/fuse/parameters/enable_uring";
+
+/// Why `-o uring` cannot be had here, if it cannot: said before mounting,
+/// so that nothing is left behind.
+fn uring_unavailable() -> Option<String> {
+    // The fuse module may load only when /dev/fuse is first opened.
+    let _ = std::fs::File::open("/dev/fuse");
+    match std::fs::read_to_string(URING_SWITCH) {
+        Ok(v) if v.trim() == "Y" => None,
+        Ok(_) => Some(format!(
+            "-o uring: FUSE over io_uring is off on this machine (as root: echo Y > {URING_SWITCH})"
+        )),
+        Err(_) => Some(format!(
+            "-o uring: this kernel has no FUSE over io_uring (no {URING_SWITCH}; it needs Linux \
+             6.14 or newer built with CONFIG_FUSE_IO_URING)"
+        )),
+    }
 }
 
 /// Options for the kernel's FUSE mount data beyond the basic ones.
@@ -530,6 +573,17 @@ pub fn run(mut r: MountRequest) -> i32 {
             mp.display()
         ));
     }
+    if r.options.uring == Some(true) {
+        if r.options.auto_unmount {
+            return fail(format!(
+                "uring and auto_unmount do not go together ({})",
+                AUTO_UNMOUNT_CLASSIC.trim_start_matches("auto_unmount: ")
+            ));
+        }
+        if let Some(e) = uring_unavailable() {
+            return fail(e);
+        }
+    }
     // Exact modes for what we create: the kernel already applied the
     // caller's umask.
     unsafe { libc::umask(0) };
@@ -591,6 +645,7 @@ pub fn run(mut r: MountRequest) -> i32 {
     // Passthrough needs CAP_SYS_ADMIN for its backing ids.
     let fs = OvlFs::new(stack).with_passthrough(root && !r.options.nopassthrough);
     let notifier = fs.notifier_slot();
+    let transport = fs.transport_slot();
     // auto_unmount is fusermount3's: then root mounts through it too.
     let session = if root && !r.options.auto_unmount {
         // Our own mount(2), so the type reads fuse.ovlfuse (fuser's direct
@@ -617,6 +672,8 @@ pub fn run(mut r: MountRequest) -> i32 {
         }
     };
     let _ = notifier.set(session.notifier());
+    let _ = transport.set(session.transport());
+    tracing::info!(transport = %session.transport().describe(), "FUSE transport");
     if root {
         raise_readahead(&mp);
     }

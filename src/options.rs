@@ -42,6 +42,11 @@ pub struct MountOptions {
     /// `nopassthrough`: serve every read and write through the daemon,
     /// even where the kernel could pass them straight to the upper file.
     pub nopassthrough: bool,
+    /// `uring` / `nouring`: the FUSE transport; None: io_uring when the
+    /// kernel offers it.
+    pub uring: Option<bool>,
+    /// `uring_depth=N`: ring entries per CPU queue (0: the default, 8).
+    pub uring_depth: u16,
     /// `uidmapping=`, `gidmapping=`, `squash_to_*` (fuse-overlayfs's).
     pub ids: IdMaps,
     /// `static_nlink`: directories show nlink 1.
@@ -142,7 +147,18 @@ pub const EFFECTIVE: &[(&str, &str)] = &[
     ),
     (
         "threads=N",
-        "FUSE event loops (default: the CPU count, at least 4, at most 8)",
+        "FUSE event loops on /dev/fuse (default: the CPU count, at least 4, at most 8; with \
+         io_uring one, for what the kernel still sends there)",
+    ),
+    (
+        "uring, nouring",
+        "insist on FUSE over io_uring (one queue and one thread per CPU; fails if the kernel does \
+         not offer it) or refuse it. Default: io_uring when the kernel offers it (Linux 6.14+ with \
+         Y in /sys/module/fuse/parameters/enable_uring), else /dev/fuse",
+    ),
+    (
+        "uring_depth=N",
+        "io_uring entries per CPU queue: requests in flight per CPU (default 8, 1-1024)",
     ),
     (
         "ro",
@@ -450,6 +466,14 @@ impl MountOptions {
             "workdir" => self.workdir = Some(absolute(&unescape(&need(val)?), cwd)),
             "userxattr" => self.userxattr = true,
             "nopassthrough" => self.nopassthrough = true,
+            "uring" => self.uring = Some(true),
+            "nouring" => self.uring = Some(false),
+            "uring_depth" => {
+                self.uring_depth = Some(number(key, &need(val)?)?)
+                    .filter(|n| (1..=1024).contains(n))
+                    .ok_or_else(|| format!("uring_depth={}: give 1 to 1024", val.unwrap_or("")))?
+                    as u16
+            }
             "marks" => {
                 self.marks = Some(match need(val)?.as_str() {
                     "kernel" => Marks::Kernel,

@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 #[derive(Clone, Copy, PartialEq, Debug)]
 pub enum Impl {
     Kernel,
+    /// ovlfuse over /dev/fuse (`-o nouring`).
     Ovlfuse,
+    /// ovlfuse over FUSE io_uring (`-o uring`).
+    OvlfuseUring,
     FuseOverlayfs,
 }
 
@@ -21,6 +24,7 @@ impl Impl {
         match self {
             Impl::Kernel => "kernel",
             Impl::Ovlfuse => "ovlfuse",
+            Impl::OvlfuseUring => "ovlfuse-uring",
             Impl::FuseOverlayfs => "fuse-overlayfs",
         }
     }
@@ -67,7 +71,12 @@ pub fn mount_as(
             extra.retain(|o| *o != "allow_other");
             Guard::K(KernelOverlay::mount(lowers, Some((&u, &w)), &m, &extra))
         }
-        Impl::Ovlfuse => {
+        Impl::Ovlfuse | Impl::OvlfuseUring => {
+            extra.push(if which == Impl::Ovlfuse {
+                "nouring"
+            } else {
+                "uring"
+            });
             let o = ovlfuse_options(lowers, Some((&u, &w)), &extra);
             Guard::F(FuseMount::try_mount(&o, &m, user).unwrap())
         }
@@ -176,4 +185,11 @@ impl Drop for LoopImage {
             eprintln!("keeping {} (image still mounted)", d.keep().display());
         }
     }
+}
+
+/// Whether this machine can run ovlfuse over io_uring: the kernel's switch
+/// is there. The harness turns it on for the run and restores it after.
+pub fn uring_available() -> bool {
+    super::common::transport::select();
+    super::common::transport::switch() == Some(true)
 }

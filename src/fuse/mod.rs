@@ -57,6 +57,9 @@ pub struct OvlFs {
     /// Tells the kernel when an inode changed behind its back; set once
     /// the session exists (see [`OvlFs::notifier_slot`]).
     notifier: Arc<OnceLock<fuser::Notifier>>,
+    /// How the session talks to the kernel (/dev/fuse or io_uring), for
+    /// `ovlfuse stats`; set with the notifier.
+    transport: Arc<OnceLock<fuser::TransportStatus>>,
 }
 
 fn ftype(mode: u32) -> FileType {
@@ -271,7 +274,13 @@ impl OvlFs {
             requests: AtomicU64::new(0),
             passthrough: AtomicBool::new(false),
             notifier: Arc::default(),
+            transport: Arc::default(),
         }
+    }
+
+    /// Where the mount puts the session's transport status.
+    pub fn transport_slot(&self) -> Arc<OnceLock<fuser::TransportStatus>> {
+        self.transport.clone()
     }
 
     /// Where the mount puts the session's notifier, before the session
@@ -654,8 +663,12 @@ impl OvlFs {
                 )
             })
             .collect();
+        let transport = self
+            .transport
+            .get()
+            .map_or("unknown".into(), |t| t.describe());
         format!(
-            "requests {}\ncached_inodes {}\n{}",
+            "transport {transport}\nrequests {}\ncached_inodes {}\n{}",
             self.requests.load(Ordering::Relaxed),
             self.inodes.len(),
             self.stack.stats.render(&names)

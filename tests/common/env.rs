@@ -140,7 +140,10 @@ pub fn check_need(n: Need) -> Result<(), String> {
         Need::Root => (sys::geteuid() == 0)
             .then_some(())
             .ok_or_else(|| "needs root".to_string()),
-        Need::Fuse => check_fuse(),
+        Need::Fuse => {
+            super::transport::select();
+            check_fuse()
+        }
         Need::KernelOverlay => check_kernel_overlay(),
         Need::Xattrs => check_xattrs(),
         Need::Tool(t) => on_path(t)

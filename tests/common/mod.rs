@@ -11,6 +11,7 @@ pub mod layer;
 pub mod mounts;
 pub mod probe;
 pub mod sys;
+pub mod transport;
 pub mod tree;
 pub mod user;
 

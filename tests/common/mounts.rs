@@ -265,6 +265,7 @@ impl FuseMount {
         mnt: &Path,
         user: Option<(u32, u32)>,
     ) -> Result<FuseMount, String> {
+        super::transport::select();
         let mut cmd = Command::new(bin);
         cmd.arg("-o")
             .arg(opts)

@@ -49,6 +49,8 @@ pub use crate::ll::request::LockOwner;
 pub use crate::ll::request::Version;
 pub use crate::mnt::mount_options::Config;
 pub use crate::mnt::mount_options::MountOption;
+// ovlfuse patch: FUSE over io_uring.
+pub use crate::mnt::mount_options::UringMode;
 pub use crate::notify::Notifier;
 pub use crate::notify::PollHandle;
 pub use crate::notify::PollNotifier;
@@ -79,6 +81,7 @@ use crate::session::MAX_WRITE_SIZE;
 pub use crate::session::Session;
 pub use crate::session::SessionACL;
 pub use crate::session::SessionUnmounter;
+pub use crate::uring::TransportStatus;
 
 mod access_flags;
 mod bsd_file_flags;
@@ -100,7 +103,9 @@ mod reply;
 mod request;
 mod request_param;
 mod session;
+// ovlfuse patch: FUSE over io_uring.
 mod time;
+mod uring;
 
 /// We generally support async reads
 #[cfg(not(target_os = "macos"))]
@@ -388,7 +393,7 @@ impl KernelConfig {
         }
     }
 
-    fn max_pages(&self) -> u16 {
+    pub(crate) fn max_pages(&self) -> u16 {
         ((max(self.max_write, self.max_readahead) - 1) / page_size::get() as u32) as u16 + 1
     }
 }
@@ -1008,7 +1013,9 @@ pub trait Filesystem: Send + Sync + 'static {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        warn!("[Not Implemented] tmpfile(parent: {parent:#x?}, mode: {mode}, umask: {umask:#x?}, flags: {flags:#x?})");
+        warn!(
+            "[Not Implemented] tmpfile(parent: {parent:#x?}, mode: {mode}, umask: {umask:#x?}, flags: {flags:#x?})"
+        );
         reply.error(Errno::ENOSYS);
     }
 

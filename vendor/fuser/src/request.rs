@@ -34,6 +34,9 @@ use crate::session::SessionEventLoop;
 pub(crate) struct RequestWithSender<'a> {
     /// Channel sender for sending the reply
     ch: ChannelSender,
+    /// ovlfuse patch: the ring entry to answer in, for a request that came
+    /// through io_uring; taken by the one reply.
+    uring: std::cell::RefCell<Option<crate::uring::UringSender>>,
     /// Parsed request
     pub(crate) request: ll::AnyRequest<'a>,
 }
@@ -49,7 +52,36 @@ impl<'a> RequestWithSender<'a> {
             }
         };
 
-        Some(Self { ch, request })
+        Some(Self {
+            ch,
+            uring: std::cell::RefCell::new(None),
+            request,
+        })
+    }
+
+    /// A request that came through a ring entry (ovlfuse patch).
+    pub(crate) fn with_uring(
+        ch: ChannelSender,
+        data: &'a [u8],
+        entry: crate::uring::UringSender,
+    ) -> Option<RequestWithSender<'a>> {
+        let r = Self::new(ch, data)?;
+        *r.uring.borrow_mut() = Some(entry);
+        Some(r)
+    }
+
+    /// The ring entry of a request no reply was made for (ovlfuse patch).
+    pub(crate) fn unanswered(&self) -> Option<crate::uring::UringSender> {
+        self.uring.borrow_mut().take()
+    }
+
+    /// Where the reply goes: the ring entry the request came in (once), or
+    /// /dev/fuse.
+    fn sender(&self) -> ReplySender {
+        match self.uring.borrow_mut().take() {
+            Some(u) => ReplySender::Uring(u),
+            None => ReplySender::Channel(self.ch.clone()),
+        }
     }
 
     /// Dispatch request to the given filesystem.
@@ -304,11 +336,7 @@ impl<'a> RequestWithSender<'a> {
                     self.request.nodeid(),
                     x.file_handle(),
                     x.offset(),
-                    ReplyDirectory::new(
-                        self.request.unique(),
-                        ReplySender::Channel(self.ch.clone()),
-                        x.size() as usize,
-                    ),
+                    ReplyDirectory::new(self.request.unique(), self.sender(), x.size() as usize),
                 );
             }
             ll::Operation::ReleaseDir(x) => {
@@ -481,7 +509,7 @@ impl<'a> RequestWithSender<'a> {
                     x.offset(),
                     ReplyDirectoryPlus::new(
                         self.request.unique(),
-                        ReplySender::Channel(self.ch.clone()),
+                        self.sender(),
                         x.size() as usize,
                     ),
                 );
@@ -564,7 +592,7 @@ impl<'a> RequestWithSender<'a> {
     /// Create a reply object for this request that can be passed to the filesystem
     /// implementation and makes sure that a request is replied exactly once
     pub(crate) fn reply<T: Reply>(&self) -> T {
-        Reply::new(self.request.unique(), ReplySender::Channel(self.ch.clone()))
+        Reply::new(self.request.unique(), self.sender())
     }
 
     /// Returns a Request reference for this request

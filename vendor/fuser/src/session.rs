@@ -41,6 +41,7 @@ use crate::ll::flags::init_flags::InitFlags;
 use crate::ll::fuse_abi as abi;
 use crate::mnt::Mount;
 use crate::mnt::mount_options::Config;
+use crate::mnt::mount_options::UringMode;
 use crate::mnt::mount_options::check_option_conflicts;
 use crate::notify::Notifier;
 use crate::read_buf::FuseReadBuf;
@@ -48,11 +49,15 @@ use crate::reply::Reply;
 use crate::reply::ReplyRaw;
 use crate::reply::ReplySender;
 use crate::request::RequestWithSender;
+use crate::uring::TransportStatus;
 
 /// The max size of write requests from the kernel. The absolute minimum is 4k,
 /// FUSE recommends at least 128k, max 16M. The FUSE default is 16M on macOS
 /// and 128k on other systems.
 pub(crate) const MAX_WRITE_SIZE: usize = 16 * 1024 * 1024;
+
+/// The kernel's smallest request buffer (FUSE_MIN_READ_BUFFER).
+const FUSE_MIN_READ_BUFFER: usize = 8192;
 
 #[derive(Default, Debug, Eq, PartialEq, Clone, Copy)]
 /// How requests should be filtered based on the calling UID.
@@ -139,6 +144,10 @@ pub struct Session<FS: Filesystem> {
     /// The field is set to `Some` when the init message is received.
     pub(crate) proto_version: Option<Version>,
     pub(crate) config: Config,
+    /// ovlfuse patch: payload size of the ring entries once INIT agreed on
+    /// FUSE over io_uring; None: /dev/fuse only.
+    uring_payload: Option<usize>,
+    transport: TransportStatus,
 }
 
 impl<FS: Filesystem> AsFd for Session<FS> {
@@ -186,6 +195,8 @@ impl<FS: Filesystem> Session<FS> {
             session_owner: geteuid(),
             proto_version: None,
             config: options.clone(),
+            uring_payload: None,
+            transport: TransportStatus::default(),
         };
 
         session.handshake()?;
@@ -214,6 +225,8 @@ impl<FS: Filesystem> Session<FS> {
             session_owner: geteuid(),
             proto_version: None,
             config,
+            uring_payload: None,
+            transport: TransportStatus::default(),
         };
 
         session.handshake()?;
@@ -252,9 +265,17 @@ impl<FS: Filesystem> Session<FS> {
             session_owner,
             proto_version: _,
             config,
+            uring_payload,
+            transport,
         } = self;
 
-        let n_threads = config.n_threads.unwrap_or(1);
+        // With the ring, /dev/fuse carries only forgets, interrupts and what
+        // comes before the ring is up: one reader is enough.
+        let n_threads = if uring_payload.is_some() {
+            1
+        } else {
+            config.n_threads.unwrap_or(1)
+        };
 
         if !cfg!(target_os = "linux") && n_threads != 1 {
             // TODO: check whether it works on macOS/FreeBSD and enable if it works.
@@ -289,6 +310,36 @@ impl<FS: Filesystem> Session<FS> {
         channels.push(ch);
 
         let mut threads = Vec::with_capacity(n_threads);
+
+        if let Some(payload) = uring_payload {
+            let nq = crate::uring::possible_cpus();
+            let depth = if config.uring_depth == 0 {
+                8
+            } else {
+                config.uring_depth
+            };
+            transport.set(format!("io_uring (registering {nq} queues)"));
+            let registered = Arc::new(crate::uring::Registered::default());
+            for qid in 0..nq {
+                let ring_loop = RingLoop {
+                    qid,
+                    depth,
+                    payload,
+                    nq,
+                    ch: channels[0].clone(),
+                    filesystem: filesystem.clone(),
+                    allowed,
+                    session_owner,
+                    transport: transport.clone(),
+                    registered: registered.clone(),
+                };
+                threads.push(
+                    thread::Builder::new()
+                        .name(format!("fuser-uring-{qid}"))
+                        .spawn(move || ring_loop.run())?,
+                );
+            }
+        }
 
         for (i, ch) in channels.into_iter().enumerate() {
             let thread_name = format!("fuser-{i}");
@@ -429,6 +480,13 @@ impl<FS: Filesystem> Session<FS> {
                 return Err(error);
             }
 
+            // ovlfuse patch: FUSE over io_uring, when asked for and offered.
+            if let Err(e) = self.negotiate_uring(&init, &mut config) {
+                <ReplyRaw as Reply>::new(request.unique(), ReplySender::Channel(self.ch.sender()))
+                    .send_ll(&ResponseErrno(ll::Errno::EPROTO));
+                return Err(e);
+            }
+
             // Remember the ABI version supported by kernel and mark the session initialized.
             self.proto_version = Some(v);
 
@@ -475,6 +533,58 @@ impl<FS: Filesystem> Session<FS> {
 
             return Ok(());
         }
+    }
+
+    /// Ask for FUSE over io_uring if the configuration wants it and the
+    /// kernel offers it (ovlfuse patch).
+    fn negotiate_uring(
+        &mut self,
+        init: &ll::request::op::Init<'_>,
+        config: &mut KernelConfig,
+    ) -> io::Result<()> {
+        const SWITCH: &str = "/sys/module/fuse/parameters/enable_uring";
+        if self.config.uring == UringMode::Off {
+            let why = self.config.uring_off_why.as_deref();
+            self.transport.set(format!(
+                "/dev/fuse ({})",
+                why.unwrap_or("io_uring not asked for")
+            ));
+            return Ok(());
+        }
+        if !init.capabilities().contains(InitFlags::FUSE_OVER_IO_URING) {
+            let why = format!("the kernel did not offer FUSE over io_uring at INIT (see {SWITCH})");
+            if self.config.uring == UringMode::Required {
+                return Err(io::Error::new(io::ErrorKind::Unsupported, why));
+            }
+            info!("serving through /dev/fuse: {why}");
+            self.transport.set(format!("/dev/fuse ({why})"));
+            return Ok(());
+        }
+        // Every ring entry carries a payload buffer as large as the largest
+        // request. Writes never exceed the kernel's max_pages_limit, so a
+        // larger max_write would only inflate every buffer.
+        let page = page_size::get();
+        let limit = std::fs::read_to_string("/proc/sys/fs/fuse/max_pages_limit")
+            .ok()
+            .and_then(|s| s.trim().parse::<usize>().ok())
+            .unwrap_or(256);
+        let cap = u32::try_from(limit * page).unwrap_or(u32::MAX);
+        if config.max_write > cap {
+            let _ = config.set_max_write(cap);
+        }
+        let _ = config.add_capabilities(InitFlags::FUSE_OVER_IO_URING);
+        let pages = (config.max_pages() as usize).min(limit);
+        let payload = (config.max_write as usize)
+            .max(pages * page)
+            .max(FUSE_MIN_READ_BUFFER);
+        self.transport.set("io_uring (starting)".into());
+        self.uring_payload = Some(payload);
+        Ok(())
+    }
+
+    /// How this session talks to the kernel (ovlfuse patch).
+    pub fn transport(&self) -> TransportStatus {
+        self.transport.clone()
     }
 
     /// Unmount the filesystem
@@ -552,6 +662,120 @@ impl<FS: Filesystem> SessionEventLoop<FS> {
                 Err(err) => return Err(err.into()),
             }
         }
+    }
+}
+
+/// The thread that serves one io_uring queue (ovlfuse patch).
+struct RingLoop<FS: Filesystem> {
+    qid: usize,
+    depth: u16,
+    payload: usize,
+    nq: usize,
+    ch: Channel,
+    filesystem: Arc<FilesystemHolder<FS>>,
+    allowed: SessionACL,
+    session_owner: Uid,
+    transport: TransportStatus,
+    registered: Arc<crate::uring::Registered>,
+}
+
+impl<FS: Filesystem> RingLoop<FS> {
+    fn run(self) -> io::Result<()> {
+        use crate::uring::{Event, Queue, UringSender};
+        use std::sync::atomic::Ordering;
+        crate::uring::pin_to(self.qid);
+        let fall_back = |why: String| {
+            warn!("FUSE over io_uring unavailable, serving through /dev/fuse: {why}");
+            self.transport
+                .set(format!("/dev/fuse (io_uring failed: {why})"));
+        };
+        let queue = match Queue::new(self.qid as u16, self.depth, self.payload, self.ch.device())
+            .and_then(|q| q.register().map(|()| q))
+        {
+            Ok(q) => q,
+            Err(e) => {
+                fall_back(format!("queue {}: {e}", self.qid));
+                return Ok(());
+            }
+        };
+        let el = SessionEventLoop {
+            thread_name: format!("fuser-uring-{}", self.qid),
+            ch: self.ch.clone(),
+            filesystem: self.filesystem,
+            allowed: self.allowed,
+            session_owner: self.session_owner,
+        };
+        let mut live = queue.depth();
+        let mut served = vec![false; live];
+        let mut announced = false;
+        let mut buf = Vec::with_capacity(self.payload + 4096);
+        while live > 0 {
+            let r = queue.serve(&mut buf, announced, |idx, ev, data| match ev {
+                Event::Request => {
+                    served[idx] = true;
+                    let unique = data
+                        .get(8..16)
+                        .map_or(0, |b| u64::from_ne_bytes(b.try_into().unwrap()));
+                    let entry = UringSender::new(queue.clone(), idx, unique);
+                    match RequestWithSender::with_uring(el.ch.sender(), data, entry) {
+                        Some(req) => {
+                            if let Ok(Operation::Destroy(_)) = req.request.operation() {
+                                req.reply::<ReplyEmpty>().ok();
+                            } else {
+                                req.dispatch(&el);
+                            }
+                            if let Some(u) = req.unanswered() {
+                                error!("io_uring: no reply for {}", req.request);
+                                <ReplyRaw as Reply>::new(
+                                    ll::RequestId(unique),
+                                    ReplySender::Uring(u),
+                                )
+                                .send_ll(&ResponseErrno(ll::Errno::ENOSYS));
+                            }
+                        }
+                        None => {
+                            let u = UringSender::new(queue.clone(), idx, unique);
+                            <ReplyRaw as Reply>::new(ll::RequestId(unique), ReplySender::Uring(u))
+                                .send_ll(&ResponseErrno(ll::Errno::EIO));
+                        }
+                    }
+                }
+                Event::Closed(err) => {
+                    live -= 1;
+                    if !served[idx] && !announced {
+                        fall_back(format!(
+                            "queue {}: registration refused: {}",
+                            self.qid,
+                            io::Error::from_raw_os_error(err)
+                        ));
+                        announced = true;
+                    }
+                }
+            });
+            if let Err(e) = r {
+                error!("io_uring queue {}: {e}", self.qid);
+                return Err(e);
+            }
+            if !announced {
+                // Registration errors complete at once: none came, so this
+                // queue is up; the ring serves once every queue is.
+                announced = true;
+                let n = self.registered.0.fetch_add(1, Ordering::AcqRel) + 1;
+                if n == self.nq {
+                    info!(
+                        "FUSE over io_uring: {} queues x {} entries, {} KiB payload",
+                        self.nq,
+                        self.depth,
+                        self.payload / 1024
+                    );
+                    self.transport.set(format!(
+                        "io_uring ({} queues x {} entries)",
+                        self.nq, self.depth
+                    ));
+                }
+            }
+        }
+        Ok(())
     }
 }
 

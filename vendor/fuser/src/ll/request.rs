@@ -234,7 +234,7 @@ fn validate_off_t(name: &'static str, value: u64) -> Result<(), Errno> {
     Ok(())
 }
 
-mod op {
+pub(crate) mod op {
     use std::cmp;
     use std::convert::TryInto;
     use std::ffi::OsStr;
@@ -2129,12 +2129,9 @@ impl fmt::Display for Operation<'_> {
                 x.offset(),
                 x.whence()
             ),
-            Operation::TmpFile(x) => write!(
-                f,
-                "TMPFILE mode {:#05o}, flags {:#x}",
-                x.mode(),
-                x.flags()
-            ),
+            Operation::TmpFile(x) => {
+                write!(f, "TMPFILE mode {:#05o}, flags {:#x}", x.mode(), x.flags())
+            }
             Operation::CopyFileRange(x) => write!(
                 f,
                 "COPY_FILE_RANGE src {:?}, dest {:?}, len {}",

@@ -18,6 +18,24 @@ pub struct Config {
     /// This enables more efficient request processing
     /// when multiple threads are used. Requires Linux 4.5+.
     pub clone_fd: bool,
+    /// FUSE over io_uring (ovlfuse patch): whether to ask for it at INIT.
+    pub uring: UringMode,
+    /// Entries per io_uring queue (requests in flight per CPU); 0: 8.
+    pub uring_depth: u16,
+    /// Why `uring` is Off, for the transport status.
+    pub uring_off_why: Option<String>,
+}
+
+/// Whether a session uses FUSE over io_uring (ovlfuse patch).
+#[derive(Debug, Clone, Copy, Default, Eq, PartialEq)]
+pub enum UringMode {
+    /// Read and write /dev/fuse only.
+    #[default]
+    Off,
+    /// Use the ring when the kernel offers it at INIT.
+    Auto,
+    /// Fail the INIT when the kernel does not offer it.
+    Required,
 }
 
 /// Mount options accepted by the FUSE filesystem type
