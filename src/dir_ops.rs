@@ -155,13 +155,12 @@ pub fn create(
     who: Caller,
 ) -> io::Result<(Entry, Option<OwnedFd>)> {
     stack.upper_or_erofs()?;
-    // A 0/0 character device is a whiteout: the kernel refuses to make one
-    // through the overlay, and so do we.
-    if let NewObject::Node { mode, rdev: 0 } = obj
-        && mode & libc::S_IFMT == libc::S_IFCHR
-    {
-        return Err(err(libc::EPERM));
-    }
+    // A 0/0 character device made through the mount is a nested overlay's
+    // whiteout (its upper lives in this mount), not ours: stored with the
+    // escaped whiteout xattr, it shows as the device it is. The kernel
+    // overlayfs refuses it (EPERM), so it can be no upper for an overlay.
+    let nested_whiteout = matches!(obj, NewObject::Node { mode, rdev: 0 }
+        if mode & libc::S_IFMT == libc::S_IFCHR);
     refuse_marker_name(stack, name)?;
     if lookup::lookup(stack, dir, name)?.is_some() {
         return Err(err(libc::EEXIST));
@@ -183,11 +182,17 @@ pub fn create(
     let is_dir = matches!(obj, NewObject::Dir { .. });
     let (fd, st) = match upper_name(stack, upper.as_fd(), name)? {
         UpperName::Present(_) => return Err(err(libc::EEXIST)),
-        UpperName::Absent => make(upper.as_fd(), name, obj, owner, acl)?,
-        UpperName::Whiteout => {
+        UpperName::Absent if !nested_whiteout => make(upper.as_fd(), name, obj, owner, acl)?,
+        // A nested whiteout is built aside too: until its mark is set, the
+        // device would be a whiteout of ours.
+        state => {
             let work = stack.work()?;
             let tmp = stack.tmp_name();
             let (fd, _) = make(work, &tmp, obj, owner, false)?;
+            let over = match state {
+                UpperName::Absent => resolve::RENAME_NOREPLACE,
+                _ => 0,
+            };
             let placed = if is_dir {
                 markers::set_opaque(stack, XTarget::At(work, &tmp))
                     .and_then(|_| {
@@ -203,8 +208,11 @@ pub fn create(
                         // The whiteout now sits at tmp.
                         let _ = resolve::unlinkat(work, &tmp, false);
                     })
+            } else if nested_whiteout {
+                markers::mark_nested_whiteout(stack, work, &tmp)
+                    .and_then(|_| resolve::renameat2(work, &tmp, upper.as_fd(), name, over))
             } else {
-                resolve::renameat2(work, &tmp, upper.as_fd(), name, 0)
+                resolve::renameat2(work, &tmp, upper.as_fd(), name, over)
             };
             if let Err(e) = placed {
                 let _ = resolve::unlinkat(work, &tmp, is_dir);
@@ -318,7 +326,6 @@ pub struct Renamed {
     pub exchanged: Option<Entry>,
 }
 
-/// Rename `oname` in `odir` to `nname` in `ndir`, with renameat2 flags.
 /// The one marker name the upper layer honours (with AUFS marks) cannot be
 /// made through the mount: not by create, rename, exchange or link.
 fn refuse_marker_name(stack: &Stack, name: &OsStr) -> io::Result<()> {
@@ -328,6 +335,8 @@ fn refuse_marker_name(stack: &Stack, name: &OsStr) -> io::Result<()> {
     Ok(())
 }
 
+/// Rename `oname` in `odir` to `nname` in `ndir`, with renameat2 flags.
+/// `who` owns the device RENAME_WHITEOUT leaves at the old name.
 pub fn rename(
     stack: &Stack,
     odir: &DirRef,
@@ -335,6 +344,7 @@ pub fn rename(
     ndir: &DirRef,
     nname: &OsStr,
     flags: u32,
+    who: Caller,
 ) -> io::Result<Renamed> {
     stack.upper_or_erofs()?;
     refuse_marker_name(stack, nname)?;
@@ -343,9 +353,10 @@ pub fn rename(
     }
     let exchange = flags & resolve::RENAME_EXCHANGE != 0;
     let noreplace = flags & resolve::RENAME_NOREPLACE != 0;
-    if flags & !(resolve::RENAME_EXCHANGE | resolve::RENAME_NOREPLACE) != 0
-        || (exchange && noreplace)
-    {
+    let whiteout = flags & resolve::RENAME_WHITEOUT != 0;
+    let known = resolve::RENAME_EXCHANGE | resolve::RENAME_NOREPLACE | resolve::RENAME_WHITEOUT;
+    // As renameat2(2): exchange goes with neither of the others.
+    if flags & !known != 0 || (exchange && (noreplace || whiteout)) {
         return Err(err(libc::EINVAL));
     }
     let src = lookup::lookup(stack, odir, oname)?.ok_or_else(|| err(libc::ENOENT))?;
@@ -433,6 +444,40 @@ pub fn rename(
     if target_not_empty {
         return Err(err(libc::ENOTEMPTY));
     }
+    // RENAME_WHITEOUT: the device the old name gets is a nested overlay's
+    // whiteout (see create), made before anything moves so that a refusal
+    // (EPERM under userxattr) leaves the rename undone.
+    let nested = if whiteout {
+        let work = stack.work()?;
+        let tmp = stack.tmp_name();
+        let dev = NewObject::Node {
+            mode: libc::S_IFCHR,
+            rdev: 0,
+        };
+        make(work, &tmp, &dev, owner_for(oup.as_fd(), who)?, false)?;
+        if let Err(e) = markers::mark_nested_whiteout(stack, work, &tmp) {
+            let _ = resolve::unlinkat(work, &tmp, false);
+            return Err(e);
+        }
+        Some((work, tmp))
+    } else {
+        None
+    };
+    // Puts the nested whiteout at the old name, over whatever the move left
+    // there (nothing, or a whiteout of ours).
+    let place_nested = || match &nested {
+        Some((work, tmp)) => {
+            resolve::renameat2(*work, tmp, oup.as_fd(), oname, 0).inspect_err(|_| {
+                let _ = resolve::unlinkat(*work, tmp, false);
+            })
+        }
+        None => Ok(()),
+    };
+    let drop_nested = || {
+        if let Some((work, tmp)) = &nested {
+            let _ = resolve::unlinkat(*work, tmp, false);
+        }
+    };
     match upper_name(stack, nup.as_fd(), nname)? {
         UpperName::Present(st) if resolve::is_dir(&st) => {
             // An empty merged directory may still hold whiteouts.
@@ -448,8 +493,11 @@ pub fn rename(
                 nup.as_fd(),
                 nname,
                 resolve::RENAME_EXCHANGE,
-            )?;
-            if !old_needs_whiteout {
+            )
+            .inspect_err(|_| drop_nested())?;
+            if nested.is_some() {
+                place_nested()?;
+            } else if !old_needs_whiteout {
                 resolve::unlinkat(oup.as_fd(), oname, false)?;
             }
             return Ok(Renamed {
@@ -460,23 +508,29 @@ pub fn rename(
         }
         _ => {}
     }
-    if old_needs_whiteout {
-        match resolve::renameat2(
-            oup.as_fd(),
-            oname,
-            nup.as_fd(),
-            nname,
-            resolve::RENAME_WHITEOUT,
-        ) {
-            Ok(()) => {
-                markers::note_xattr_whiteout(stack, oup.as_fd(), oname)?;
-                stack.stats.whiteout();
-            }
+    // The move, leaving our whiteout at the old name where the upper fs
+    // makes one (false: it cannot, and the move was a plain rename).
+    let move_leaving_whiteout = || {
+        let (o, n) = (oup.as_fd(), nup.as_fd());
+        match resolve::renameat2(o, oname, n, nname, resolve::RENAME_WHITEOUT) {
+            Ok(()) => Ok(true),
             Err(e) if matches!(errno(&e), libc::EINVAL | libc::EPERM | libc::EOPNOTSUPP) => {
-                resolve::renameat2(oup.as_fd(), oname, nup.as_fd(), nname, 0)?;
-                markers::whiteout_at(stack, oup.as_fd(), oname)?;
+                resolve::renameat2(o, oname, n, nname, 0).map(|_| false)
             }
-            Err(e) => return Err(e),
+            Err(e) => Err(e),
+        }
+    };
+    if nested.is_some() {
+        // Our whiteout keeps a lower's name hidden until the nested one
+        // replaces it.
+        move_leaving_whiteout().inspect_err(|_| drop_nested())?;
+        place_nested()?;
+    } else if old_needs_whiteout {
+        if move_leaving_whiteout()? {
+            markers::note_xattr_whiteout(stack, oup.as_fd(), oname)?;
+            stack.stats.whiteout();
+        } else {
+            markers::whiteout_at(stack, oup.as_fd(), oname)?;
         }
     } else {
         resolve::renameat2(oup.as_fd(), oname, nup.as_fd(), nname, 0)?;

@@ -2,8 +2,10 @@
 //! [`MarkPolicy`], the one place that decides), and the kernel's form written.
 //!
 //! Rules served (docs/semantics.md "Markers on disk"):
-//! read 0/0 character devices always; with `marks=kernel` (a root mount's
-//! default) only the mount's own xattr namespace (`trusted.overlay.*`, or
+//! read 0/0 character devices always, but for a nested overlay's whiteout
+//! (one carrying the escaped `overlay.overlay.whiteout`); with
+//! `marks=kernel` (a root mount's default) only the mount's own xattr
+//! namespace (`trusted.overlay.*`, or
 //! `user.overlay.*` with `userxattr`), as the kernel overlayfs; with
 //! `marks=all` (an unprivileged mount's default, and the tools') also the
 //! other namespace, `user.fuseoverlayfs.opaque` and the OCI/AUFS files
@@ -93,6 +95,16 @@ impl MarkPolicy {
             .collect()
     }
 
+    /// The escaped whiteout xattrs: on a 0/0 character device they say it
+    /// is not ours but a nested overlay's whiteout (made through the mount
+    /// by mknod or RENAME_WHITEOUT), an ordinary device in the merged view.
+    fn nested_whiteout_names(&self) -> Vec<OsString> {
+        self.namespaces()
+            .iter()
+            .map(|n| n.name("overlay.whiteout"))
+            .collect()
+    }
+
     /// Are AUFS `.wh.` files markers?
     pub fn aufs(&self) -> bool {
         self.foreign
@@ -128,7 +140,10 @@ impl MarkPolicy {
     /// Is the object `name` in `dir` (already stat'ed) a whiteout?
     pub fn is_whiteout(&self, dir: BorrowedFd, name: &OsStr, st: &Stat) -> io::Result<bool> {
         match st.st_mode & libc::S_IFMT {
-            libc::S_IFCHR => Ok(st.st_rdev == 0),
+            libc::S_IFCHR if st.st_rdev == 0 => {
+                Ok(!self.has_any_xattr(XTarget::At(dir, name), &self.nested_whiteout_names())?)
+            }
+            libc::S_IFCHR => Ok(false),
             libc::S_IFREG if st.st_size == 0 => {
                 self.has_any_xattr(XTarget::At(dir, name), &self.whiteout_names())
             }
@@ -318,6 +333,18 @@ pub fn make_tmp_whiteout(stack: &Stack) -> io::Result<OsString> {
         }
         Err(e) => Err(e),
     }
+}
+
+/// Mark the 0/0 device `name` in `dir` (just made in work) as a nested
+/// overlay's whiteout, so that we show it rather than obey it. Only the
+/// mount's own namespace can hold it: `user.*` xattrs are refused on
+/// devices, so a `userxattr` mount answers EPERM, as before.
+pub fn mark_nested_whiteout(stack: &Stack, dir: BorrowedFd, name: &OsStr) -> io::Result<()> {
+    let n = stack.xattr_ns.name("overlay.whiteout");
+    resolve::setxattr(XTarget::At(dir, name), &n, b"y", 0).map_err(|e| match resolve::errno(&e) {
+        libc::EPERM | libc::EOPNOTSUPP | libc::EACCES => resolve::err(libc::EPERM),
+        _ => e,
+    })
 }
 
 /// After an xattr whiteout lands in `dir`, the kernel wants the parent to

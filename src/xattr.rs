@@ -15,13 +15,23 @@ use crate::resolve::{self, XTarget, err};
 use crate::stack::{DirFd, Stack};
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::AsFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
 
 /// A private name of the other namespace reads as absent (ENODATA) and
 /// cannot be set (EOPNOTSUPP): marks we obey may not be written through us.
 const HIDDEN: i32 = libc::ENODATA;
 const REFUSED: i32 = libc::EOPNOTSUPP;
+
+/// Is `real` our mark on a nested overlay's whiteout (a 0/0 device, see
+/// `markers::mark_nested_whiteout`)? It is not the object's own xattr: the
+/// merged view shows the plain device a filesystem's whiteout is, and it
+/// cannot be changed through the mount, which would make it ours.
+fn nested_mark(stack: &Stack, entry: &Entry, real: &OsStr) -> bool {
+    entry.st.st_mode & libc::S_IFMT == libc::S_IFCHR
+        && entry.st.st_rdev == 0
+        && real == stack.xattr_ns.name("overlay.whiteout")
+}
 
 /// `dir`: the directory holding the object in its layer, if the caller
 /// has it open already.
@@ -32,7 +42,9 @@ pub fn get(
     dir: Option<DirFd>,
     name: &OsStr,
 ) -> io::Result<Vec<u8>> {
-    let real = xattr_in_layer(stack.xattr_ns, name).ok_or_else(|| err(HIDDEN))?;
+    let real = xattr_in_layer(stack.xattr_ns, name)
+        .filter(|r| !nested_mark(stack, entry, r))
+        .ok_or_else(|| err(HIDDEN))?;
     let (parent, n) = split(path);
     let dir = dir.map_or_else(|| stack.dir(entry.layer, &parent), Ok)?;
     resolve::getxattr(XTarget::At(dir.as_fd(), &n), &real)
@@ -48,6 +60,7 @@ pub fn list(
     let dir = dir.map_or_else(|| stack.dir(entry.layer, &parent), Ok)?;
     Ok(resolve::listxattr(XTarget::At(dir.as_fd(), &n))?
         .into_iter()
+        .filter(|x| !nested_mark(stack, entry, x))
         .filter_map(|x| xattr_in_view(stack.xattr_ns, &x))
         .collect())
 }
@@ -61,7 +74,9 @@ pub fn set(
     flags: i32,
 ) -> io::Result<()> {
     stack.upper_or_erofs()?;
-    let real = xattr_in_layer(stack.xattr_ns, name).ok_or_else(|| err(REFUSED))?;
+    let real = xattr_in_layer(stack.xattr_ns, name)
+        .filter(|r| !nested_mark(stack, entry, r))
+        .ok_or_else(|| err(REFUSED))?;
     let up = copy_up::copy_up(stack, path, entry, CopyUp { data: true })?;
     let (_, n) = split(path);
     let obj = resolve::Pinned::expect(up.as_fd(), &n, entry.st.st_mode)?;
@@ -70,7 +85,9 @@ pub fn set(
 
 pub fn remove(stack: &Stack, path: &Path, entry: &Entry, name: &OsStr) -> io::Result<()> {
     stack.upper_or_erofs()?;
-    let real = xattr_in_layer(stack.xattr_ns, name).ok_or_else(|| err(HIDDEN))?;
+    let real = xattr_in_layer(stack.xattr_ns, name)
+        .filter(|r| !nested_mark(stack, entry, r))
+        .ok_or_else(|| err(HIDDEN))?;
     // Like the kernel: removing an absent xattr fails without a copy-up.
     if !entry.in_upper(stack) {
         get(stack, path, entry, None, name)?;
@@ -79,4 +96,37 @@ pub fn remove(stack: &Stack, path: &Path, entry: &Entry, name: &OsStr) -> io::Re
     let (_, n) = split(path);
     let obj = resolve::Pinned::expect(up.as_fd(), &n, entry.st.st_mode)?;
     resolve::removexattr(obj.xattrs(up.as_fd(), &n), &real)
+}
+
+/// The same calls on an object known only by an open fd on its upper file
+/// (an O_TMPFILE file not linked yet, or one unlinked while open): a nested
+/// overlay's copy-up marks its tmpfile before it links it in.
+pub fn get_fd(stack: &Stack, fd: BorrowedFd, name: &OsStr) -> io::Result<Vec<u8>> {
+    let real = xattr_in_layer(stack.xattr_ns, name).ok_or_else(|| err(HIDDEN))?;
+    resolve::getxattr(XTarget::Fd(fd), &real)
+}
+
+pub fn list_fd(stack: &Stack, fd: BorrowedFd) -> io::Result<Vec<OsString>> {
+    Ok(resolve::listxattr(XTarget::Fd(fd))?
+        .into_iter()
+        .filter_map(|x| xattr_in_view(stack.xattr_ns, &x))
+        .collect())
+}
+
+pub fn set_fd(
+    stack: &Stack,
+    fd: BorrowedFd,
+    name: &OsStr,
+    value: &[u8],
+    flags: i32,
+) -> io::Result<()> {
+    stack.upper_or_erofs()?;
+    let real = xattr_in_layer(stack.xattr_ns, name).ok_or_else(|| err(REFUSED))?;
+    resolve::setxattr(XTarget::Fd(fd), &real, value, flags)
+}
+
+pub fn remove_fd(stack: &Stack, fd: BorrowedFd, name: &OsStr) -> io::Result<()> {
+    stack.upper_or_erofs()?;
+    let real = xattr_in_layer(stack.xattr_ns, name).ok_or_else(|| err(HIDDEN))?;
+    resolve::removexattr(XTarget::Fd(fd), &real)
 }

@@ -183,6 +183,335 @@ fn own_overlay_xattrs_set_through_the_mount_are_stored_escaped() {
     }
 }
 
+/// renameat2 with RENAME_WHITEOUT, which a kernel overlay mounted with its
+/// upper inside this mount needs (its mount refuses a FUSE upper without
+/// it). The kernel overlayfs answers EINVAL to it, so the reference for what
+/// ovlfuse does is a plain filesystem holding the merged tree: the source
+/// moves and a 0/0 device is left at its old name, shown as a device (it is
+/// the nested overlay's whiteout, not ours) and still there after a remount.
+/// WHITEOUT with EXCHANGE is EINVAL, as renameat2(2) says.
+#[test]
+fn rename_whiteout_leaves_a_0_0_device_as_on_a_plain_filesystem() {
+    if !twin_env() {
+        return;
+    }
+    let tree = layer()
+        .file("low", "l")
+        .file("keep", "k")
+        .dir("ld")
+        .file("ld/x", "x");
+    let mut t = Twin::new([tree.clone()]);
+    let plain_base = tempdir();
+    let plain = plain_base.path().join("p");
+    std::fs::create_dir(&plain).unwrap();
+    tree.apply(&plain);
+    let prepare = |r: &Path| {
+        std::fs::write(r.join("new"), "n").unwrap();
+        std::fs::create_dir(r.join("nd")).unwrap();
+    };
+    let w = libc::RENAME_WHITEOUT;
+    let ops = |r: &Path| {
+        let mv = |a: &str, b: &str, f: u32| probe_rename(&r.join(a), &r.join(b), f);
+        vec![
+            ("lower file", mv("low", "low2", w)),
+            ("upper file", mv("new", "new2", w)),
+            ("upper dir", mv("nd", "nd2", w)),
+            (
+                "noreplace over a file",
+                mv("keep", "new2", w | libc::RENAME_NOREPLACE),
+            ),
+            (
+                "with exchange",
+                mv("keep", "new2", w | libc::RENAME_EXCHANGE),
+            ),
+            (
+                "noreplace to a free name",
+                mv("keep", "keep2", w | libc::RENAME_NOREPLACE),
+            ),
+        ]
+    };
+    t.both(prepare);
+    prepare(&plain);
+    let kern_before = snapshot(t.kern_mnt());
+    let kern_upper_before = snapshot(t.kern_upper());
+    let fuse = ops(t.fuse_mnt());
+    let reference = ops(&plain);
+    assert_eq!(
+        fuse, reference,
+        "renameat2(RENAME_WHITEOUT): ovlfuse vs a plain fs"
+    );
+    assert_eq!(
+        reference.iter().map(|(_, r)| *r).collect::<Vec<_>>(),
+        [
+            Ok(()),
+            Ok(()),
+            Ok(()),
+            Err(libc::EEXIST),
+            Err(libc::EINVAL),
+            Ok(())
+        ]
+    );
+    // The kernel overlayfs refuses every one, EINVAL even before EEXIST,
+    // and changes nothing.
+    let kern = ops(t.kern_mnt());
+    assert!(
+        kern.iter().all(|(_, r)| *r == Err(libc::EINVAL)),
+        "kernel overlayfs: {kern:?}"
+    );
+    assert_same_tree_labeled(
+        &snapshot(t.kern_mnt()),
+        &kern_before,
+        "kernel after",
+        "before",
+    );
+    assert_same_tree_labeled(
+        &snapshot(t.kern_upper()),
+        &kern_upper_before,
+        "kernel upper after",
+        "before",
+    );
+    // A lower directory still answers EXDEV, before any whiteout is made.
+    assert_eq!(
+        probe_rename(&t.fuse_mnt().join("ld"), &t.fuse_mnt().join("ld2"), w),
+        Err(libc::EXDEV)
+    );
+    assert_same_tree_labeled(
+        &snapshot(t.fuse_mnt()),
+        &snapshot(&plain),
+        "fuse",
+        "plain fs",
+    );
+    // In the upper each old name is a 0/0 device carrying the escaped
+    // whiteout mark, which tells it from our own whiteouts.
+    for n in ["low", "new", "nd", "keep"] {
+        let p = t.fuse_upper().join(n);
+        let st = probe_lstat_raw(&p).unwrap();
+        assert_eq!(
+            (st.st_mode & libc::S_IFMT, st.st_rdev),
+            (libc::S_IFCHR, 0),
+            "{n}"
+        );
+        assert_eq!(
+            probe_lgetxattr(&p, "trusted.overlay.overlay.whiteout"),
+            Ok(b"y".to_vec()),
+            "{n}"
+        );
+    }
+    assert_eq!(probe_read(&t.fuse_lower(0).join("low")), Ok(b"l".to_vec()));
+    t.remount();
+    assert_same_tree_labeled(
+        &snapshot(t.fuse_mnt()),
+        &snapshot(&plain),
+        "fuse after remount",
+        "plain fs",
+    );
+    // Removing such a device where a lower has the name leaves our own
+    // whiteout: the lower file stays hidden.
+    for r in [t.fuse_mnt(), plain.as_path()] {
+        std::fs::remove_file(r.join("low")).unwrap();
+    }
+    assert_eq!(probe_lstat(&t.fuse_mnt().join("low")), Err(libc::ENOENT));
+    assert_same_tree_labeled(
+        &snapshot(t.fuse_mnt()),
+        &snapshot(&plain),
+        "fuse",
+        "plain fs",
+    );
+}
+
+/// Messages the kernel logged after `marker` was written to /dev/kmsg.
+fn kmsg_after(marker: &str) -> Vec<String> {
+    let fd = open_fd(Path::new("/dev/kmsg"), libc::O_RDONLY | libc::O_NONBLOCK).unwrap();
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 8192];
+    loop {
+        let n = unsafe { libc::read(fd.as_raw_fd(), buf.as_mut_ptr().cast(), buf.len()) };
+        if n < 0 {
+            match common::sys::errno() {
+                // A record overwritten while we read: go on with the next.
+                libc::EPIPE => continue,
+                libc::EAGAIN => break,
+                e => panic!("read /dev/kmsg: {}", errno_name(e)),
+            }
+        }
+        let rec = String::from_utf8_lossy(&buf[..n as usize]).into_owned();
+        let msg = rec.split_once(';').map_or("", |(_, m)| m);
+        let msg = msg.lines().next().unwrap_or("").to_string();
+        if msg == marker {
+            out.clear();
+        } else {
+            out.push(msg);
+        }
+    }
+    out
+}
+
+fn kmsg_mark(marker: &str) {
+    std::fs::write("/dev/kmsg", format!("{marker}\n")).unwrap();
+}
+
+/// What the kernel overlayfs logged about its upper fs while mounting
+/// `lower` under `upper`/`work` at `mnt`, and the mount.
+fn mount_nested(
+    lower: &Path,
+    upper: &Path,
+    work: &Path,
+    mnt: &Path,
+) -> (Result<KernelOverlay, String>, Vec<String>) {
+    let marker = format!("ovlfuse-test: nested mount at {}", mnt.display());
+    kmsg_mark(&marker);
+    let m = KernelOverlay::try_mount(
+        &[lower.to_path_buf()],
+        Some((upper, work)),
+        mnt,
+        &[] as &[&str],
+        KernelApi::Auto,
+    );
+    let said = kmsg_after(&marker)
+        .into_iter()
+        .filter(|l| l.starts_with("overlay") && (l.contains("upper") || l.contains("work")))
+        .collect();
+    (m, said)
+}
+
+/// A kernel overlay whose upperdir and workdir live inside an ovlfuse
+/// mount (a container running its own overlay) mounts and works as the same
+/// overlay over a plain directory does (a kernel overlay cannot be the
+/// reference: it refuses an overlay as upperdir). The kernel needs of a
+/// FUSE upper RENAME_WHITEOUT, 0/0 whiteouts it makes by mknod and by
+/// RENAME_WHITEOUT, its `trusted.overlay.*` marks, and xattrs on its
+/// O_TMPFILE copy-ups before they get a name. Compared: each operation's
+/// result, the nested merged view, the nested upper as the ovlfuse mount
+/// shows it, the kernel's messages about the upper fs, and all of it again
+/// after both mounts are remounted.
+#[test]
+fn a_kernel_overlay_with_its_upper_inside_the_mount_works_as_on_a_plain_dir() {
+    if !twin_env() {
+        return;
+    }
+    let base = tempdir();
+    let b = base.path();
+    for d in ["l", "u", "w", "m", "nl", "plain", "xa", "xb"] {
+        std::fs::create_dir(b.join(d)).unwrap();
+    }
+    std::fs::write(b.join("l/own"), "ovlfuse's own lower").unwrap();
+    layer()
+        .file("f", "f")
+        .file("gone", "g")
+        .file("mv", "m")
+        .dir("d")
+        .file("d/x", "x")
+        .apply(&b.join("nl"));
+    let (l, u, w, m) = (b.join("l"), b.join("u"), b.join("w"), b.join("m"));
+    let mount_ovlfuse =
+        || FuseMount::mount(std::slice::from_ref(&l), Some((&u, &w)), &m, &[] as &[&str]);
+    let mut fm = mount_ovlfuse();
+    let (plain, nl) = (b.join("plain"), b.join("nl"));
+    for side in [&m, &plain] {
+        std::fs::create_dir(side.join("u")).unwrap();
+        std::fs::create_dir(side.join("w")).unwrap();
+    }
+    let (xa, xb) = (b.join("xa"), b.join("xb"));
+    let (nested, said_nested) = mount_nested(&nl, &m.join("u"), &m.join("w"), &xa);
+    let mut nested = nested.unwrap_or_else(|e| {
+        panic!("overlay with its upper in ovlfuse: {e}; the kernel said {said_nested:?}")
+    });
+    let (reference, said_reference) = mount_nested(&nl, &plain.join("u"), &plain.join("w"), &xb);
+    let mut reference = reference.unwrap_or_else(|e| panic!("reference overlay: {e}"));
+    assert_eq!(
+        said_nested, said_reference,
+        "kernel messages about the upper fs"
+    );
+
+    let ops = |r: &Path| {
+        vec![
+            ("create", io(std::fs::write(r.join("new"), "new"))),
+            (
+                "append to a lower file",
+                probe_append(&r.join("f"), b"+").map(|_| ()),
+            ),
+            ("delete a lower file", probe_unlink(&r.join("gone"))),
+            (
+                "rm -r a lower dir",
+                io(std::fs::remove_dir_all(r.join("d"))),
+            ),
+            ("mkdir over it", probe_mkdir(&r.join("d"), 0o755)),
+            ("create in it", io(std::fs::write(r.join("d/y"), "y"))),
+            (
+                "rename a lower file",
+                io(std::fs::rename(r.join("mv"), r.join("mv2"))),
+            ),
+            (
+                "rename a new file",
+                io(std::fs::rename(r.join("new"), r.join("new2"))),
+            ),
+        ]
+    };
+    let got = ops(&xa);
+    assert_eq!(
+        got,
+        ops(&xb),
+        "operations in the nested overlay vs the reference"
+    );
+    assert!(got.iter().all(|(_, r)| r.is_ok()), "{got:?}");
+    let compare = |when: &str| {
+        assert_same_tree_labeled(
+            &snapshot(&xa),
+            &snapshot(&xb),
+            &format!("nested in ovlfuse {when}"),
+            "reference",
+        );
+        assert_same_tree_labeled(
+            &snapshot_upper(&m.join("u"), XattrNs::Trusted),
+            &snapshot_upper(&plain.join("u"), XattrNs::Trusted),
+            &format!("nested upper in ovlfuse {when}"),
+            "reference upper",
+        );
+    };
+    compare("");
+    let view = snapshot(&xa);
+    assert_eq!(
+        view.get("f").and_then(|n| n.content.clone()),
+        Some(Content::Bytes(b"f+".to_vec()))
+    );
+    assert!(view.get("gone").is_none() && view.get("mv").is_none() && view.get("d/x").is_none());
+    // ovlfuse stores the nested marks escaped and its whiteouts as marked
+    // devices; its own lower is untouched.
+    assert_eq!(
+        probe_lgetxattr(&u.join("u/d"), "trusted.overlay.overlay.opaque"),
+        Ok(b"y".to_vec())
+    );
+    for n in ["gone", "mv"] {
+        let p = u.join("u").join(n);
+        assert_eq!(
+            probe_lstat_raw(&p).map(|s| (s.st_mode & libc::S_IFMT, s.st_rdev)),
+            Ok((libc::S_IFCHR, 0))
+        );
+        assert_eq!(
+            probe_lgetxattr(&p, "trusted.overlay.overlay.whiteout"),
+            Ok(b"y".to_vec())
+        );
+    }
+    assert_eq!(
+        probe_read(&m.join("own")),
+        Ok(b"ovlfuse's own lower".to_vec())
+    );
+
+    // Everything lasts: remount ovlfuse and both nested overlays.
+    assert!(nested.unmount() && reference.unmount());
+    assert!(fm.unmount());
+    let _fm = mount_ovlfuse();
+    let (n2, said_again) = mount_nested(&nl, &m.join("u"), &m.join("w"), &xa);
+    let _nested = n2.unwrap_or_else(|e| panic!("nested overlay again: {e}; {said_again:?}"));
+    let (r2, said_reference_again) = mount_nested(&nl, &plain.join("u"), &plain.join("w"), &xb);
+    let _reference = r2.unwrap_or_else(|e| panic!("reference overlay again: {e}"));
+    assert_eq!(
+        said_again, said_reference_again,
+        "kernel messages on remount"
+    );
+    compare("after remount");
+}
+
 // ------------------------------------------------------------- item 16
 
 const FS_NODUMP_FL: u32 = 0x40;

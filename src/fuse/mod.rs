@@ -24,7 +24,7 @@ use handles::{DirHandle, DirItem, Handles};
 use inodes::{Inodes, ROOT};
 use std::ffi::{OsStr, OsString};
 use std::io;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -467,6 +467,23 @@ impl OvlFs {
                     .find(|h| h.ino == ino)
                     .map(|h| h.value().clone())
             })
+    }
+
+    /// `f` on the upper fd of a node that has no name (an O_TMPFILE file,
+    /// or one unlinked while open), else `err`, the failure to find it.
+    fn on_unnamed<T>(
+        &self,
+        ino: u64,
+        err: io::Error,
+        f: impl FnOnce(BorrowedFd) -> io::Result<T>,
+    ) -> io::Result<T> {
+        match self.handle_of(ino, None) {
+            Some(h) if h.in_upper.load(Ordering::Acquire) => {
+                let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
+                f(fd.as_fd())
+            }
+            _ => Err(err),
+        }
     }
 
     /// setattr through an fd, for an object with no name.
@@ -983,7 +1000,7 @@ impl Filesystem for OvlFs {
 
     fn rename(
         &self,
-        _req: &Request,
+        req: &Request,
         parent: INodeNo,
         name: &OsStr,
         newparent: INodeNo,
@@ -996,8 +1013,9 @@ impl Filesystem for OvlFs {
             let op = try_reply!(reply, self.inodes.dir(parent.0));
             let np = try_reply!(reply, self.inodes.dir(newparent.0));
             let (od, nd) = (op.dir_ref(), np.dir_ref());
-            let r = dir_ops::rename(&self.stack, &od, name, &nd, newname, flags.bits());
-            tracing::debug!(op = "rename", ?name, ?newname, result = ?r.as_ref().err(), "rename");
+            let who = caller(&self.stack.view.ids, req, 0);
+            let r = dir_ops::rename(&self.stack, &od, name, &nd, newname, flags.bits(), who);
+            tracing::debug!(op = "rename", ?name, ?newname, flags = flags.bits(), result = ?r.as_ref().err(), "rename");
             let r = try_reply!(reply, r);
             if let Some(d) = &r.replaced {
                 if d.st.st_nlink <= 1 || d.is_dir() {
@@ -1397,12 +1415,14 @@ impl Filesystem for OvlFs {
             if self.stack.view.noxattrs {
                 return reply.error(Errno::from_i32(libc::EOPNOTSUPP));
             }
-            let (place, e) = try_reply!(reply, self.entry_of(ino.0));
             let value = self.stack.view.ids.acl_value_to_disk(name, value);
-            try_reply!(
-                reply,
-                xattr::set(&self.stack, &place.path, &e, name, &value, flags)
-            );
+            let r = match self.entry_of(ino.0) {
+                Ok((place, e)) => xattr::set(&self.stack, &place.path, &e, name, &value, flags),
+                Err(err) => self.on_unnamed(ino.0, err, |fd| {
+                    xattr::set_fd(&self.stack, fd, name, &value, flags)
+                }),
+            };
+            try_reply!(reply, r);
             reply.ok();
         })
     }
@@ -1416,8 +1436,11 @@ impl Filesystem for OvlFs {
             if self.stack.view.noxattrs {
                 return reply.error(Errno::from_i32(libc::EOPNOTSUPP));
             }
-            let (place, e, dir) = try_reply!(reply, self.attr_entry(ino.0));
-            let v = try_reply!(reply, xattr::get(&self.stack, &place.path, &e, dir, name));
+            let v = match self.attr_entry(ino.0) {
+                Ok((place, e, dir)) => xattr::get(&self.stack, &place.path, &e, dir, name),
+                Err(err) => self.on_unnamed(ino.0, err, |fd| xattr::get_fd(&self.stack, fd, name)),
+            };
+            let v = try_reply!(reply, v);
             let v = self.stack.view.ids.acl_value_to_shown(name, &v);
             Self::xattr_reply(&v, size, reply);
         })
@@ -1429,8 +1452,11 @@ impl Filesystem for OvlFs {
             if self.stack.view.noxattrs {
                 return reply.error(Errno::from_i32(libc::EOPNOTSUPP));
             }
-            let (place, e, dir) = try_reply!(reply, self.attr_entry(ino.0));
-            let names = try_reply!(reply, xattr::list(&self.stack, &place.path, &e, dir));
+            let names = match self.attr_entry(ino.0) {
+                Ok((place, e, dir)) => xattr::list(&self.stack, &place.path, &e, dir),
+                Err(err) => self.on_unnamed(ino.0, err, |fd| xattr::list_fd(&self.stack, fd)),
+            };
+            let names = try_reply!(reply, names);
             let mut buf = Vec::new();
             for n in names {
                 buf.extend_from_slice(std::os::unix::ffi::OsStrExt::as_bytes(n.as_os_str()));
@@ -1446,8 +1472,13 @@ impl Filesystem for OvlFs {
             if self.stack.view.noxattrs {
                 return reply.error(Errno::from_i32(libc::EOPNOTSUPP));
             }
-            let (place, e) = try_reply!(reply, self.entry_of(ino.0));
-            try_reply!(reply, xattr::remove(&self.stack, &place.path, &e, name));
+            let r = match self.entry_of(ino.0) {
+                Ok((place, e)) => xattr::remove(&self.stack, &place.path, &e, name),
+                Err(err) => {
+                    self.on_unnamed(ino.0, err, |fd| xattr::remove_fd(&self.stack, fd, name))
+                }
+            };
+            try_reply!(reply, r);
             reply.ok();
         })
     }
