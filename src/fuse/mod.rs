@@ -1145,11 +1145,18 @@ impl Filesystem for OvlFs {
             let h = try_reply!(reply, self.file(fh));
             try_reply!(reply, self.follow_copy_up(&h));
             let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
-            let buf = try_reply!(
-                reply,
-                resolve::pread_full(fd.as_fd(), size as usize, offset)
-            );
-            reply.data(&buf);
+            // Straight into the reply's buffer (over io_uring, the ring
+            // entry): no buffer of our own to allocate and fault in.
+            reply.data_from(size as usize, |buf| {
+                let mut got = 0;
+                while got < buf.len() {
+                    match resolve::pread(fd.as_fd(), &mut buf[got..], offset + got as u64)? {
+                        0 => break,
+                        n => got += n,
+                    }
+                }
+                Ok(got)
+            });
         })
     }
 

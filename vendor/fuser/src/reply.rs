@@ -150,6 +150,45 @@ impl ReplyRaw {
     pub(crate) fn error(self, err: ll::Errno) {
         self.send_ll(&ll::ResponseErrno(err));
     }
+
+    /// Reply with up to `max` bytes written by `fill` (ovlfuse patch): over
+    /// io_uring straight into the ring entry, else into a buffer this
+    /// thread keeps, so no reply allocates (and faults in) a buffer of its
+    /// own. `fill` returns how many bytes it wrote, or the error to answer.
+    pub(crate) fn data_from(
+        mut self,
+        max: usize,
+        fill: impl FnOnce(&mut [u8]) -> std::io::Result<usize>,
+    ) {
+        let Some(sender) = self.sender.take() else {
+            return;
+        };
+        let errno = |e: &std::io::Error| ll::Errno::from_i32(e.raw_os_error().unwrap_or(libc::EIO));
+        let res = match &sender {
+            ReplySender::Uring(u) if u.payload_len() >= max => u.send_with(max, fill),
+            _ => REPLY_BUF.with(|b| {
+                let mut b = b.borrow_mut();
+                if b.len() < max {
+                    b.resize(max, 0);
+                }
+                match fill(&mut b[..max]) {
+                    Ok(n) => ll::ResponseSlice(&b[..n.min(max)])
+                        .with_iovec(self.unique, |iov| sender.send(iov)),
+                    Err(e) => {
+                        ll::ResponseErrno(errno(&e)).with_iovec(self.unique, |iov| sender.send(iov))
+                    }
+                }
+            }),
+        };
+        if let Err(err) = res {
+            error!("Failed to send FUSE reply: {err}");
+        }
+    }
+}
+
+thread_local! {
+    /// The buffer `data_from` fills for a /dev/fuse reply.
+    static REPLY_BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
 impl Drop for ReplyRaw {
@@ -212,6 +251,13 @@ impl ReplyData {
     /// Reply to a request with the given data
     pub fn data(self, data: &[u8]) {
         self.reply.send_ll(&ll::ResponseSlice(data));
+    }
+
+    /// Reply with up to `max` bytes that `fill` writes into the reply's
+    /// own buffer, returning how many it wrote (ovlfuse patch). Over
+    /// io_uring that buffer is the ring entry: a read lands there directly.
+    pub fn data_from(self, max: usize, fill: impl FnOnce(&mut [u8]) -> std::io::Result<usize>) {
+        self.reply.data_from(max, fill);
     }
 
     /// Reply to a request with the given error code

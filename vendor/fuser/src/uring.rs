@@ -513,6 +513,48 @@ impl Queue {
     /// COMMIT_AND_FETCH.
     fn commit(&self, idx: usize, commit_id: u64, data: &[IoSlice<'_>]) -> io::Result<()> {
         let e = &self.entries[idx];
+        let total: usize = data.iter().map(|s| s.len()).sum();
+        let body = total.saturating_sub(OUT_HEADER_SIZE);
+        let mut header = [0u8; OUT_HEADER_SIZE];
+        if total < OUT_HEADER_SIZE || body > e.payload.len() {
+            // The payload buffer is at least the kernel's largest reply, so
+            // this is a bug: fail the request rather than the connection.
+            log::error!("io_uring reply of {total} bytes does not fit the entry");
+            return self.commit_in_place(idx, commit_id, -libc::EIO, 0);
+        }
+        let out = e.payload.as_ptr() as *mut u8;
+        let mut at = 0usize;
+        for s in data {
+            let mut s: &[u8] = s;
+            if at < OUT_HEADER_SIZE {
+                let n = s.len().min(OUT_HEADER_SIZE - at);
+                header[at..at + n].copy_from_slice(&s[..n]);
+                at += n;
+                s = &s[n..];
+            }
+            if !s.is_empty() {
+                // SAFETY: the entry is ours from its completion until the
+                // commit, and `at - 16 + s.len() <= body <= payload.len()`.
+                unsafe {
+                    ptr::copy_nonoverlapping(s.as_ptr(), out.add(at - OUT_HEADER_SIZE), s.len())
+                };
+                at += s.len();
+            }
+        }
+        let error = i32::from_ne_bytes(header[4..8].try_into().unwrap());
+        self.commit_in_place(idx, commit_id, error, body)
+    }
+
+    /// Give entry `idx` back with its reply: `error`, and `body` bytes
+    /// already in its payload.
+    fn commit_in_place(
+        &self,
+        idx: usize,
+        commit_id: u64,
+        error: i32,
+        body: usize,
+    ) -> io::Result<()> {
+        let e = &self.entries[idx];
         if !e.busy.swap(false, Ordering::AcqRel) {
             log::error!(
                 "io_uring queue {}: a second reply for entry {idx} dropped",
@@ -520,42 +562,14 @@ impl Queue {
             );
             return Ok(());
         }
-        let total: usize = data.iter().map(|s| s.len()).sum();
-        // SAFETY: the entry is ours from its completion until this commit;
-        // only the one reply for its request writes here.
+        let body = if error == 0 { body } else { 0 };
+        // SAFETY: the entry is ours until the push below hands it back.
         let h = unsafe { &mut *e.header.get() };
-        let body = total.saturating_sub(OUT_HEADER_SIZE);
-        if total < OUT_HEADER_SIZE || body > e.payload.len() {
-            // The payload buffer is at least the kernel's largest reply, so
-            // this is a bug: fail the request rather than the connection.
-            log::error!("io_uring reply of {total} bytes does not fit the entry");
-            let unique = commit_id.to_ne_bytes();
-            h.in_out[..16].fill(0);
-            h.in_out[0..4].copy_from_slice(&(OUT_HEADER_SIZE as u32).to_ne_bytes());
-            h.in_out[4..8].copy_from_slice(&(-libc::EIO).to_ne_bytes());
-            h.in_out[8..16].copy_from_slice(&unique);
-            h.ent.payload_sz = 0;
-        } else {
-            let mut at = 0usize;
-            let out = e.payload.as_ptr() as *mut u8;
-            for s in data {
-                let mut s: &[u8] = s;
-                if at < OUT_HEADER_SIZE {
-                    let n = s.len().min(OUT_HEADER_SIZE - at);
-                    h.in_out[at..at + n].copy_from_slice(&s[..n]);
-                    at += n;
-                    s = &s[n..];
-                }
-                if !s.is_empty() {
-                    // SAFETY: `at - 16 + s.len() <= body <= payload.len()`.
-                    unsafe {
-                        ptr::copy_nonoverlapping(s.as_ptr(), out.add(at - OUT_HEADER_SIZE), s.len())
-                    };
-                    at += s.len();
-                }
-            }
-            h.ent.payload_sz = body as u32;
-        }
+        h.in_out[..OUT_HEADER_SIZE].fill(0);
+        h.in_out[0..4].copy_from_slice(&((OUT_HEADER_SIZE + body) as u32).to_ne_bytes());
+        h.in_out[4..8].copy_from_slice(&error.to_ne_bytes());
+        h.in_out[8..16].copy_from_slice(&commit_id.to_ne_bytes());
+        h.ent.payload_sz = body as u32;
         self.ring.push(
             FUSE_IO_URING_CMD_COMMIT_AND_FETCH,
             self.dev.as_raw_fd(),
@@ -597,6 +611,34 @@ impl UringSender {
 
     pub(crate) fn send(&self, data: &[IoSlice<'_>]) -> io::Result<()> {
         self.queue.commit(self.idx, self.commit_id, data)
+    }
+
+    /// The room for a reply's body in this entry.
+    pub(crate) fn payload_len(&self) -> usize {
+        self.queue.entries[self.idx].payload.len()
+    }
+
+    /// Reply with what `fill` writes straight into the entry's payload.
+    pub(crate) fn send_with(
+        &self,
+        max: usize,
+        fill: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+    ) -> io::Result<()> {
+        let e = &self.queue.entries[self.idx];
+        // SAFETY: the entry is ours until the commit below (the request was
+        // copied out of it), and `max` fits its payload (checked by the
+        // caller).
+        let buf = unsafe { std::slice::from_raw_parts_mut(e.payload.as_ptr() as *mut u8, max) };
+        match fill(buf) {
+            Ok(n) => self
+                .queue
+                .commit_in_place(self.idx, self.commit_id, 0, n.min(max)),
+            Err(err) => {
+                let errno = err.raw_os_error().unwrap_or(libc::EIO);
+                self.queue
+                    .commit_in_place(self.idx, self.commit_id, -errno, 0)
+            }
+        }
     }
 
     pub(crate) fn open_backing(&self, fd: std::os::fd::BorrowedFd<'_>) -> io::Result<BackingId> {
