@@ -543,3 +543,45 @@ fn unmount_sigterm_and_sigkill_end_an_io_uring_daemon_without_a_hang() {
         drop(fm);
     }
 }
+
+/// `cached_inodes` from `ovlfuse stats`.
+fn cached_inodes(mnt: &Path) -> u64 {
+    let out = Command::new(ovlfuse_bin())
+        .arg("stats")
+        .arg(mnt)
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("cached_inodes ")?.trim().parse().ok())
+        .expect("cached_inodes in ovlfuse stats")
+}
+
+#[test]
+fn forgets_still_come_through_dev_fuse_beside_the_rings() {
+    if !env() {
+        return;
+    }
+    let _s = serial();
+    set_switch(true).unwrap();
+    let d = Dirs::new();
+    for i in 0..2000 {
+        fs::write(d.p(&format!("l/x{i}")), "").unwrap();
+    }
+    let fm = FuseMount::try_mount(&d.opts(""), &d.p("m"), None).unwrap();
+    assert!(settled_transport(&d.p("m")).starts_with("io_uring ("));
+    for i in 0..2000 {
+        fs::metadata(d.p(&format!("m/x{i}"))).unwrap();
+    }
+    let before = cached_inodes(&d.p("m"));
+    assert!(before >= 2000, "{before}");
+    // The kernel drops its dentries and inodes and sends FORGETs, which
+    // only /dev/fuse carries.
+    wait_until("FORGETs to arrive", Duration::from_secs(10), || {
+        fs::write("/proc/sys/vm/drop_caches", "2").unwrap();
+        cached_inodes(&d.p("m")) < 100
+    });
+    // And the mount still answers over the rings.
+    assert_eq!(fs::read_to_string(d.p("m/f")).unwrap(), "lower\n");
+    drop(fm);
+}
