@@ -51,6 +51,7 @@ const FUSE_IO_URING_CMD_COMMIT_AND_FETCH: u32 = 2;
 const IN_HEADER_SIZE: usize = 40;
 const OUT_HEADER_SIZE: usize = 16;
 const OP_IN_OUT_SIZE: usize = 128;
+const FUSE_WRITE: u32 = 16;
 
 #[repr(C)]
 #[derive(Default)]
@@ -360,10 +361,37 @@ impl Ring {
 /// One ring entry: its header and payload buffers, registered once.
 struct Entry {
     header: Box<std::cell::UnsafeCell<ReqHeader>>,
-    payload: Box<[std::cell::UnsafeCell<u8>]>,
+    /// PREFIX bytes, then the payload buffer the kernel knows: a WRITE is
+    /// dispatched in place, its headers copied into the prefix so that the
+    /// request lies end to end without copying its data.
+    room: Box<[std::cell::UnsafeCell<u8>]>,
     iov: [libc::iovec; 2],
     /// Holds a request not yet answered: one commit per request, never two.
     busy: AtomicBool,
+    stage: Mutex<Stage>,
+}
+
+/// Room before the payload for a request's in_header and operation header.
+const PREFIX: usize = IN_HEADER_SIZE + OP_IN_OUT_SIZE;
+
+/// A reply to an in-place request waits here until its dispatch is over:
+/// the handler may still hold the request's data, which the reply would
+/// overwrite.
+#[derive(Default)]
+struct Stage {
+    in_place: bool,
+    reply: Option<(u64, Vec<u8>)>,
+}
+
+impl Entry {
+    fn payload(&self) -> *mut u8 {
+        // SAFETY: room is PREFIX + payload bytes long.
+        unsafe { (self.room.as_ptr() as *mut u8).add(PREFIX) }
+    }
+
+    fn payload_len(&self) -> usize {
+        self.room.len() - PREFIX
+    }
 }
 
 /// A queue: its ring, its entries, and the thread that serves it.
@@ -404,7 +432,7 @@ impl Queue {
                 // SAFETY: ReqHeader is plain bytes and integers: all-zero is valid.
                 let header: Box<std::cell::UnsafeCell<ReqHeader>> =
                     Box::new(unsafe { std::mem::zeroed() });
-                let payload: Box<[std::cell::UnsafeCell<u8>]> = (0..payload)
+                let room: Box<[std::cell::UnsafeCell<u8>]> = (0..PREFIX + payload)
                     .map(|_| std::cell::UnsafeCell::new(0))
                     .collect();
                 let iov = [
@@ -413,15 +441,17 @@ impl Queue {
                         iov_len: size_of::<ReqHeader>(),
                     },
                     libc::iovec {
-                        iov_base: payload.as_ptr() as *mut libc::c_void,
-                        iov_len: payload.len(),
+                        // SAFETY: room is PREFIX + payload bytes long.
+                        iov_base: unsafe { (room.as_ptr() as *mut u8).add(PREFIX) }.cast(),
+                        iov_len: payload,
                     },
                 ];
                 Entry {
                     header,
-                    payload,
+                    room,
                     iov,
                     busy: AtomicBool::new(false),
+                    stage: Mutex::new(Stage::default()),
                 }
             })
             .collect();
@@ -476,36 +506,82 @@ impl Queue {
                 f(idx, Event::Closed(-cqe.res), &[]);
                 continue;
             }
-            self.entries[idx].busy.store(true, Ordering::Release);
-            match self.copy_request(idx, buf) {
-                Ok(()) => f(idx, Event::Request, buf),
-                Err(e) => {
-                    log::error!("io_uring queue {}: malformed request: {e}", self.qid);
-                    f(idx, Event::Closed(libc::EPROTO), &[]);
-                }
+            let e = &self.entries[idx];
+            e.busy.store(true, Ordering::Release);
+            // SAFETY: the kernel filled the entry before completing its
+            // command and does not touch it again until we commit.
+            let opcode =
+                u32::from_ne_bytes(unsafe { &*e.header.get() }.in_out[4..8].try_into().unwrap());
+            let done = if opcode == FUSE_WRITE {
+                self.request_in_place(idx).map(|req| {
+                    e.stage.lock().unwrap().in_place = true;
+                    f(idx, Event::Request, req);
+                })
+            } else {
+                self.copy_request(idx, buf)
+                    .map(|()| f(idx, Event::Request, buf))
+            };
+            if let Err(err) = done {
+                log::error!("io_uring queue {}: malformed request: {err}", self.qid);
+                f(idx, Event::Closed(libc::EPROTO), &[]);
+                continue;
+            }
+            let staged = {
+                let mut st = e.stage.lock().unwrap();
+                st.in_place = false;
+                st.reply.take()
+            };
+            if let Some((commit_id, reply)) = staged {
+                self.commit(idx, commit_id, &[IoSlice::new(&reply)])?;
             }
         }
         Ok(())
     }
 
-    /// Rebuild the contiguous request from the entry's buffers.
-    fn copy_request(&self, idx: usize, buf: &mut Vec<u8>) -> io::Result<()> {
+    /// The operation header's size: what the request's length leaves.
+    fn op_size(&self, idx: usize) -> io::Result<(usize, usize)> {
         let e = &self.entries[idx];
-        // SAFETY: the kernel filled the entry before completing its command
-        // and does not touch it again until we commit.
+        // SAFETY: as in `serve`.
         let h = unsafe { &*e.header.get() };
         let len = u32::from_ne_bytes(h.in_out[0..4].try_into().unwrap()) as usize;
         let payload = h.ent.payload_sz as usize;
         let op = len
             .checked_sub(IN_HEADER_SIZE + payload)
-            .filter(|&n| n <= OP_IN_OUT_SIZE && payload <= e.payload.len())
+            .filter(|&n| n <= OP_IN_OUT_SIZE && payload <= e.payload_len())
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EPROTO))?;
+        Ok((op, payload))
+    }
+
+    /// The request laid end to end inside the entry: its headers copied
+    /// into the room before the payload, the payload where the kernel put it.
+    fn request_in_place(&self, idx: usize) -> io::Result<&[u8]> {
+        let (op, payload) = self.op_size(idx)?;
+        let e = &self.entries[idx];
+        // SAFETY: the entry is ours (see `serve`); the headers go into the
+        // prefix, which only we use, and the slice ends inside the payload.
+        unsafe {
+            let h = &*e.header.get();
+            let start = e.payload().sub(IN_HEADER_SIZE + op);
+            ptr::copy_nonoverlapping(h.in_out.as_ptr(), start, IN_HEADER_SIZE);
+            ptr::copy_nonoverlapping(h.op_in.as_ptr(), start.add(IN_HEADER_SIZE), op);
+            Ok(std::slice::from_raw_parts(
+                start,
+                IN_HEADER_SIZE + op + payload,
+            ))
+        }
+    }
+
+    /// Rebuild the contiguous request from the entry's buffers.
+    fn copy_request(&self, idx: usize, buf: &mut Vec<u8>) -> io::Result<()> {
+        let (op, payload) = self.op_size(idx)?;
+        let e = &self.entries[idx];
+        // SAFETY: as in `serve`.
+        let h = unsafe { &*e.header.get() };
         buf.clear();
         buf.extend_from_slice(&h.in_out[..IN_HEADER_SIZE]);
         buf.extend_from_slice(&h.op_in[..op]);
-        // SAFETY: as above; UnsafeCell<u8> has u8's layout.
-        let p = unsafe { std::slice::from_raw_parts(e.payload.as_ptr().cast::<u8>(), payload) };
-        buf.extend_from_slice(p);
+        // SAFETY: as above; the payload holds `payload` bytes from the kernel.
+        buf.extend_from_slice(unsafe { std::slice::from_raw_parts(e.payload(), payload) });
         Ok(())
     }
 
@@ -513,16 +589,26 @@ impl Queue {
     /// COMMIT_AND_FETCH.
     fn commit(&self, idx: usize, commit_id: u64, data: &[IoSlice<'_>]) -> io::Result<()> {
         let e = &self.entries[idx];
+        {
+            let mut st = e.stage.lock().unwrap();
+            if st.in_place {
+                st.reply = Some((
+                    commit_id,
+                    data.iter().flat_map(|s| s.iter().copied()).collect(),
+                ));
+                return Ok(());
+            }
+        }
         let total: usize = data.iter().map(|s| s.len()).sum();
         let body = total.saturating_sub(OUT_HEADER_SIZE);
         let mut header = [0u8; OUT_HEADER_SIZE];
-        if total < OUT_HEADER_SIZE || body > e.payload.len() {
+        if total < OUT_HEADER_SIZE || body > e.payload_len() {
             // The payload buffer is at least the kernel's largest reply, so
             // this is a bug: fail the request rather than the connection.
             log::error!("io_uring reply of {total} bytes does not fit the entry");
             return self.commit_in_place(idx, commit_id, -libc::EIO, 0);
         }
-        let out = e.payload.as_ptr() as *mut u8;
+        let out = e.payload();
         let mut at = 0usize;
         for s in data {
             let mut s: &[u8] = s;
@@ -613,9 +699,15 @@ impl UringSender {
         self.queue.commit(self.idx, self.commit_id, data)
     }
 
-    /// The room for a reply's body in this entry.
+    /// The room for a reply's body in this entry, 0 while the request
+    /// lies there (the reply is then staged).
     pub(crate) fn payload_len(&self) -> usize {
-        self.queue.entries[self.idx].payload.len()
+        let e = &self.queue.entries[self.idx];
+        if e.stage.lock().unwrap().in_place {
+            0
+        } else {
+            e.payload_len()
+        }
     }
 
     /// Reply with what `fill` writes straight into the entry's payload.
@@ -628,7 +720,7 @@ impl UringSender {
         // SAFETY: the entry is ours until the commit below (the request was
         // copied out of it), and `max` fits its payload (checked by the
         // caller).
-        let buf = unsafe { std::slice::from_raw_parts_mut(e.payload.as_ptr() as *mut u8, max) };
+        let buf = unsafe { std::slice::from_raw_parts_mut(e.payload(), max) };
         match fill(buf) {
             Ok(n) => self
                 .queue
