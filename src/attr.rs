@@ -11,8 +11,8 @@
 use crate::copy_up::{self, CopyUp};
 use crate::idmap::IdMaps;
 use crate::lookup::{Entry, split};
-use crate::resolve::{self, Stat, TimeSet};
 use crate::stack::Stack;
+use crate::sys::{self, Stat, TimeSet};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
@@ -62,7 +62,7 @@ impl View {
     /// `st` as the mount shows it.
     pub fn shown(&self, st: Stat) -> Stat {
         let mut st = self.ids.shown_stat(st);
-        if self.static_nlink && resolve::is_dir(&st) {
+        if self.static_nlink && sys::is_dir(&st) {
             st.st_nlink = 1;
         }
         st
@@ -105,7 +105,7 @@ pub fn flags_ioctl(
     stack: &Stack,
     path: &Path,
     entry: &Entry,
-    op: resolve::FlagsIoctl,
+    op: sys::FlagsIoctl,
     data: &[u8],
 ) -> io::Result<Vec<u8>> {
     let (parent, name) = split(path);
@@ -115,12 +115,12 @@ pub fn flags_ioctl(
         let n = buf.len().min(data.len());
         buf[..n].copy_from_slice(&data[..n]);
         let up = copy_up::copy_up(stack, path, entry, CopyUp { data: true })?;
-        resolve::Pinned::expect(up.as_fd(), &name, entry.st.st_mode)?.open_for_ioctl()?
+        sys::Pinned::expect(up.as_fd(), &name, entry.st.st_mode)?.open_for_ioctl()?
     } else {
         let dir = stack.dir(entry.layer, &parent)?;
-        resolve::Pinned::expect(dir.as_fd(), &name, entry.st.st_mode)?.open_for_ioctl()?
+        sys::Pinned::expect(dir.as_fd(), &name, entry.st.st_mode)?.open_for_ioctl()?
     };
-    resolve::flags_ioctl(fd.as_fd(), op, &mut buf)?;
+    sys::flags_ioctl(fd.as_fd(), op, &mut buf)?;
     if op.sets() {
         buf.clear();
     }
@@ -191,12 +191,12 @@ impl SetAttr {
 /// Clear setuid/setgid on an open upper file; `kill` is asked with the
 /// file's mode and gid. True if a bit went.
 pub fn kill_privs_fd(fd: BorrowedFd, kill: impl FnOnce(u32, u32) -> KillPrivs) -> io::Result<bool> {
-    let st = resolve::fstat(fd)?;
+    let st = sys::fstat(fd)?;
     let m = kill(st.st_mode, st.st_gid).apply(st.st_mode);
     if m == st.st_mode {
         return Ok(false);
     }
-    resolve::fchmod(fd, m & 0o7777)?;
+    sys::fchmod(fd, m & 0o7777)?;
     Ok(true)
 }
 
@@ -220,7 +220,7 @@ pub fn setattr(
     // Every step acts on this one pinned object, of the type the lookup
     // found: the name is never walked again, so a symlink or FIFO
     // exchanged in for it meanwhile receives nothing.
-    let obj = resolve::Pinned::expect(up.as_fd(), &name, entry.st.st_mode)?;
+    let obj = sys::Pinned::expect(up.as_fd(), &name, entry.st.st_mode)?;
     if sa.uid.is_some() || sa.gid.is_some() {
         obj.chown(sa.uid.unwrap_or(u32::MAX), sa.gid.unwrap_or(u32::MAX))?;
     }
@@ -229,8 +229,8 @@ pub fn setattr(
     }
     if let Some(size) = sa.size {
         match open_fd {
-            Some(fd) => resolve::ftruncate(fd, size)?,
-            None => resolve::ftruncate(obj.open(libc::O_WRONLY)?.as_fd(), size)?,
+            Some(fd) => sys::ftruncate(fd, size)?,
+            None => sys::ftruncate(obj.open(libc::O_WRONLY)?.as_fd(), size)?,
         }
     }
     if sa.atime.is_some() || sa.mtime.is_some() {
@@ -251,16 +251,16 @@ pub fn setattr(
 /// O_TMPFILE file, or one unlinked while open).
 pub fn setattr_fd(fd: BorrowedFd, sa: &SetAttr) -> io::Result<()> {
     if sa.uid.is_some() || sa.gid.is_some() {
-        resolve::fchown(fd, sa.uid.unwrap_or(u32::MAX), sa.gid.unwrap_or(u32::MAX))?;
+        sys::fchown(fd, sa.uid.unwrap_or(u32::MAX), sa.gid.unwrap_or(u32::MAX))?;
     }
     if let Some(m) = sa.mode {
-        resolve::fchmod(fd, m & 0o7777)?;
+        sys::fchmod(fd, m & 0o7777)?;
     }
     if let Some(size) = sa.size {
-        resolve::ftruncate(fd, size)?;
+        sys::ftruncate(fd, size)?;
     }
     if sa.atime.is_some() || sa.mtime.is_some() {
-        resolve::futimens(fd, sa.atime, sa.mtime)?;
+        sys::futimens(fd, sa.atime, sa.mtime)?;
     }
     if sa.kill_privs != KillPrivs::None {
         kill_privs_fd(fd, |_, _| sa.kill_privs)?;

@@ -5,7 +5,7 @@
 //! replies. One module per concern, as the kernel's fs/overlayfs:
 //!
 //! - [`options`]: `-o` parsing; [`stack`]: layers, workdir, inode numbers
-//! - [`resolve`]: fd-relative, no-follow access inside a layer
+//! - [`sys`]: system call wrappers; fd-relative, no-follow access inside a layer
 //! - [`markers`]: whiteouts and opaque marks
 //! - [`lookup`]: top-down resolution; [`readdir`]: merged listings
 //! - [`copy_up`]: copy-up; [`dir_ops`]: create/unlink/rmdir/rename/link
@@ -22,9 +22,9 @@ pub mod markers;
 pub mod mount;
 pub mod options;
 pub mod readdir;
-pub mod resolve;
 pub mod stack;
 pub mod stats;
+pub mod sys;
 pub mod tools;
 pub mod xattr;
 

@@ -163,7 +163,7 @@ fn detect_cpu_features() {
 /// Detach a dead FUSE mount (daemon killed): as root directly, otherwise
 /// through fusermount3.
 fn detach(mp: &Path) -> bool {
-    if crate::resolve::geteuid() == 0 {
+    if crate::sys::geteuid() == 0 {
         if let Ok(c) = std::ffi::CString::new(mp.as_os_str().as_encoded_bytes()) {
             return unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0;
         }
@@ -193,8 +193,7 @@ pub fn check_mountpoint(mp: &Path) -> Result<PathBuf, String> {
     if mounted_fstype(&canon).as_deref() == Some(FSTYPE) {
         // stat may answer from the attribute cache of a dead mount; statfs
         // always asks the daemon.
-        if crate::resolve::statfs_path(&canon)
-            .is_err_and(|e| e.raw_os_error() == Some(libc::ENOTCONN))
+        if crate::sys::statfs_path(&canon).is_err_and(|e| e.raw_os_error() == Some(libc::ENOTCONN))
         {
             return recover_dead(&canon);
         }
@@ -342,7 +341,7 @@ fn root_defaults(o: &mut MountOptions) {
 /// `mount -o remount,...`: mount.fuse3 runs us again with `remount`; the
 /// running mount's flags change and no second daemon starts.
 fn remount(o: &MountOptions, mp: &Path) -> Result<(), String> {
-    if crate::resolve::geteuid() != 0 {
+    if crate::sys::geteuid() != 0 {
         return Err("remount needs root (fusermount3 cannot remount)".into());
     }
     let canon = mp
@@ -362,9 +361,9 @@ fn remount(o: &MountOptions, mp: &Path) -> Result<(), String> {
         | libc::MS_NODIRATIME
         | libc::MS_RELATIME
         | libc::MS_NOSYMFOLLOW;
-    let dir = crate::resolve::open_path(&canon, libc::O_RDONLY | libc::O_DIRECTORY)
+    let dir = crate::sys::open_path(&canon, libc::O_RDONLY | libc::O_DIRECTORY)
         .map_err(|e| format!("remount {}: {e}", canon.display()))?;
-    let cur = crate::resolve::fstatvfs(dir.as_fd())
+    let cur = crate::sys::fstatvfs(dir.as_fd())
         .map_err(|e| format!("remount {}: {e}", canon.display()))?
         .f_flag;
     drop(dir);
@@ -386,12 +385,12 @@ fn remount(o: &MountOptions, mp: &Path) -> Result<(), String> {
     // A mount made ro has a read-only superblock too: rw needs the
     // superblock's remount as well as the mount's.
     if o.rw {
-        let _ = crate::resolve::remount(&canon, libc::MS_REMOUNT);
+        let _ = crate::sys::remount(&canon, libc::MS_REMOUNT);
     }
     // The per-mount flags (MS_BIND), which mount -o remount shows. Access
     // time flags keep what the mount has: the daemon's own rule for them
     // (its upper clone, O_NOATIME) is fixed at mount.
-    crate::resolve::remount(&canon, flags | libc::MS_REMOUNT | libc::MS_BIND)
+    crate::sys::remount(&canon, flags | libc::MS_REMOUNT | libc::MS_BIND)
         .map_err(|e| format!("remount {}: {e}", canon.display()))
 }
 
@@ -409,8 +408,8 @@ fn unmount_path(mp: &Path) {
 fn mount_as_root(r: &MountRequest, mp: &Path) -> std::io::Result<OwnedFd> {
     use std::os::fd::AsRawFd;
     let o = &r.options;
-    let dev = crate::resolve::open_path(Path::new("/dev/fuse"), libc::O_RDWR)?;
-    let st = crate::resolve::fstat(crate::resolve::open_path(mp, libc::O_PATH)?.as_fd())?;
+    let dev = crate::sys::open_path(Path::new("/dev/fuse"), libc::O_RDWR)?;
+    let st = crate::sys::fstat(crate::sys::open_path(mp, libc::O_PATH)?.as_fd())?;
     let mut data = format!(
         "fd={},rootmode={:o},user_id={},group_id={},default_permissions",
         dev.as_raw_fd(),
@@ -512,7 +511,7 @@ pub fn run(mut r: MountRequest) -> i32 {
             Err(e) => fail(e),
         };
     }
-    if crate::resolve::geteuid() == 0 {
+    if crate::sys::geteuid() == 0 {
         root_defaults(&mut r.options);
     }
     let mp = match check_mountpoint(&r.mountpoint) {
@@ -522,7 +521,7 @@ pub fn run(mut r: MountRequest) -> i32 {
     if let Err(e) = crate::stack::check_mountpoint(&r.options, &mp) {
         return fail(e);
     }
-    let root = crate::resolve::geteuid() == 0;
+    let root = crate::sys::geteuid() == 0;
     if !root && !fusermount_available() {
         return fail(format!(
             "cannot mount on {} as an ordinary user: fusermount3 is not installed \
@@ -533,7 +532,7 @@ pub fn run(mut r: MountRequest) -> i32 {
     // Exact modes for what we create: the kernel already applied the
     // caller's umask.
     unsafe { libc::umask(0) };
-    crate::resolve::raise_nofile();
+    crate::sys::raise_nofile();
     let mut ready: Option<OwnedFd> = None;
     if !r.foreground {
         let (rd, wr) = match pipe() {

@@ -7,8 +7,8 @@
 
 use crate::lookup::{DirRef, child_path, visit_order};
 use crate::markers;
-use crate::resolve;
 use crate::stack::Stack;
+use crate::sys;
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -32,7 +32,7 @@ pub fn read_merged(stack: &Stack, dir: &DirRef) -> io::Result<Vec<MergedEntry>> 
     for l in visit_order(stack, dir) {
         let dfd = match stack.dir(l, dir.path) {
             Ok(d) => d,
-            Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => continue,
+            Err(e) if matches!(sys::errno(&e), libc::ENOENT | libc::ENOTDIR) => continue,
             Err(e) => return Err(e),
         };
         let rd = open_listing(stack, l, dfd.as_fd(), dir.path)?;
@@ -40,7 +40,7 @@ pub fn read_merged(stack: &Stack, dir: &DirRef) -> io::Result<Vec<MergedEntry>> 
         // it holds some (overlay.opaque=x); so do we, to keep listing cheap.
         let xattr_wh = stack.marks(l).holds_xattr_whiteouts(dfd.as_fd())?;
         let mut aufs_hidden = Vec::new();
-        for e in resolve::read_dir_fd(rd)? {
+        for e in sys::read_dir_fd(rd)? {
             if stack.marks(l).is_marker_in(&e.name, stack.is_upper(l)) {
                 if let Some(t) = markers::aufs_target(&e.name) {
                     aufs_hidden.push(t.to_os_string());
@@ -65,15 +65,13 @@ pub fn read_merged(stack: &Stack, dir: &DirRef) -> io::Result<Vec<MergedEntry>> 
             // a character device, taken for the whiteout it almost always
             // is (the kernel, checking with the mounter's rights, hides it).
             let st = if needs_stat {
-                match resolve::fstatat(dfd.as_fd(), &e.name) {
+                match sys::fstatat(dfd.as_fd(), &e.name) {
                     Ok(st) => Some(st),
-                    Err(err)
-                        if resolve::errno(&err) == libc::EACCES && stack.marks(l).unprivileged =>
-                    {
+                    Err(err) if sys::errno(&err) == libc::EACCES && stack.marks(l).unprivileged => {
                         None
                     }
                     // Gone since the listing: left out.
-                    Err(err) if resolve::errno(&err) == libc::ENOENT => continue,
+                    Err(err) if sys::errno(&err) == libc::ENOENT => continue,
                     // Unknown: it may be a whiteout, so dropping the name
                     // could let a lower one show. The listing fails instead.
                     Err(err) => return Err(err),
@@ -117,14 +115,14 @@ pub fn accessed(stack: &Stack, dir: &DirRef) -> io::Result<bool> {
     }
     let dfd = match stack.dir(0, dir.path) {
         Ok(d) => d,
-        Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => return Ok(false),
+        Err(e) if matches!(sys::errno(&e), libc::ENOENT | libc::ENOTDIR) => return Ok(false),
         Err(e) => return Err(e),
     };
     let flags = libc::O_RDONLY | libc::O_DIRECTORY;
-    let fd = resolve::openat(dfd.as_fd(), OsStr::new("."), flags, 0)?;
-    let before = resolve::fstat(fd.as_fd())?;
-    resolve::touch_listing(fd.as_fd())?;
-    let after = resolve::fstat(fd.as_fd())?;
+    let fd = sys::openat(dfd.as_fd(), OsStr::new("."), flags, 0)?;
+    let before = sys::fstat(fd.as_fd())?;
+    sys::touch_listing(fd.as_fd())?;
+    let after = sys::fstat(fd.as_fd())?;
     Ok((before.st_atime, before.st_atime_nsec) != (after.st_atime, after.st_atime_nsec))
 }
 
@@ -155,15 +153,13 @@ fn open_listing(
     path: &std::path::Path,
 ) -> io::Result<std::os::fd::OwnedFd> {
     let flags = libc::O_RDONLY | libc::O_DIRECTORY;
-    match resolve::open_noatime(dfd, OsStr::new("."), flags) {
+    match sys::open_noatime(dfd, OsStr::new("."), flags) {
         // No search permission (a 0600 directory, an unprivileged daemon):
         // still listable, opened by its path from the layer root.
-        Err(e) if resolve::errno(&e) == libc::EACCES => {
+        Err(e) if sys::errno(&e) == libc::EACCES => {
             let root = stack.layers[layer].root.as_fd();
-            match resolve::open_beneath(root, path, flags | libc::O_NOATIME) {
-                Err(e) if resolve::errno(&e) == libc::EPERM => {
-                    resolve::open_beneath(root, path, flags)
-                }
+            match sys::open_beneath(root, path, flags | libc::O_NOATIME) {
+                Err(e) if sys::errno(&e) == libc::EPERM => sys::open_beneath(root, path, flags),
                 r => r,
             }
         }

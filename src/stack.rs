@@ -6,8 +6,8 @@
 //! upper/workdir (flock); leftovers in workdir cleared at mount; `st_ino`
 //! unique and stable for the mount's life, also across copy-up.
 
-use crate::options::{Marks, MountOptions};
-use crate::resolve::{self, Stat};
+use crate::options::{Atime, Marks, MountOptions};
+use crate::sys::{self, Stat};
 use dashmap::DashMap;
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -208,7 +208,7 @@ pub type DirFd = Arc<OwnedFd>;
 /// quarter of the open-file limit, so the cache never causes EMFILE.
 fn lower_dir_cache_max() -> usize {
     static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *MAX.get_or_init(|| (resolve::nofile_limit() / 4).clamp(64, 16384) as usize)
+    *MAX.get_or_init(|| (sys::nofile_limit() / 4).clamp(64, 16384) as usize)
 }
 
 /// Bound on remembered opaque marks (no fds: just memory).
@@ -263,15 +263,22 @@ fn private_upper_work(
         .collect();
     // The clone carries the mount's atime rule, as the kernel's upper
     // clone carries the overlay's; without mount_setattr, a plain clone.
-    let clone = resolve::open_atime_tree(&common, o.atime, o.nodiratime)
-        .or_else(|_| resolve::open_tree_clone(&common));
+    let mut atime = match o.atime {
+        Atime::Relative => sys::MOUNT_ATTR_RELATIME,
+        Atime::Strict => sys::MOUNT_ATTR_STRICTATIME,
+        Atime::Never => sys::MOUNT_ATTR_NOATIME,
+    };
+    if o.nodiratime {
+        atime |= sys::MOUNT_ATTR_NODIRATIME;
+    }
+    let clone = sys::open_atime_tree(&common, atime).or_else(|_| sys::open_tree_clone(&common));
     let Ok(clone) = clone else {
         return Ok(None);
     };
     let open = |p: &Path, want: &Stat| {
         let rel = p.strip_prefix(&common).unwrap_or(p);
-        resolve::open_dir(clone.as_fd(), rel).ok().filter(|fd| {
-            resolve::fstat(fd.as_fd())
+        sys::open_dir(clone.as_fd(), rel).ok().filter(|fd| {
+            sys::fstat(fd.as_fd())
                 .is_ok_and(|st| st.st_dev == want.st_dev && st.st_ino == want.st_ino)
         })
     };
@@ -362,16 +369,16 @@ impl Stack {
         let mut work = None;
         let mut workdir = None;
         let open_root = |p: &Path| -> Result<(OwnedFd, Stat), String> {
-            let fd = resolve::open_path(p, libc::O_PATH | libc::O_DIRECTORY)
+            let fd = sys::open_path(p, libc::O_PATH | libc::O_DIRECTORY)
                 .map_err(|e| format!("cannot open {}: {e}", p.display()))?;
-            let st = resolve::fstat(fd.as_fd()).map_err(|e| format!("{}: {e}", p.display()))?;
+            let st = sys::fstat(fd.as_fd()).map_err(|e| format!("{}: {e}", p.display()))?;
             Ok((fd, st))
         };
         let lock = |role: &str, p: &Path| -> Result<OwnedFd, String> {
-            let fd = resolve::open_path(p, libc::O_RDONLY | libc::O_DIRECTORY)
+            let fd = sys::open_path(p, libc::O_RDONLY | libc::O_DIRECTORY)
                 .map_err(|e| format!("cannot open {role} {}: {e}", p.display()))?;
-            resolve::flock(fd.as_fd(), libc::LOCK_EX | libc::LOCK_NB).map_err(|_| {
-                let holder = resolve::fstat(fd.as_fd())
+            sys::flock(fd.as_fd(), libc::LOCK_EX | libc::LOCK_NB).map_err(|_| {
+                let holder = sys::fstat(fd.as_fd())
                     .ok()
                     .and_then(|st| lock_holder(&st))
                     .map_or_else(String::new, |h| format!(" ({h} holds its lock)"));
@@ -407,7 +414,7 @@ impl Stack {
             // a cloned upper.
             drop(visible_work);
             work = Some(
-                resolve::open_dir(wfd.as_fd(), Path::new("work"))
+                sys::open_dir(wfd.as_fd(), Path::new("work"))
                     .map_err(|e| format!("workdir {}/work: {e}", w.display()))?,
             );
             workdir = Some(w);
@@ -423,8 +430,8 @@ impl Stack {
             let (mut fd, st) = open_root(&l)?;
             // Where we may (root), read lowers through a read-only, noatime
             // clone of their mount; else the O_NOATIME opens do their best.
-            if let Ok(frozen) = resolve::open_frozen_tree(&l)
-                && resolve::fstat(frozen.as_fd()).is_ok_and(|f| f.st_ino == st.st_ino)
+            if let Ok(frozen) = sys::open_frozen_tree(&l)
+                && sys::fstat(frozen.as_fd()).is_ok_and(|f| f.st_ino == st.st_ino)
             {
                 fd = frozen;
             }
@@ -436,7 +443,7 @@ impl Stack {
             });
         }
         let xattr_ns = if o.userxattr
-            || resolve::geteuid() != 0
+            || sys::geteuid() != 0
             || work
                 .as_ref()
                 .is_some_and(|w| !takes_trusted_xattrs(w.as_fd()))
@@ -447,7 +454,7 @@ impl Stack {
         };
         // Root of a user namespace (rootless Podman's mount program) mounts
         // what its user owns: the user's own mount, for the marks it obeys.
-        let own = resolve::geteuid() != 0 || !resolve::in_initial_user_ns();
+        let own = sys::geteuid() != 0 || !sys::in_initial_user_ns();
         let marks = crate::markers::MarkPolicy::new(xattr_ns, o.marks, own);
         let foreign_marks = layers
             .iter()
@@ -458,7 +465,7 @@ impl Stack {
             .collect();
         let upper_root = match work {
             Some(_) => Some(Arc::new(
-                resolve::dup(layers[0].root.as_fd()).map_err(|e| format!("upperdir: {e}"))?,
+                sys::dup(layers[0].root.as_fd()).map_err(|e| format!("upperdir: {e}"))?,
             )),
             None => None,
         };
@@ -522,14 +529,14 @@ impl Stack {
 
     /// The upper layer, or EROFS for a read-only stack.
     pub fn upper_or_erofs(&self) -> io::Result<&Layer> {
-        self.upper().ok_or_else(|| resolve::err(libc::EROFS))
+        self.upper().ok_or_else(|| sys::err(libc::EROFS))
     }
 
     pub fn work(&self) -> io::Result<BorrowedFd<'_>> {
         self.work
             .as_ref()
             .map(|w| w.as_fd())
-            .ok_or_else(|| resolve::err(libc::EROFS))
+            .ok_or_else(|| sys::err(libc::EROFS))
     }
 
     /// Index of the first lower layer.
@@ -585,7 +592,7 @@ impl Stack {
 
     /// The overlay inode of a non-directory found at `path` in `layer`.
     pub fn ino_at(&self, layer: usize, path: &Path, st: &Stat) -> u64 {
-        if !self.is_upper(layer) && st.st_nlink > 1 && !resolve::is_dir(st) {
+        if !self.is_upper(layer) && st.st_nlink > 1 && !sys::is_dir(st) {
             let node = self.lower_link_ino(layer, path);
             // Its names show one st_ino, as the kernel overlayfs shows them
             // (xino off, one filesystem): the number of the shared inode.
@@ -643,14 +650,14 @@ impl Stack {
 
     /// statfs of the upper layer, or of the top lower on a read-only stack.
     pub fn statfs(&self) -> io::Result<libc::statvfs> {
-        resolve::fstatvfs(self.layers[0].root.as_fd())
+        sys::fstatvfs(self.layers[0].root.as_fd())
     }
 
     /// Open a directory of the upper layer by its path inside the overlay.
     pub fn upper_dir(&self, rel: &Path) -> io::Result<DirFd> {
         match &self.upper_root {
             Some(r) if rel.as_os_str().is_empty() => Ok(r.clone()),
-            _ => resolve::open_dir(self.layers[0].root.as_fd(), rel).map(Arc::new),
+            _ => sys::open_dir(self.layers[0].root.as_fd(), rel).map(Arc::new),
         }
     }
 
@@ -680,15 +687,15 @@ impl Stack {
     fn lower_dir(&self, layer: usize, rel: &Path) -> io::Result<Arc<LowerDir>> {
         let key = (layer, rel.to_path_buf());
         if let Some(d) = self.lower_dirs.get(&key) {
-            return d.clone().ok_or_else(|| resolve::err(libc::ENOENT));
+            return d.clone().ok_or_else(|| sys::err(libc::ENOENT));
         }
-        let r = match resolve::open_dir(self.layers[layer].root.as_fd(), rel) {
+        let r = match sys::open_dir(self.layers[layer].root.as_fd(), rel) {
             Ok(fd) => Some(Arc::new(LowerDir {
                 fd: Arc::new(fd),
                 listing: Default::default(),
                 misses: Default::default(),
             })),
-            Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => None,
+            Err(e) if matches!(sys::errno(&e), libc::ENOENT | libc::ENOTDIR) => None,
             // EACCES and the like may pass: not cached.
             Err(e) => return Err(e),
         };
@@ -699,7 +706,7 @@ impl Stack {
                 .store(0, std::sync::atomic::Ordering::Relaxed);
         }
         self.lower_dirs.insert(key, r.clone());
-        r.ok_or_else(|| resolve::err(libc::ENOENT))
+        r.ok_or_else(|| sys::err(libc::ENOENT))
     }
 
     /// Is the directory `name` in `dir` (open as `dfd`, in `layer`) opaque?
@@ -782,9 +789,9 @@ impl Stack {
         d.listing.get_or_init(|| {
             let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOATIME;
             let root = self.layers[layer].root.as_fd();
-            let listing = resolve::open_beneath(root, rel, flags)
-                .or_else(|_| resolve::open_beneath(root, rel, flags & !libc::O_NOATIME))
-                .and_then(resolve::read_dir_fd);
+            let listing = sys::open_beneath(root, rel, flags)
+                .or_else(|_| sys::open_beneath(root, rel, flags & !libc::O_NOATIME))
+                .and_then(sys::read_dir_fd);
             let Ok(v) = listing else {
                 return Listing {
                     aufs: true,
@@ -814,7 +821,7 @@ impl Stack {
 /// with its consent), so obeying them hides nothing it did not choose; the
 /// layers are held by fd from here on, so a later rename changes nothing.
 fn private_to_mounter(path: &Path) -> bool {
-    let me = resolve::geteuid();
+    let me = sys::geteuid();
     path.ancestors().any(|a| {
         std::fs::symlink_metadata(a).is_ok_and(|m| {
             use std::os::unix::fs::MetadataExt;
@@ -829,26 +836,26 @@ fn private_to_mounter(path: &Path) -> bool {
 /// `user.overlay.*`, which the kernel reads with `userxattr`.
 fn takes_trusted_xattrs(work: BorrowedFd) -> bool {
     let name = OsStr::new("trusted.overlay.ovlfuse-probe");
-    match resolve::setxattr(resolve::XTarget::Fd(work), name, b"", 0) {
+    match sys::setxattr(sys::XTarget::Fd(work), name, b"", 0) {
         Ok(()) => {
-            let _ = resolve::removexattr(resolve::XTarget::Fd(work), name);
+            let _ = sys::removexattr(sys::XTarget::Fd(work), name);
             true
         }
         // Only a refusal says so; a full disk or a quota must not switch an
         // existing upper's marks to another namespace.
-        Err(e) => resolve::errno(&e) != libc::EPERM,
+        Err(e) => sys::errno(&e) != libc::EPERM,
     }
 }
 
 /// Create (or empty) workdir/work, clearing what a crashed mount left.
 fn prepare_work(wfd: BorrowedFd, w: &Path) -> Result<OwnedFd, String> {
     let name = OsStr::new("work");
-    match resolve::mkdirat(wfd, name, 0o700) {
+    match sys::mkdirat(wfd, name, 0o700) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
         Err(e) => return Err(format!("cannot create {}/work: {e}", w.display())),
     }
-    let work = resolve::open_dir(wfd, Path::new("work"))
+    let work = sys::open_dir(wfd, Path::new("work"))
         .map_err(|e| format!("workdir {}/work: {e}", w.display()))?;
     // Clearing never crosses a mount; one inside is named, and left alone,
     // as the kernel leaves it.
@@ -860,8 +867,8 @@ fn prepare_work(wfd: BorrowedFd, w: &Path) -> Result<OwnedFd, String> {
         ));
     }
     clear_dir(work.as_fd()).map_err(|e| {
-        let uid = resolve::geteuid();
-        match resolve::fstat(work.as_fd()) {
+        let uid = sys::geteuid();
+        match sys::fstat(work.as_fd()) {
             // The kernel overlayfs leaves workdir/work (root's, mode 000)
             // behind; a user cannot empty it and should be told why.
             Ok(st) if st.st_uid != uid => format!(
@@ -879,13 +886,13 @@ fn prepare_work(wfd: BorrowedFd, w: &Path) -> Result<OwnedFd, String> {
 
 /// The first mount point found beneath `dir` (`rel` is its path so far).
 fn mount_inside(dir: BorrowedFd, rel: &Path) -> Option<PathBuf> {
-    let rd = resolve::openat(dir, OsStr::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0).ok()?;
-    for e in resolve::read_dir_fd(rd).ok()? {
-        if resolve::is_mount_root(dir, &e.name).unwrap_or(false) {
+    let rd = sys::openat(dir, OsStr::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0).ok()?;
+    for e in sys::read_dir_fd(rd).ok()? {
+        if sys::is_mount_root(dir, &e.name).unwrap_or(false) {
             return Some(rel.join(&e.name));
         }
         if e.dtype == libc::DT_DIR
-            && let Ok(sub) = resolve::openat(dir, &e.name, libc::O_PATH | libc::O_DIRECTORY, 0)
+            && let Ok(sub) = sys::openat(dir, &e.name, libc::O_PATH | libc::O_DIRECTORY, 0)
             && let Some(found) = mount_inside(sub.as_fd(), &rel.join(&e.name))
         {
             return Some(found);
@@ -899,23 +906,23 @@ fn mount_inside(dir: BorrowedFd, rel: &Path) -> Option<PathBuf> {
 pub fn clear_dir(dir: BorrowedFd) -> io::Result<()> {
     let dot = OsStr::new(".");
     let flags = libc::O_RDONLY | libc::O_DIRECTORY;
-    let rd = match resolve::openat(dir, dot, flags, 0) {
+    let rd = match sys::openat(dir, dot, flags, 0) {
         // A directory made 0600 (say) by its owner, about to go: an
         // unprivileged daemon must give itself search rights to empty it,
         // where the kernel would use the mounter's rights.
-        Err(e) if resolve::errno(&e) == libc::EACCES => {
-            resolve::chmod_fd(dir, 0o700)?;
-            resolve::openat(dir, dot, flags, 0)?
+        Err(e) if sys::errno(&e) == libc::EACCES => {
+            sys::chmod_fd(dir, 0o700)?;
+            sys::openat(dir, dot, flags, 0)?
         }
         r => r?,
     };
-    for e in resolve::read_dir_fd(rd)? {
-        let st = resolve::fstatat(dir, &e.name)?;
-        if resolve::is_dir(&st) {
-            let sub = resolve::openat(dir, &e.name, libc::O_PATH | libc::O_DIRECTORY, 0)?;
+    for e in sys::read_dir_fd(rd)? {
+        let st = sys::fstatat(dir, &e.name)?;
+        if sys::is_dir(&st) {
+            let sub = sys::openat(dir, &e.name, libc::O_PATH | libc::O_DIRECTORY, 0)?;
             clear_dir(sub.as_fd())?;
         }
-        resolve::unlinkat(dir, &e.name, resolve::is_dir(&st))?;
+        sys::unlinkat(dir, &e.name, sys::is_dir(&st))?;
     }
     Ok(())
 }

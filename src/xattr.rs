@@ -11,8 +11,8 @@
 use crate::copy_up::{self, CopyUp};
 use crate::lookup::{Entry, split};
 use crate::markers::{xattr_in_layer, xattr_in_view};
-use crate::resolve::{self, XTarget, err};
 use crate::stack::{DirFd, Stack};
+use crate::sys::{self, XTarget, err};
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::AsFd;
@@ -35,7 +35,7 @@ pub fn get(
     let real = xattr_in_layer(stack.xattr_ns, name).ok_or_else(|| err(HIDDEN))?;
     let (parent, n) = split(path);
     let dir = dir.map_or_else(|| stack.dir(entry.layer, &parent), Ok)?;
-    resolve::getxattr(XTarget::At(dir.as_fd(), &n), &real)
+    sys::getxattr(XTarget::At(dir.as_fd(), &n), &real)
 }
 
 pub fn list(
@@ -46,7 +46,7 @@ pub fn list(
 ) -> io::Result<Vec<OsString>> {
     let (parent, n) = split(path);
     let dir = dir.map_or_else(|| stack.dir(entry.layer, &parent), Ok)?;
-    Ok(resolve::listxattr(XTarget::At(dir.as_fd(), &n))?
+    Ok(sys::listxattr(XTarget::At(dir.as_fd(), &n))?
         .into_iter()
         .filter_map(|x| xattr_in_view(stack.xattr_ns, &x))
         .collect())
@@ -64,8 +64,8 @@ pub fn set(
     let real = xattr_in_layer(stack.xattr_ns, name).ok_or_else(|| err(REFUSED))?;
     let up = copy_up::copy_up(stack, path, entry, CopyUp { data: true })?;
     let (_, n) = split(path);
-    let obj = resolve::Pinned::expect(up.as_fd(), &n, entry.st.st_mode)?;
-    resolve::setxattr(obj.xattrs(up.as_fd(), &n), &real, value, flags)
+    let obj = sys::Pinned::expect(up.as_fd(), &n, entry.st.st_mode)?;
+    sys::setxattr(obj.xattrs(up.as_fd(), &n), &real, value, flags)
 }
 
 pub fn remove(stack: &Stack, path: &Path, entry: &Entry, name: &OsStr) -> io::Result<()> {
@@ -77,6 +77,6 @@ pub fn remove(stack: &Stack, path: &Path, entry: &Entry, name: &OsStr) -> io::Re
     }
     let up = copy_up::copy_up(stack, path, entry, CopyUp { data: true })?;
     let (_, n) = split(path);
-    let obj = resolve::Pinned::expect(up.as_fd(), &n, entry.st.st_mode)?;
-    resolve::removexattr(obj.xattrs(up.as_fd(), &n), &real)
+    let obj = sys::Pinned::expect(up.as_fd(), &n, entry.st.st_mode)?;
+    sys::removexattr(obj.xattrs(up.as_fd(), &n), &real)
 }

@@ -11,8 +11,8 @@ use crate::dir_ops::{self, Caller, NewObject};
 use crate::idmap::{DiskId, IdMaps, ShownId};
 use crate::lookup::{self, DirRef, Entry};
 use crate::readdir;
-use crate::resolve::{self, Stat, errno};
 use crate::stack::{DirFd, Stack};
+use crate::sys::{self, Stat, errno};
 use crate::xattr;
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
@@ -116,7 +116,7 @@ fn eno(e: &io::Error) -> Errno {
     Errno::from_i32(errno(e))
 }
 
-fn time_set(t: Option<TimeOrNow>) -> resolve::TimeSet {
+fn time_set(t: Option<TimeOrNow>) -> sys::TimeSet {
     match t {
         None => None,
         Some(TimeOrNow::Now) => Some(None),
@@ -214,9 +214,9 @@ fn open_file(
     spare_atime: bool,
     ino: Option<u64>,
 ) -> io::Result<OwnedFd> {
-    let obj = resolve::Pinned::expect(dir, name, libc::S_IFREG)?;
+    let obj = sys::Pinned::expect(dir, name, libc::S_IFREG)?;
     if ino.is_some_and(|i| i != obj.st.st_ino) {
-        return Err(resolve::err(resolve::STALE));
+        return Err(sys::err(sys::STALE));
     }
     if spare_atime {
         obj.open_noatime(flags)
@@ -363,7 +363,7 @@ impl OvlFs {
         match self.entry_at(place).and_then(|x| {
             (x.1.ino == ino)
                 .then_some(x)
-                .ok_or_else(|| resolve::err(resolve::STALE))
+                .ok_or_else(|| sys::err(sys::STALE))
         }) {
             Ok(x) => Ok(x),
             // A hard link may still be reachable by another name (this one
@@ -471,18 +471,18 @@ impl OvlFs {
         self.stack.upper_or_erofs()?;
         let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
         if kill {
-            let st = resolve::fstat(fd.as_fd())?;
+            let st = sys::fstat(fd.as_fd())?;
             sa.kill_privs = kill_for(&self.stack.view.ids, req, st.st_mode, st.st_gid);
         }
         let sa = &sa;
         if sa.size.is_some() && h.flags & libc::O_ACCMODE == libc::O_RDONLY {
             // truncate(2) needs a writable file; the handle found may not be.
-            let w = resolve::reopen(fd.as_fd(), libc::O_WRONLY)?;
+            let w = sys::reopen(fd.as_fd(), libc::O_WRONLY)?;
             attr::setattr_fd(w.as_fd(), sa)?;
         } else {
             attr::setattr_fd(fd.as_fd(), sa)?;
         }
-        let mut st = resolve::fstat(fd.as_fd())?;
+        let mut st = sys::fstat(fd.as_fd())?;
         st.st_ino = h.ino;
         Ok(st)
     }
@@ -760,7 +760,7 @@ impl Filesystem for OvlFs {
                 // through its fd (the kernel may not say which handle).
                 if let Some(h) = self.handle_of(ino.0, fh) {
                     let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
-                    if let Ok(mut st) = resolve::fstat(fd.as_fd()) {
+                    if let Ok(mut st) = sys::fstat(fd.as_fd()) {
                         st.st_ino = ino.0;
                         return reply.attr(&self.stack.view.cache_ttl, &self.attr(st));
                     }
@@ -854,7 +854,7 @@ impl Filesystem for OvlFs {
             // the type the lookup found, as every other read of an object.
             let obj = try_reply!(
                 reply,
-                resolve::Pinned::expect(dir.as_fd(), &place.name, e.st.st_mode)
+                sys::Pinned::expect(dir.as_fd(), &place.name, e.st.st_mode)
             );
             let t = try_reply!(reply, obj.readlink());
             reply.data(std::os::unix::ffi::OsStrExt::as_bytes(t.as_os_str()));
@@ -1054,7 +1054,7 @@ impl Filesystem for OvlFs {
                     Some(h) if h.in_upper.load(Ordering::Acquire) => {
                         let fd = {
                             let cur = h.fd.read().unwrap_or_else(|p| p.into_inner());
-                            resolve::reopen(cur.as_fd(), keep)
+                            sys::reopen(cur.as_fd(), keep)
                         };
                         let fd = try_reply!(reply, fd);
                         return self.reply_opened(ino.0, fd, true, flags, reply);
@@ -1114,10 +1114,7 @@ impl Filesystem for OvlFs {
             let h = try_reply!(reply, self.file(fh));
             try_reply!(reply, self.follow_copy_up(&h));
             let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
-            let buf = try_reply!(
-                reply,
-                resolve::pread_full(fd.as_fd(), size as usize, offset)
-            );
+            let buf = try_reply!(reply, sys::pread_full(fd.as_fd(), size as usize, offset));
             reply.data(&buf);
         })
     }
@@ -1145,7 +1142,7 @@ impl Filesystem for OvlFs {
             while done < data.len() {
                 let n = try_reply!(
                     reply,
-                    resolve::pwrite(fd.as_fd(), &data[done..], offset + done as u64)
+                    sys::pwrite(fd.as_fd(), &data[done..], offset + done as u64)
                 );
                 if n == 0 {
                     break;
@@ -1197,7 +1194,7 @@ impl Filesystem for OvlFs {
         guarded("fsync", ino, || {
             let h = try_reply!(reply, self.file(fh));
             let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
-            try_reply!(reply, resolve::fsync(fd.as_fd(), datasync));
+            try_reply!(reply, sys::fsync(fd.as_fd(), datasync));
             reply.ok();
         })
     }
@@ -1341,14 +1338,14 @@ impl Filesystem for OvlFs {
             if self.stack.has_upper
                 && let Ok(p) = self.inodes.path(ino.0)
                 && let Ok(d) = self.stack.dir(0, &p)
-                && let Ok(fd) = resolve::openat(
+                && let Ok(fd) = sys::openat(
                     d.as_fd(),
                     OsStr::new("."),
                     libc::O_RDONLY | libc::O_DIRECTORY,
                     0,
                 )
             {
-                try_reply!(reply, resolve::fsync(fd.as_fd(), false));
+                try_reply!(reply, sys::fsync(fd.as_fd(), false));
             }
             reply.ok();
         })
@@ -1520,7 +1517,7 @@ impl Filesystem for OvlFs {
         guarded_io("fallocate", ino, Some((offset, length)), || {
             let h = try_reply!(reply, self.file(fh));
             let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
-            try_reply!(reply, resolve::fallocate(fd.as_fd(), mode, offset, length));
+            try_reply!(reply, sys::fallocate(fd.as_fd(), mode, offset, length));
             reply.ok();
         })
     }
@@ -1540,7 +1537,7 @@ impl Filesystem for OvlFs {
         guarded("ioctl", ino, || {
             // Only the inode-flag ioctls (FUSE sends them restricted, with
             // fixed sizes); anything else is not ours.
-            let Some(op) = resolve::FlagsIoctl::from_cmd(cmd) else {
+            let Some(op) = sys::FlagsIoctl::from_cmd(cmd) else {
                 return reply.error(Errno::from_i32(libc::ENOTTY));
             };
             if op.sets() && in_data.len() < op.size() {
@@ -1569,7 +1566,7 @@ impl Filesystem for OvlFs {
             let h = try_reply!(reply, self.file(fh));
             try_reply!(reply, self.follow_copy_up(&h));
             let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
-            let r = try_reply!(reply, resolve::lseek(fd.as_fd(), offset, whence));
+            let r = try_reply!(reply, sys::lseek(fd.as_fd(), offset, whence));
             reply.offset(r);
         })
     }
