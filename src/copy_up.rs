@@ -9,9 +9,10 @@
 //! serialise on a lock stripe and the loser finds the winner's copy. The
 //! overlay inode number carries over to the upper object.
 
+use crate::dircache::DirFd;
 use crate::lookup::{Entry, split};
 use crate::markers;
-use crate::stack::{DirFd, Stack};
+use crate::stack::Stack;
 use crate::sys::{self, Pinned, XTarget};
 use std::ffi::OsStr;
 use std::io;
@@ -161,7 +162,7 @@ pub fn ensure_upper_dir(stack: &Stack, path: &Path) -> io::Result<DirFd> {
             copy_meta(&src, src_x, Dst::Obj(&dst, dst.xattrs(work, &tmp)))
         })
         .and_then(|_| {
-            place_keeping_ino(stack, &tmp, stack.ino(layer, src.st.st_ino), || {
+            place_keeping_ino(stack, &tmp, stack.inos.ino(layer, src.st.st_ino), || {
                 place(work, &tmp, upper_parent.as_fd(), &name)
             })
         });
@@ -196,8 +197,8 @@ fn place_keeping_ino(
     place: impl FnOnce() -> io::Result<()>,
 ) -> io::Result<()> {
     let real = sys::fstatat(stack.work()?, tmp)?.st_ino;
-    stack.keep_ino(real, overlay_ino);
-    place().inspect_err(|_| stack.drop_upper_ino(real, overlay_ino))
+    stack.inos.keep_ino(real, overlay_ino);
+    place().inspect_err(|_| stack.inos.drop_upper_ino(real, overlay_ino))
 }
 
 /// Copy the data of `src` into `dst`: reflink where possible, else splice

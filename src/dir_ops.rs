@@ -9,10 +9,11 @@
 //! layer answers EXDEV to rename; new objects belong to the caller.
 
 use crate::copy_up::{self, CopyUp};
-use crate::lookup::{self, DirRef, Entry, child_path};
+use crate::dircache::DirFd;
+use crate::lookup::{self, DirRef, Entry};
 use crate::markers;
 use crate::readdir;
-use crate::stack::{self, DirFd, Stack};
+use crate::stack::{self, Stack, child_path};
 use crate::sys::{self, XTarget, err, errno};
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -214,13 +215,13 @@ pub fn create(
 fn new_upper_entry(stack: &Stack, st: sys::Stat) -> Entry {
     // The real inode may have been freed just now by a concurrent unlink
     // that has not dropped its mapping yet.
-    stack.new_upper_ino(st.st_ino);
+    stack.inos.new_upper_ino(st.st_ino);
     Entry {
         layer: 0,
         st,
         layers: vec![0],
         opaque: false,
-        ino: stack.ino(0, st.st_ino),
+        ino: stack.inos.ino(0, st.st_ino),
     }
 }
 
@@ -278,7 +279,7 @@ fn remove_name(
         sys::unlinkat(upper.as_fd(), name, false)?;
     }
     if e.st.st_nlink <= 1 || e.is_dir() {
-        stack.drop_upper_ino(e.st.st_ino, e.ino);
+        stack.inos.drop_upper_ino(e.st.st_ino, e.ino);
     }
     Ok(())
 }
@@ -457,7 +458,7 @@ pub fn rename(
         && d.in_upper(stack)
         && (d.st.st_nlink <= 1 || d.is_dir())
     {
-        stack.drop_upper_ino(d.st.st_ino, d.ino);
+        stack.inos.drop_upper_ino(d.st.st_ino, d.ino);
     }
     Ok(Renamed {
         src,

@@ -15,8 +15,10 @@
 pub mod attr;
 pub mod copy_up;
 pub mod dir_ops;
+pub mod dircache;
 pub mod fuse;
 pub mod idmap;
+pub mod ino;
 pub mod lookup;
 pub mod markers;
 pub mod mount;
@@ -26,6 +28,7 @@ pub mod stack;
 pub mod stats;
 pub mod sys;
 pub mod tools;
+pub mod view;
 pub mod xattr;
 
 pub use lookup::{DirRef, Entry};

@@ -6,7 +6,8 @@
 //! directory merges with same-named directories below until an opaque one or
 //! a non-directory stops the merge. Only the topmost object's metadata shows.
 
-use crate::stack::{Listed, Stack};
+use crate::dircache::{DirFd, Listed};
+use crate::stack::{Stack, child_path};
 use crate::sys::{self, Stat};
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -78,15 +79,6 @@ impl Entry {
     }
 }
 
-/// `parent/name` as one relative path ("" parent for the root's children).
-pub fn child_path(parent: &Path, name: &OsStr) -> PathBuf {
-    if parent.as_os_str().is_empty() {
-        PathBuf::from(name)
-    } else {
-        parent.join(name)
-    }
-}
-
 /// Split a relative path into its parent and final name; the root is
 /// `("", ".")`.
 pub fn split(path: &Path) -> (PathBuf, OsString) {
@@ -120,7 +112,7 @@ pub struct Batch<'a> {
     stack: &'a Stack,
     dir: &'a DirRef<'a>,
     /// Per layer: the open directory, or the errno opening it gave.
-    fds: Vec<Option<Result<crate::stack::DirFd, i32>>>,
+    fds: Vec<Option<Result<DirFd, i32>>>,
 }
 
 impl<'a> Batch<'a> {
@@ -141,7 +133,7 @@ impl<'a> Batch<'a> {
     }
 
     /// The upper directory, where the batch has opened it.
-    pub fn upper(&self) -> Option<crate::stack::DirFd> {
+    pub fn upper(&self) -> Option<DirFd> {
         match self.fds.first() {
             Some(Some(Ok(fd))) if self.stack.has_upper => Some(fd.clone()),
             _ => None,
@@ -151,9 +143,9 @@ impl<'a> Batch<'a> {
     fn fd(
         stack: &Stack,
         dir: &DirRef,
-        fds: &mut [Option<Result<crate::stack::DirFd, i32>>],
+        fds: &mut [Option<Result<DirFd, i32>>],
         l: usize,
-    ) -> io::Result<crate::stack::DirFd> {
+    ) -> io::Result<DirFd> {
         fds[l]
             .get_or_insert_with(|| stack.dir(l, dir.path).map_err(|e| sys::errno(&e)))
             .clone()
@@ -190,8 +182,8 @@ pub fn known(
     parent: &DirRef,
     name: &OsStr,
     lowers: &[usize],
-) -> io::Result<Option<(Entry, crate::stack::DirFd)>> {
-    let at = |l: usize| -> io::Result<Option<(Stat, crate::stack::DirFd)>> {
+) -> io::Result<Option<(Entry, DirFd)>> {
+    let at = |l: usize| -> io::Result<Option<(Stat, DirFd)>> {
         let d = match stack.dir(l, parent.path) {
             Ok(d) => d,
             Err(e) if matches!(sys::errno(&e), libc::ENOENT | libc::ENOTDIR) => {
@@ -213,7 +205,7 @@ pub fn known(
         st,
         layers,
         opaque: false,
-        ino: stack.ino_at(l, &child_path(parent.path, name), &st),
+        ino: stack.inos.ino_at(l, &child_path(parent.path, name), &st),
     };
     if stack.has_upper {
         match at(0) {
@@ -254,7 +246,7 @@ fn lookup_in(
     dir: &DirRef,
     name: &OsStr,
     order: impl IntoIterator<Item = usize>,
-    layer_dir: &mut dyn FnMut(usize) -> io::Result<crate::stack::DirFd>,
+    layer_dir: &mut dyn FnMut(usize) -> io::Result<DirFd>,
 ) -> io::Result<Option<Entry>> {
     if name.as_bytes().len() > 255 {
         return Err(sys::err(libc::ENAMETOOLONG));
@@ -271,7 +263,13 @@ fn lookup_in(
     let mut found: Option<Entry> = None;
     for l in order {
         if !stack.is_upper(l) {
-            match stack.lower_listed(l, dir.path, name) {
+            match stack.dirs.listed(
+                stack.layers[l].root.as_fd(),
+                l,
+                dir.path,
+                name,
+                stack.marks(l),
+            ) {
                 Listed::Absent => continue,
                 Listed::WhitedOut => break,
                 Listed::Unknown => {}
@@ -292,7 +290,9 @@ fn lookup_in(
             Err(e) if matches!(sys::errno(&e), libc::ENOENT | libc::ENOTDIR) => {
                 if !upper
                     && stack.marks(l).aufs()
-                    && stack.lower_may_have_aufs(l, dir.path)
+                    && stack
+                        .dirs
+                        .may_have_aufs(stack.layers[l].root.as_fd(), l, dir.path)
                     && stack.marks(l).aufs_whiteout(dfd.as_fd(), name)?
                 {
                     break;
@@ -313,7 +313,7 @@ fn lookup_in(
                     st,
                     layers: vec![l],
                     opaque,
-                    ino: stack.ino_at(l, &child_path(dir.path, name), &st),
+                    ino: stack.inos.ino_at(l, &child_path(dir.path, name), &st),
                 });
                 if !is_dir || opaque {
                     break;

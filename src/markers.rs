@@ -13,12 +13,30 @@
 //! mount's namespace. A failure to read a mark is an error, never "no mark".
 
 use crate::options::Marks;
-use crate::stack::{Stack, XattrNs};
 use crate::sys::{self, Stat, XTarget};
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+/// Which xattr namespace carries the overlay's private marks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XattrNs {
+    Trusted,
+    User,
+}
+
+impl XattrNs {
+    pub fn prefix(self) -> &'static str {
+        match self {
+            XattrNs::Trusted => "trusted.overlay.",
+            XattrNs::User => "user.overlay.",
+        }
+    }
+    pub fn name(self, suffix: &str) -> OsString {
+        OsString::from(format!("{}{}", self.prefix(), suffix))
+    }
+}
 
 pub const AUFS_PREFIX: &[u8] = b".wh.";
 pub const AUFS_OPAQUE: &str = ".wh..wh..opq";
@@ -269,13 +287,24 @@ pub fn is_aufs_marker(name: &OsStr) -> bool {
     name.as_bytes().starts_with(AUFS_PREFIX)
 }
 
+/// What writing a mark needs of the mount: its work directory, fresh
+/// names there, its namespace, and the count of whiteouts made. The stack
+/// provides it; a trait, so that this module sits below the stack, whose
+/// lookups obey the marks.
+pub trait Workdir {
+    fn work(&self) -> io::Result<BorrowedFd<'_>>;
+    fn tmp_name(&self) -> OsString;
+    fn xattr_ns(&self) -> XattrNs;
+    fn whiteout_made(&self);
+}
+
 /// The whiteout in workdir/work that every new whiteout is a link to.
 const SHARED_WHITEOUT: &str = "#whiteout";
 
 /// Make a 0/0 character device `name` in `dir`: a hard link to one shared
 /// whiteout in work, as the kernel overlayfs does (a link costs a tenth of
 /// a new inode here), or a mknod of its own where linking fails.
-fn mknod_whiteout(stack: &Stack, dir: BorrowedFd, name: &OsStr) -> io::Result<()> {
+fn mknod_whiteout(stack: &impl Workdir, dir: BorrowedFd, name: &OsStr) -> io::Result<()> {
     if let Ok(work) = stack.work() {
         let shared = OsStr::new(SHARED_WHITEOUT);
         for _ in 0..2 {
@@ -304,7 +333,7 @@ fn mknod_whiteout(stack: &Stack, dir: BorrowedFd, name: &OsStr) -> io::Result<()
 /// Build a whiteout under workdir/work and return its temporary name. The
 /// caller renames it into place, so the upper layer never shows a half-made
 /// one.
-pub fn make_tmp_whiteout(stack: &Stack) -> io::Result<OsString> {
+pub fn make_tmp_whiteout(stack: &impl Workdir) -> io::Result<OsString> {
     let work = stack.work()?;
     let tmp = stack.tmp_name();
     match mknod_whiteout(stack, work, &tmp) {
@@ -312,7 +341,7 @@ pub fn make_tmp_whiteout(stack: &Stack) -> io::Result<OsString> {
         Err(e) if matches!(sys::errno(&e), libc::EPERM | libc::EOPNOTSUPP) => {
             // Fallback where a 0/0 device is refused: the kernel's xattr form.
             let fd = sys::openat(work, &tmp, libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY, 0)?;
-            let name = stack.xattr_ns.name("whiteout");
+            let name = stack.xattr_ns().name("whiteout");
             sys::setxattr(XTarget::Fd(fd.as_fd()), &name, b"y", 0)?;
             Ok(tmp)
         }
@@ -322,10 +351,14 @@ pub fn make_tmp_whiteout(stack: &Stack) -> io::Result<OsString> {
 
 /// After an xattr whiteout lands in `dir`, the kernel wants the parent to
 /// say so (`overlay.opaque=x`), or it ignores the whiteout.
-pub fn note_xattr_whiteout(stack: &Stack, parent: BorrowedFd, name: &OsStr) -> io::Result<()> {
+pub fn note_xattr_whiteout(
+    stack: &impl Workdir,
+    parent: BorrowedFd,
+    name: &OsStr,
+) -> io::Result<()> {
     let st = sys::fstatat(parent, name)?;
     if sys::is_reg(&st) {
-        let n = stack.xattr_ns.name("opaque");
+        let n = stack.xattr_ns().name("opaque");
         let t = XTarget::Fd(parent);
         if sys::getxattr(t, &n).is_err() {
             sys::setxattr(t, &n, b"x", 0)?;
@@ -335,10 +368,10 @@ pub fn note_xattr_whiteout(stack: &Stack, parent: BorrowedFd, name: &OsStr) -> i
 }
 
 /// Mark an upper directory opaque.
-pub fn set_opaque(stack: &Stack, dir: XTarget) -> io::Result<()> {
-    sys::setxattr(dir, &stack.xattr_ns.name("opaque"), b"y", 0)?;
+pub fn set_opaque(stack: &impl Workdir, dir: XTarget) -> io::Result<()> {
+    sys::setxattr(dir, &stack.xattr_ns().name("opaque"), b"y", 0)?;
     tracing::debug!(
-        xattr = ?stack.xattr_ns.name("opaque"),
+        xattr = ?stack.xattr_ns().name("opaque"),
         "opaque mark set: no lower directory of this name may merge into it"
     );
     Ok(())
@@ -346,7 +379,7 @@ pub fn set_opaque(stack: &Stack, dir: XTarget) -> io::Result<()> {
 
 /// Put a whiteout at `name` in the upper directory `parent`, atomically
 /// replacing whatever non-directory is there.
-pub fn whiteout_at(stack: &Stack, parent: BorrowedFd, name: &OsStr) -> io::Result<()> {
+pub fn whiteout_at(stack: &impl Workdir, parent: BorrowedFd, name: &OsStr) -> io::Result<()> {
     // Where the name is free in the upper, one mknod makes the whiteout
     // whole or not at all. Replacing an upper object, or the xattr form,
     // is built in work first and renamed over.
@@ -368,7 +401,7 @@ pub fn whiteout_at(stack: &Stack, parent: BorrowedFd, name: &OsStr) -> io::Resul
         }
         Err(e) => return Err(e),
     }
-    stack.stats.whiteout();
+    stack.whiteout_made();
     tracing::debug!(name = ?name, "whiteout created: a lower layer still has this name, so removing it must hide it");
     Ok(())
 }

@@ -5,9 +5,10 @@
 //! the name; an opaque directory stops the merge (its lowers are already cut
 //! by lookup); markers never show; `d_ino` is the `st_ino` stat reports.
 
-use crate::lookup::{DirRef, child_path, visit_order};
+use crate::lookup::{DirRef, visit_order};
 use crate::markers;
 use crate::stack::Stack;
+use crate::stack::child_path;
 use crate::sys;
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
@@ -90,11 +91,11 @@ pub fn read_merged(stack: &Stack, dir: &DirRef) -> io::Result<Vec<MergedEntry>> 
                 }
                 dtype = dtype_of(st.st_mode);
                 real_ino = st.st_ino;
-                ino = Some(stack.ino_at(l, &child_path(dir.path, &e.name), &st));
+                ino = Some(stack.inos.ino_at(l, &child_path(dir.path, &e.name), &st));
             }
             seen.insert(e.name.clone());
             out.push(MergedEntry {
-                ino: ino.unwrap_or_else(|| stack.ino(l, real_ino)),
+                ino: ino.unwrap_or_else(|| stack.inos.ino(l, real_ino)),
                 name: e.name,
                 dtype,
                 layer: l,

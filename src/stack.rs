@@ -3,16 +3,20 @@
 //! Rules served (docs/semantics.md "Layers and options", "Inode numbers, attributes, statfs"):
 //! upper above all lowers, lowers top to bottom; no upper means read-only;
 //! workdir on the upper's filesystem, layers not overlapping, one mount per
-//! upper/workdir (flock); leftovers in workdir cleared at mount; `st_ino`
-//! unique and stable for the mount's life, also across copy-up.
+//! upper/workdir (flock); leftovers in workdir cleared at mount. The
+//! stack holds, but does not decide, the mount's inode numbers
+//! ([`crate::ino`]) and lower-directory caches ([`crate::dircache`]).
 
+use crate::dircache::{DirCache, DirFd};
+use crate::ino::Inos;
+use crate::markers::{MarkPolicy, XattrNs};
 use crate::options::{Atime, Marks, MountOptions};
+use crate::stats::Stats;
 use crate::sys::{self, Stat};
-use dashmap::DashMap;
+use crate::view::View;
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -28,30 +32,8 @@ pub struct Layer {
     pub is_upper: bool,
 }
 
-/// Which xattr namespace carries the overlay's private marks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum XattrNs {
-    Trusted,
-    User,
-}
-
-impl XattrNs {
-    pub fn prefix(self) -> &'static str {
-        match self {
-            XattrNs::Trusted => "trusted.overlay.",
-            XattrNs::User => "user.overlay.",
-        }
-    }
-    pub fn name(self, suffix: &str) -> OsString {
-        OsString::from(format!("{}{}", self.prefix(), suffix))
-    }
-}
-
 /// Number of copy-up lock stripes: racing copy-ups of one path serialise.
 const STRIPES: usize = 64;
-/// Overlay inode numbers: (layer index + 1) in the top bits, the real inode
-/// below, so lookups compute them without a table (the idea of xino).
-const INO_SHIFT: u32 = 48;
 
 /// The ordered layers plus the workdir: everything one mount stands on.
 #[derive(Debug)]
@@ -65,154 +47,41 @@ pub struct Stack {
     pub xattr_ns: XattrNs,
     /// Which marks on disk this mount obeys (decided once, at mount; see
     /// [`Stack::marks`]).
-    mark_policy: crate::markers::MarkPolicy,
+    mark_policy: MarkPolicy,
     /// Per layer: are its foreign marks (the other namespace, AUFS files)
     /// obeyed? Where the option leaves it open, only in a layer that no one
     /// but the mounter can reach.
     foreign_marks: Vec<bool>,
     pub volatile: bool,
     /// How the mount shows attributes (id mapping, static_nlink, ...).
-    pub view: crate::attr::View,
+    pub view: View,
     /// The mount's atime rule (see [`Stack::atime_never`]).
-    atime: crate::options::Atime,
+    atime: Atime,
     nodiratime: bool,
     /// Keeps the flocks on upperdir and workdir for the life of the mount.
     _locks: Vec<OwnedFd>,
     tmp_counter: AtomicU64,
-    /// Upper real inode -> overlay inode, for objects whose overlay inode was
-    /// fixed before they reached the upper layer (copy-up keeps st_ino).
-    upper_ino: DashMap<u64, u64>,
-    /// Overlay inodes that could not be encoded (huge real inodes).
-    spill: DashMap<(usize, u64), u64>,
-    spill_next: AtomicU64,
-    /// Per-path numbers for hard-linked lower files (see [`Stack::lower_link_ino`]).
-    link_ino: DashMap<(usize, PathBuf), u64>,
-    /// The one st_ino all names of a hard-linked lower file show, by node.
-    link_shown: DashMap<u64, u64>,
+    /// The overlay's inode numbers (`st_ino`).
+    pub inos: Inos,
     stripes: Vec<Mutex<()>>,
     /// Bumped by every file copy-up: lets open lower handles notice one.
     pub copyup_gen: AtomicU64,
-    pub stats: crate::stats::Stats,
-    /// Lower directories never change, so their fds (None: no such
-    /// directory in that layer) are kept instead of re-resolving the path
-    /// beneath the layer root on every request.
-    lower_dirs: DashMap<(usize, PathBuf), Option<Arc<LowerDir>>>,
-    /// Opaque marks of lower directories, by (layer, path): they never
-    /// change, and a merged directory's getattr would re-read them.
-    lower_opaque: DashMap<(usize, PathBuf), bool>,
-    /// Bytes of names held by the listings in `lower_dirs` (see
-    /// [`LISTED_NAMES_MAX`]).
-    listed_bytes: std::sync::atomic::AtomicUsize,
+    pub stats: Stats,
+    /// Lower directories, cached.
+    pub dirs: DirCache,
     /// The upper root, shared: it never moves, so a request in a top-level
     /// directory needs no `openat2` to reach it.
     upper_root: Option<DirFd>,
 }
 
-/// A cached lower directory.
-#[derive(Debug)]
-struct LowerDir {
-    fd: DirFd,
-    /// What one listing of it taught (lowers never change, so it stays
-    /// true): made at mount for the layer roots, elsewhere once
-    /// [`LIST_AFTER_MISSES`] negative lookups have been seen here.
-    listing: std::sync::OnceLock<Listing>,
-    /// Negative lookups here so far: the listing waits for
-    /// [`LIST_AFTER_MISSES`] of them, so that a directory looked into once
-    /// or twice pays a probe each, not a listing.
-    misses: std::sync::atomic::AtomicU32,
-}
-
-#[derive(Debug)]
-struct Listing {
-    /// Does the directory hold any `.wh.*` entry? If not, a name missing
-    /// from it needs no `.wh.NAME` probe.
-    aufs: bool,
-    /// Its names, while they fit in [`LISTED_NAMES_MAX`]: a name not among
-    /// them needs no probe at all.
-    names: Option<Names>,
-}
-
-/// The names of a directory, sorted and packed into one buffer (a few
-/// bytes each above the name itself, where a set of strings costs ~50).
-#[derive(Debug)]
-pub struct Names {
-    bytes: Box<[u8]>,
-    /// End of each name in `bytes`.
-    ends: Box<[u32]>,
-}
-
-impl Names {
-    /// Names of at most 4 GiB in all (offsets are u32).
-    pub fn new(mut names: Vec<OsString>) -> Names {
-        names.sort_unstable();
-        let mut bytes = Vec::with_capacity(names.iter().map(|n| n.len()).sum());
-        let mut ends = Vec::with_capacity(names.len());
-        for n in &names {
-            bytes.extend_from_slice(n.as_bytes());
-            ends.push(bytes.len() as u32);
-        }
-        Names {
-            bytes: bytes.into(),
-            ends: ends.into(),
-        }
-    }
-
-    fn at(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        &self.bytes[start..self.ends[i] as usize]
-    }
-
-    pub fn contains(&self, name: &[u8]) -> bool {
-        let (mut lo, mut hi) = (0, self.ends.len());
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            match self.at(mid).cmp(name) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return true,
-            }
-        }
-        false
-    }
-
-    /// Memory held by names of these lengths, roughly.
-    fn size_of(lens: impl Iterator<Item = usize>) -> usize {
-        lens.map(|n| n + 4).sum()
+/// `parent/name` as one relative path ("" parent for the root's children).
+pub fn child_path(parent: &Path, name: &OsStr) -> PathBuf {
+    if parent.as_os_str().is_empty() {
+        PathBuf::from(name)
+    } else {
+        parent.join(name)
     }
 }
-
-/// What a lower directory's listing says of one name.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Listed {
-    /// Not there, and no AUFS whiteout for it: the layer can be skipped.
-    Absent,
-    /// Not there, but a `.wh.NAME` whiteout is: the lookup ends here.
-    WhitedOut,
-    /// There, or not known: stat it.
-    Unknown,
-}
-
-/// Listing a small directory costs about as many syscalls (open, getdents
-/// twice, close) as this many `.wh.NAME` probes; a large one costs more,
-/// and is listed only once it is clearly being looked into.
-const LIST_AFTER_MISSES: u32 = 8;
-
-/// Bound on the memory the kept listings hold, all directories together
-/// (a listing past it keeps only its AUFS answer).
-const LISTED_NAMES_MAX: usize = 16 << 20;
-
-/// A directory fd of one layer; shared when it comes from the cache.
-pub type DirFd = Arc<OwnedFd>;
-
-/// Bound on cached lower directory fds (each is one O_PATH fd): at most a
-/// quarter of the open-file limit, so the cache never causes EMFILE.
-fn lower_dir_cache_max() -> usize {
-    static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *MAX.get_or_init(|| (sys::nofile_limit() / 4).clamp(64, 16384) as usize)
-}
-
-/// Bound on remembered opaque marks (no fds: just memory).
-const LOWER_OPAQUE_CACHE: usize = 65536;
 
 fn is_within(a: &Path, b: &Path) -> bool {
     a != b && a.starts_with(b)
@@ -455,7 +324,7 @@ impl Stack {
         // Root of a user namespace (rootless Podman's mount program) mounts
         // what its user owns: the user's own mount, for the marks it obeys.
         let own = sys::geteuid() != 0 || !sys::in_initial_user_ns();
-        let marks = crate::markers::MarkPolicy::new(xattr_ns, o.marks, own);
+        let marks = MarkPolicy::new(xattr_ns, o.marks, own);
         let foreign_marks = layers
             .iter()
             .map(|l| match o.marks {
@@ -469,6 +338,7 @@ impl Stack {
             )),
             None => None,
         };
+        let inos = Inos::new(work.is_some());
         Ok(Stack {
             upper_root,
             layers,
@@ -479,22 +349,16 @@ impl Stack {
             mark_policy: marks,
             foreign_marks,
             volatile: o.volatile,
-            view: crate::attr::View::from_options(o),
+            view: View::from_options(o),
             atime: o.atime,
             nodiratime: o.nodiratime,
             _locks: locks,
             tmp_counter: AtomicU64::new(0),
-            upper_ino: DashMap::new(),
-            spill: DashMap::new(),
-            spill_next: AtomicU64::new(2),
-            link_ino: DashMap::new(),
-            link_shown: DashMap::new(),
+            inos,
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             copyup_gen: AtomicU64::new(0),
             stats: Default::default(),
-            lower_dirs: DashMap::new(),
-            lower_opaque: DashMap::new(),
-            listed_bytes: Default::default(),
+            dirs: DirCache::default(),
         })
     }
 
@@ -552,91 +416,13 @@ impl Stack {
     /// for a directory) never moves its atime: then it is opened O_NOATIME,
     /// which also holds where the upper could not be cloned (not root).
     pub fn atime_never(&self, dir: bool) -> bool {
-        self.atime == crate::options::Atime::Never || (dir && self.nodiratime)
+        self.atime == Atime::Never || (dir && self.nodiratime)
     }
 
     /// A fresh name for a temporary object under workdir/work.
     pub fn tmp_name(&self) -> OsString {
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
         OsString::from(format!("#ovl{:x}.{n:x}", std::process::id()))
-    }
-
-    /// The overlay inode number of the object with real inode `ino` found in
-    /// `layer`.
-    pub fn ino(&self, layer: usize, ino: u64) -> u64 {
-        if self.is_upper(layer)
-            && let Some(v) = self.upper_ino.get(&ino)
-        {
-            return *v;
-        }
-        let tag = layer as u64 + 1;
-        if ino < (1 << INO_SHIFT) && tag < (1 << (64 - INO_SHIFT)) {
-            return (tag << INO_SHIFT) | ino;
-        }
-        *self
-            .spill
-            .entry((layer, ino))
-            .or_insert_with(|| self.spill_next.fetch_add(1, Ordering::Relaxed))
-    }
-
-    /// A hard-linked file in a lower layer: each of its names is a separate
-    /// overlay inode (as in the kernel without `index`), so each path gets
-    /// its own number; sharing one would let a chmod or copy-up of one name
-    /// show through the others.
-    pub fn lower_link_ino(&self, layer: usize, path: &Path) -> u64 {
-        *self
-            .link_ino
-            .entry((layer, path.to_path_buf()))
-            .or_insert_with(|| self.spill_next.fetch_add(1, Ordering::Relaxed))
-    }
-
-    /// The overlay inode of a non-directory found at `path` in `layer`.
-    pub fn ino_at(&self, layer: usize, path: &Path, st: &Stat) -> u64 {
-        if !self.is_upper(layer) && st.st_nlink > 1 && !sys::is_dir(st) {
-            let node = self.lower_link_ino(layer, path);
-            // Its names show one st_ino, as the kernel overlayfs shows them
-            // (xino off, one filesystem): the number of the shared inode.
-            self.link_shown
-                .entry(node)
-                .or_insert_with(|| self.ino(layer, st.st_ino));
-            node
-        } else {
-            self.ino(layer, st.st_ino)
-        }
-    }
-
-    /// The st_ino the object with overlay inode `node` shows: its own,
-    /// but for the names of a hard-linked lower file, which share one until
-    /// a name is copied up.
-    pub fn shown_ino(&self, node: u64) -> u64 {
-        self.link_shown.get(&node).map_or(node, |v| *v)
-    }
-
-    /// Remember that an upper object carries an existing overlay inode.
-    /// Called before the object gets its upper name, so no lookup ever
-    /// sees it under its own number.
-    pub fn keep_ino(&self, upper_real: u64, overlay_ino: u64) {
-        // A copied-up name of a lower hard link is a file of its own now:
-        // the kernel then shows it its own st_ino too.
-        self.link_shown.remove(&overlay_ino);
-        self.upper_ino.remove(&upper_real);
-        if self.ino(0, upper_real) != overlay_ino {
-            self.upper_ino.insert(upper_real, overlay_ino);
-        }
-    }
-
-    /// A new upper object has no origin: forget what a previous owner of
-    /// its real inode number left.
-    pub fn new_upper_ino(&self, upper_real: u64) {
-        self.upper_ino.remove(&upper_real);
-    }
-
-    /// The upper object that carried `overlay_ino` is gone for good. Only
-    /// that mapping goes: the freed real inode may already belong to a
-    /// concurrent copy-up, which mapped it afresh.
-    pub fn drop_upper_ino(&self, upper_real: u64, overlay_ino: u64) {
-        self.upper_ino
-            .remove_if(&upper_real, |_, v| *v == overlay_ino);
     }
 
     /// Serialise copy-ups of one path.
@@ -667,7 +453,7 @@ impl Stack {
             // The upper changes under renames: resolved afresh each time.
             return self.upper_dir(rel);
         }
-        self.lower_dir(layer, rel).map(|d| d.fd.clone())
+        self.dirs.dir(self.layers[layer].root.as_fd(), layer, rel)
     }
 
     /// Open and list every lower root into the directory cache now,
@@ -676,37 +462,10 @@ impl Stack {
     /// name in every one while a caller waits.
     pub fn warm_root(&self) {
         for l in 0..self.layers.len() {
-            if !self.is_upper(l)
-                && let Ok(d) = self.lower_dir(l, Path::new(""))
-            {
-                self.listing(l, Path::new(""), &d);
+            if !self.is_upper(l) {
+                self.dirs.warm(self.layers[l].root.as_fd(), l);
             }
         }
-    }
-
-    fn lower_dir(&self, layer: usize, rel: &Path) -> io::Result<Arc<LowerDir>> {
-        let key = (layer, rel.to_path_buf());
-        if let Some(d) = self.lower_dirs.get(&key) {
-            return d.clone().ok_or_else(|| sys::err(libc::ENOENT));
-        }
-        let r = match sys::open_dir(self.layers[layer].root.as_fd(), rel) {
-            Ok(fd) => Some(Arc::new(LowerDir {
-                fd: Arc::new(fd),
-                listing: Default::default(),
-                misses: Default::default(),
-            })),
-            Err(e) if matches!(sys::errno(&e), libc::ENOENT | libc::ENOTDIR) => None,
-            // EACCES and the like may pass: not cached.
-            Err(e) => return Err(e),
-        };
-        if self.lower_dirs.len() >= lower_dir_cache_max() {
-            self.lower_dirs.clear();
-            // Listings still held by requests in flight go with them.
-            self.listed_bytes
-                .store(0, std::sync::atomic::Ordering::Relaxed);
-        }
-        self.lower_dirs.insert(key, r.clone());
-        r.ok_or_else(|| sys::err(libc::ENOENT))
     }
 
     /// Is the directory `name` in `dir` (open as `dfd`, in `layer`) opaque?
@@ -723,94 +482,31 @@ impl Stack {
         if self.is_upper(layer) {
             return self.marks(layer).is_opaque(dfd, name);
         }
-        let key = (layer, crate::lookup::child_path(dir, name));
-        if let Some(o) = self.lower_opaque.get(&key) {
-            return Ok(*o);
-        }
-        let o = self.marks(layer).is_opaque(dfd, name)?;
-        if self.lower_opaque.len() >= LOWER_OPAQUE_CACHE {
-            self.lower_opaque.clear();
-        }
-        self.lower_opaque.insert(key, o);
-        Ok(o)
+        self.dirs.opaque((layer, child_path(dir, name)), || {
+            self.marks(layer).is_opaque(dfd, name)
+        })
     }
 
     /// The marks this mount obeys in `layer`.
-    pub fn marks(&self, layer: usize) -> crate::markers::MarkPolicy {
+    pub fn marks(&self, layer: usize) -> MarkPolicy {
         let mut m = self.mark_policy;
         m.foreign = self.foreign_marks.get(layer).copied().unwrap_or(m.foreign);
         m
     }
+}
 
-    /// What the listing of the lower directory `rel`, if made, says of
-    /// `name` (a lookup asks before probing the layer).
-    pub fn lower_listed(&self, layer: usize, rel: &Path, name: &OsStr) -> Listed {
-        let Ok(d) = self.lower_dir(layer, rel) else {
-            return Listed::Unknown;
-        };
-        let Some(Listing {
-            aufs,
-            names: Some(names),
-        }) = d.listing.get()
-        else {
-            return Listed::Unknown;
-        };
-        if names.contains(name.as_bytes()) {
-            return Listed::Unknown;
-        }
-        if *aufs
-            && self.marks(layer).aufs()
-            && names.contains(crate::markers::aufs_whiteout_name(name).as_bytes())
-        {
-            return Listed::WhitedOut;
-        }
-        Listed::Absent
+impl crate::markers::Workdir for Stack {
+    fn work(&self) -> io::Result<BorrowedFd<'_>> {
+        Stack::work(self)
     }
-
-    /// May the lower directory hold AUFS `.wh.*` markers, so that a name
-    /// missing from it needs a `.wh.NAME` probe? (true when unsure). After
-    /// a few misses, answered from one listing kept with the cached fd.
-    pub fn lower_may_have_aufs(&self, layer: usize, rel: &Path) -> bool {
-        let Ok(d) = self.lower_dir(layer, rel) else {
-            return true;
-        };
-        if let Some(l) = d.listing.get() {
-            return l.aufs;
-        }
-        if d.misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < LIST_AFTER_MISSES {
-            return true;
-        }
-        self.listing(layer, rel, &d).aufs
+    fn tmp_name(&self) -> OsString {
+        Stack::tmp_name(self)
     }
-
-    /// The listing of a cached lower directory, made on first use.
-    fn listing<'d>(&self, layer: usize, rel: &Path, d: &'d LowerDir) -> &'d Listing {
-        use std::sync::atomic::Ordering::Relaxed;
-        d.listing.get_or_init(|| {
-            let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOATIME;
-            let root = self.layers[layer].root.as_fd();
-            let listing = sys::open_beneath(root, rel, flags)
-                .or_else(|_| sys::open_beneath(root, rel, flags & !libc::O_NOATIME))
-                .and_then(sys::read_dir_fd);
-            let Ok(v) = listing else {
-                return Listing {
-                    aufs: true,
-                    names: None,
-                };
-            };
-            let aufs = v.iter().any(|e| crate::markers::is_aufs_marker(&e.name));
-            // Room is reserved before packing: a listing past the bound is
-            // never packed (and so never overflows `Names`' u32 offsets).
-            let size = Names::size_of(v.iter().map(|e| e.name.len()));
-            let kept = self.listed_bytes.fetch_add(size, Relaxed) + size <= LISTED_NAMES_MAX;
-            if !kept {
-                self.listed_bytes.fetch_sub(size, Relaxed);
-            }
-            Listing {
-                aufs,
-                names: kept.then(|| Names::new(v.into_iter().map(|e| e.name).collect())),
-            }
-        })
+    fn xattr_ns(&self) -> XattrNs {
+        self.xattr_ns
+    }
+    fn whiteout_made(&self) {
+        self.stats.whiteout();
     }
 }
 

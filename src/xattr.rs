@@ -9,9 +9,10 @@
 //! the topmost object's xattrs show.
 
 use crate::copy_up::{self, CopyUp};
+use crate::dircache::DirFd;
 use crate::lookup::{Entry, split};
 use crate::markers::{xattr_in_layer, xattr_in_view};
-use crate::stack::{DirFd, Stack};
+use crate::stack::Stack;
 use crate::sys::{self, XTarget, err};
 use std::ffi::{OsStr, OsString};
 use std::io;

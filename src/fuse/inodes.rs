@@ -284,7 +284,7 @@ impl Inodes {
         let path = if ino == ROOT {
             PathBuf::new()
         } else {
-            crate::lookup::child_path(&parent_path, &name)
+            crate::stack::child_path(&parent_path, &name)
         };
         Ok(Place {
             path,

@@ -8,10 +8,11 @@ pub mod inodes;
 use crate::attr::{self, KillPrivs, SetAttr};
 use crate::copy_up::{self, CopyUp};
 use crate::dir_ops::{self, Caller, NewObject};
+use crate::dircache::DirFd;
 use crate::idmap::{DiskId, IdMaps, ShownId};
 use crate::lookup::{self, DirRef, Entry};
 use crate::readdir;
-use crate::stack::{DirFd, Stack};
+use crate::stack::Stack;
 use crate::sys::{self, Stat, errno};
 use crate::xattr;
 use fuser::{
@@ -311,7 +312,7 @@ impl OvlFs {
     /// shared st_ino of a lower hard link); `st.st_ino` is the node id.
     fn attr(&self, st: Stat) -> FileAttr {
         let mut a = to_attr(&self.stack.view.shown(st));
-        let shown = self.stack.shown_ino(st.st_ino);
+        let shown = self.stack.inos.shown_ino(st.st_ino);
         a.st_ino = (shown != st.st_ino).then_some(shown);
         a
     }
@@ -1246,7 +1247,7 @@ impl Filesystem for OvlFs {
             for (i, it) in items.iter().enumerate() {
                 let off = offset + i as u64 + 1;
                 // d_ino as stat(2) shows it (one for a lower hard link's names).
-                let d_ino = self.stack.shown_ino(it.ino);
+                let d_ino = self.stack.inos.shown_ino(it.ino);
                 if reply.add(INodeNo(d_ino), off, dtype_ftype(it.dtype), &it.name) {
                     break;
                 }

@@ -191,7 +191,7 @@ fn walk(stack: &Stack, comps: &[OsString]) -> io::Result<Walk> {
     let mut cur = PathBuf::new();
     for (j, name) in comps.iter().enumerate() {
         let last = j + 1 == comps.len();
-        let at = lookup::child_path(&cur, name);
+        let at = crate::stack::child_path(&cur, name);
         let lowers: Vec<usize> = merged
             .iter()
             .copied()
