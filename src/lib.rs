@@ -16,6 +16,7 @@ pub mod attr;
 pub mod copy_up;
 pub mod dir_ops;
 pub mod dircache;
+pub mod file;
 pub mod fuse;
 pub mod idmap;
 pub mod ino;

@@ -6,9 +6,9 @@ pub mod handles;
 pub mod inodes;
 
 use crate::attr::{self, KillPrivs, SetAttr};
-use crate::copy_up::{self, CopyUp};
 use crate::dir_ops::{self, Caller, NewObject};
 use crate::dircache::DirFd;
+use crate::file::{self, OpenFile};
 use crate::idmap::{DiskId, IdMaps, ShownId};
 use crate::lookup::{self, DirRef, Entry};
 use crate::readdir;
@@ -199,31 +199,6 @@ fn caller_in_group_or_capable(req: &Request, gid: u32) -> bool {
         .is_some_and(|c| c & CAP_FSETID != 0)
         && same_userns();
     in_group || capable
-}
-
-/// Open the regular file `name` in `dir` for a FUSE OPEN (which the kernel
-/// sends for regular files only): pinned first, so a FIFO swapped in never
-/// blocks an event loop and a device is never opened (both: ESTALE); with
-/// `spare_atime`, O_NOATIME (lower files always, upper ones where the
-/// mount's rule says never, see [`OvlFs::spare_atime`]).
-/// `ino`: the real inode the lookup found there, where it is still the
-/// one to open (no copy-up since); another one answers ESTALE too.
-fn open_file(
-    dir: std::os::fd::BorrowedFd,
-    name: &OsStr,
-    flags: i32,
-    spare_atime: bool,
-    ino: Option<u64>,
-) -> io::Result<OwnedFd> {
-    let obj = sys::Pinned::expect(dir, name, libc::S_IFREG)?;
-    if ino.is_some_and(|i| i != obj.st.st_ino) {
-        return Err(sys::err(sys::STALE));
-    }
-    if spare_atime {
-        obj.open_noatime(flags)
-    } else {
-        obj.open(flags)
-    }
 }
 
 /// Run a handler; a panic inside answers EIO (the dropped reply does) and
@@ -451,49 +426,14 @@ impl OvlFs {
     /// way to an O_TMPFILE file or an unlinked one, which have no name.
     fn handle_of(&self, ino: u64, fh: Option<FileHandle>) -> Option<Arc<handles::FileHandle>> {
         fh.and_then(|f| self.file(f).ok())
-            .filter(|h| h.ino == ino)
+            .filter(|h| h.file.ino == ino)
             .or_else(|| {
                 self.handles
                     .files
                     .iter()
-                    .find(|h| h.ino == ino)
+                    .find(|h| h.file.ino == ino)
                     .map(|h| h.value().clone())
             })
-    }
-
-    /// setattr through an fd, for an object with no name.
-    fn setattr_unnamed(
-        &self,
-        req: &Request,
-        h: &handles::FileHandle,
-        mut sa: SetAttr,
-        kill: bool,
-    ) -> io::Result<Stat> {
-        self.stack.upper_or_erofs()?;
-        let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
-        if kill {
-            let st = sys::fstat(fd.as_fd())?;
-            sa.kill_privs = kill_for(&self.stack.view.ids, req, st.st_mode, st.st_gid);
-        }
-        let sa = &sa;
-        if sa.size.is_some() && h.flags & libc::O_ACCMODE == libc::O_RDONLY {
-            // truncate(2) needs a writable file; the handle found may not be.
-            let w = sys::reopen(fd.as_fd(), libc::O_WRONLY)?;
-            attr::setattr_fd(w.as_fd(), sa)?;
-        } else {
-            attr::setattr_fd(fd.as_fd(), sa)?;
-        }
-        let mut st = sys::fstat(fd.as_fd())?;
-        st.st_ino = h.ino;
-        Ok(st)
-    }
-
-    /// Whether to open a layer file O_NOATIME: a lower one always (the
-    /// kernel never moves a lower's atime), an upper one where the mount's
-    /// rule says never; otherwise reads, passed through or not, and exec
-    /// move its atime as the mount's rule says.
-    fn spare_atime(&self, upper: bool) -> bool {
-        !upper || self.stack.atime_never(false)
     }
 
     /// Keep `fd` as a new handle on `ino`; an upper file is passed through
@@ -507,7 +447,7 @@ impl OvlFs {
         flags: i32,
         open_backing: impl FnOnce(&OwnedFd) -> io::Result<fuser::BackingId>,
     ) -> (FileHandle, Option<Arc<fuser::BackingId>>) {
-        let want = in_upper && self.passthrough.load(Ordering::Relaxed);
+        let want = file::may_pass_through(in_upper) && self.passthrough.load(Ordering::Relaxed);
         let backing = self
             .handles
             .io_open(ino, want, || self.backing(|| open_backing(&fd)));
@@ -515,11 +455,7 @@ impl OvlFs {
         self.handles.files.insert(
             id,
             Arc::new(handles::FileHandle {
-                ino,
-                fd: std::sync::RwLock::new(fd),
-                in_upper: AtomicBool::new(in_upper),
-                seen_gen: AtomicU64::new(self.stack.copyup_gen.load(Ordering::Acquire)),
-                flags,
+                file: OpenFile::new(&self.stack, ino, fd, in_upper, flags),
                 backing: backing.clone(),
             }),
         );
@@ -561,32 +497,13 @@ impl OvlFs {
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))
     }
 
-    /// A read-only lower handle follows a copy-up made after it was opened.
-    fn follow_copy_up(&self, h: &handles::FileHandle) -> io::Result<()> {
-        if h.in_upper.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let g = self.stack.copyup_gen.load(Ordering::Acquire);
-        if h.seen_gen.swap(g, Ordering::AcqRel) == g {
-            return Ok(());
-        }
-        let (place, e) = match self.entry_of(h.ino) {
-            Ok(x) => x,
-            Err(_) => return Ok(()),
-        };
-        if e.in_upper(&self.stack) {
-            let dir = self.stack.dir(0, &place.parent_path)?;
-            let fd = open_file(
-                dir.as_fd(),
-                &place.name,
-                libc::O_RDONLY,
-                self.spare_atime(true),
-                Some(e.st.st_ino),
-            )?;
-            *h.fd.write().unwrap_or_else(|p| p.into_inner()) = fd;
-            h.in_upper.store(true, Ordering::Release);
-        }
-        Ok(())
+    /// Let a handle follow a copy-up of its file since it was opened.
+    fn follow_copy_up(&self, f: &OpenFile) -> io::Result<()> {
+        f.follow_copy_up(&self.stack, || {
+            self.entry_of(f.ino)
+                .ok()
+                .map(|(p, e)| (p.parent_path, p.name, e))
+        })
     }
 
     fn build_listing(&self, ino: u64) -> io::Result<Vec<DirItem>> {
@@ -760,7 +677,7 @@ impl Filesystem for OvlFs {
                 // An unlinked or unnamed but open file still answers
                 // through its fd (the kernel may not say which handle).
                 if let Some(h) = self.handle_of(ino.0, fh) {
-                    let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
+                    let fd = h.file.fd.read().unwrap_or_else(|p| p.into_inner());
                     if let Ok(mut st) = sys::fstat(fd.as_fd()) {
                         st.st_ino = ino.0;
                         return reply.attr(&self.stack.view.cache_ttl, &self.attr(st));
@@ -814,8 +731,11 @@ impl Filesystem for OvlFs {
             let (place, e) = match self.entry_of(ino.0) {
                 Ok(x) => x,
                 Err(err) => match self.handle_of(ino.0, fh) {
-                    Some(h) if h.in_upper.load(Ordering::Acquire) => {
-                        let st = try_reply!(reply, self.setattr_unnamed(req, &h, sa, kill));
+                    Some(h) if h.file.in_upper.load(Ordering::Acquire) => {
+                        let ids = &self.stack.view.ids;
+                        let ask = |mode, gid| kill_for(ids, req, mode, gid);
+                        let kill = kill.then_some(&ask as &dyn Fn(u32, u32) -> KillPrivs);
+                        let st = try_reply!(reply, h.file.setattr_unnamed(&self.stack, sa, kill));
                         return reply.attr(&self.stack.view.cache_ttl, &self.attr(st));
                     }
                     _ => return reply.error(eno(&err)),
@@ -827,8 +747,8 @@ impl Filesystem for OvlFs {
             let h = fh.and_then(|f| self.file(f).ok());
             let guard = h
                 .as_ref()
-                .filter(|h| h.in_upper.load(Ordering::Acquire))
-                .map(|h| h.fd.read().unwrap_or_else(|p| p.into_inner()));
+                .filter(|h| h.file.in_upper.load(Ordering::Acquire))
+                .map(|h| h.file.fd.read().unwrap_or_else(|p| p.into_inner()));
             let r = attr::setattr(
                 &self.stack,
                 &place.path,
@@ -1021,8 +941,8 @@ impl Filesystem for OvlFs {
                 Ok((place, e)) => dir_ops::link(&self.stack, &place.path, &e, &nd, newname),
                 // linkat() of an O_TMPFILE file: named through its fd.
                 Err(err) => match self.handle_of(ino.0, None) {
-                    Some(h) if h.in_upper.load(Ordering::Acquire) => {
-                        let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
+                    Some(h) if h.file.in_upper.load(Ordering::Acquire) => {
+                        let fd = h.file.fd.read().unwrap_or_else(|p| p.into_inner());
                         dir_ops::link_unnamed(&self.stack, fd.as_fd(), &nd, newname)
                     }
                     _ => Err(err),
@@ -1044,50 +964,35 @@ impl Filesystem for OvlFs {
         self.count_op("open");
         guarded("open", ino, || {
             let flags = flags.0;
-            let acc = flags & libc::O_ACCMODE;
-            let write = acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
-            let keep = flags
-                & (libc::O_ACCMODE | libc::O_APPEND | libc::O_TRUNC | libc::O_SYNC | libc::O_DSYNC);
             let (place, e) = match self.entry_of(ino.0) {
                 Ok(x) => x,
                 // An unnamed or unlinked file, reopened through /proc.
                 Err(err) => match self.handle_of(ino.0, None) {
-                    Some(h) if h.in_upper.load(Ordering::Acquire) => {
-                        let fd = {
-                            let cur = h.fd.read().unwrap_or_else(|p| p.into_inner());
-                            sys::reopen(cur.as_fd(), keep)
-                        };
-                        let fd = try_reply!(reply, fd);
+                    Some(h) if h.file.in_upper.load(Ordering::Acquire) => {
+                        let fd = try_reply!(reply, h.file.reopen(flags));
                         return self.reply_opened(ino.0, fd, true, flags, reply);
                     }
                     _ => return reply.error(eno(&err)),
                 },
             };
-            let (fd, in_upper) = if write {
-                let trunc = flags & libc::O_TRUNC != 0;
-                let up = try_reply!(
+            let o = file::open(
+                &self.stack,
+                &place.path,
+                &place.parent_path,
+                &place.name,
+                &e,
+                flags,
+            );
+            let o = try_reply!(reply, o);
+            // O_TRUNC by a caller without CAP_FSETID: we truncated, so
+            // the setuid/setgid bits are ours to clear (KILLPRIV_V2).
+            if o.truncated && kill_suidgid {
+                try_reply!(
                     reply,
-                    copy_up::copy_up(&self.stack, &place.path, &e, CopyUp { data: !trunc })
+                    self.kill_privs(req, ino.0, o.fd.as_fd(), Some(e.st.st_mode))
                 );
-                let was = e.in_upper(&self.stack).then_some(e.st.st_ino);
-                let spare = self.spare_atime(true);
-                let fd = try_reply!(reply, open_file(up.as_fd(), &place.name, keep, spare, was));
-                // O_TRUNC by a caller without CAP_FSETID: we truncated, so
-                // the setuid/setgid bits are ours to clear (KILLPRIV_V2).
-                if trunc && kill_suidgid {
-                    try_reply!(
-                        reply,
-                        self.kill_privs(req, ino.0, fd.as_fd(), Some(e.st.st_mode))
-                    );
-                }
-                (fd, true)
-            } else {
-                let dir = try_reply!(reply, self.stack.dir(e.layer, &place.parent_path));
-                let upper = e.in_upper(&self.stack);
-                let spare = self.spare_atime(upper);
-                let fd = open_file(dir.as_fd(), &place.name, keep, spare, Some(e.st.st_ino));
-                (try_reply!(reply, fd), upper)
-            };
+            }
+            let (fd, in_upper, write) = (o.fd, o.in_upper, o.write);
             tracing::debug!(
                 op = "open",
                 ino = ino.0,
@@ -1113,8 +1018,8 @@ impl Filesystem for OvlFs {
         self.count_op("read");
         guarded_io("read", ino, Some((offset, u64::from(size))), || {
             let h = try_reply!(reply, self.file(fh));
-            try_reply!(reply, self.follow_copy_up(&h));
-            let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
+            try_reply!(reply, self.follow_copy_up(&h.file));
+            let fd = h.file.fd.read().unwrap_or_else(|p| p.into_inner());
             let buf = try_reply!(reply, sys::pread_full(fd.as_fd(), size as usize, offset));
             reply.data(&buf);
         })
@@ -1135,9 +1040,9 @@ impl Filesystem for OvlFs {
         self.count_op("write");
         guarded_io("write", ino, Some((offset, data.len() as u64)), || {
             let h = try_reply!(reply, self.file(fh));
-            let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
+            let fd = h.file.fd.read().unwrap_or_else(|p| p.into_inner());
             if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
-                try_reply!(reply, self.kill_privs(req, h.ino, fd.as_fd(), None));
+                try_reply!(reply, self.kill_privs(req, h.file.ino, fd.as_fd(), None));
             }
             let mut done = 0;
             while done < data.len() {
@@ -1178,7 +1083,7 @@ impl Filesystem for OvlFs {
         reply: ReplyEmpty,
     ) {
         if let Some((_, h)) = self.handles.files.remove(&fh.0) {
-            self.handles.io_close(h.ino);
+            self.handles.io_close(h.file.ino);
         }
         reply.ok();
     }
@@ -1194,7 +1099,7 @@ impl Filesystem for OvlFs {
         self.count_op("fsync");
         guarded("fsync", ino, || {
             let h = try_reply!(reply, self.file(fh));
-            let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
+            let fd = h.file.fd.read().unwrap_or_else(|p| p.into_inner());
             try_reply!(reply, sys::fsync(fd.as_fd(), datasync));
             reply.ok();
         })
@@ -1517,7 +1422,7 @@ impl Filesystem for OvlFs {
         self.count_op("fallocate");
         guarded_io("fallocate", ino, Some((offset, length)), || {
             let h = try_reply!(reply, self.file(fh));
-            let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
+            let fd = h.file.fd.read().unwrap_or_else(|p| p.into_inner());
             try_reply!(reply, sys::fallocate(fd.as_fd(), mode, offset, length));
             reply.ok();
         })
@@ -1565,8 +1470,8 @@ impl Filesystem for OvlFs {
         self.count_op("lseek");
         guarded("lseek", ino, || {
             let h = try_reply!(reply, self.file(fh));
-            try_reply!(reply, self.follow_copy_up(&h));
-            let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
+            try_reply!(reply, self.follow_copy_up(&h.file));
+            let fd = h.file.fd.read().unwrap_or_else(|p| p.into_inner());
             let r = try_reply!(reply, sys::lseek(fd.as_fd(), offset, whence));
             reply.offset(r);
         })
