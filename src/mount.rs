@@ -147,6 +147,9 @@ fn map_code_in() {
         };
         if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
             // Linux 5.14+; older kernels say EINVAL and nothing changes.
+            // SAFETY: the range is a mapping of our own executable, read from
+            // /proc/self/maps; MADV_POPULATE_READ only faults its pages in and
+            // changes no memory.
             unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_POPULATE_READ) };
         }
     }
@@ -165,6 +168,7 @@ fn detect_cpu_features() {
 fn detach(mp: &Path) -> bool {
     if crate::sys::geteuid() == 0 {
         if let Ok(c) = std::ffi::CString::new(mp.as_os_str().as_encoded_bytes()) {
+            // SAFETY: `c` is a NUL-terminated path that outlives the call.
             return unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0;
         }
         return false;
@@ -397,8 +401,10 @@ fn remount(o: &MountOptions, mp: &Path) -> Result<(), String> {
 /// Unmount what we mounted as root; lazily if something still holds it.
 fn unmount_path(mp: &Path) {
     if let Ok(c) = std::ffi::CString::new(mp.as_os_str().as_encoded_bytes())
+        // SAFETY: `c` is a NUL-terminated path that outlives the call.
         && unsafe { libc::umount2(c.as_ptr(), 0) } != 0
     {
+        // SAFETY: as above.
         unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
     }
 }
@@ -414,7 +420,9 @@ fn mount_as_root(r: &MountRequest, mp: &Path) -> std::io::Result<OwnedFd> {
         "fd={},rootmode={:o},user_id={},group_id={},default_permissions",
         dev.as_raw_fd(),
         st.st_mode & libc::S_IFMT,
+        // SAFETY: getuid cannot fail and touches no memory.
         unsafe { libc::getuid() },
+        // SAFETY: getgid cannot fail and touches no memory.
         unsafe { libc::getgid() }
     );
     if o.allow_other || o.allow_root {
@@ -462,6 +470,7 @@ fn mount_as_root(r: &MountRequest, mp: &Path) -> std::io::Result<OwnedFd> {
         cstr(format!("fuse.{}", o.subtype.as_deref().unwrap_or("ovlfuse")).as_bytes())?,
         cstr(data.as_bytes())?,
     );
+    // SAFETY: every pointer is a NUL-terminated string that outlives the call.
     let rc = unsafe {
         libc::mount(
             src.as_ptr(),
@@ -479,15 +488,19 @@ fn mount_as_root(r: &MountRequest, mp: &Path) -> std::io::Result<OwnedFd> {
 
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two fds pipe2 writes.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
+    // SAFETY: pipe2 succeeded: both fds are new and owned by nothing else.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 /// Block SIGTERM/SIGINT/SIGHUP in every thread; one thread waits for them
 /// and unmounts, which ends the event loops.
 fn block_signals() -> libc::sigset_t {
+    // SAFETY: `set` is initialised by sigemptyset before use; the calls only read
+    // and write it and this thread's mask.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
@@ -531,6 +544,7 @@ pub fn run(mut r: MountRequest) -> i32 {
     }
     // Exact modes for what we create: the kernel already applied the
     // caller's umask.
+    // SAFETY: umask cannot fail and touches no memory.
     unsafe { libc::umask(0) };
     crate::sys::raise_nofile();
     let mut ready: Option<OwnedFd> = None;
@@ -540,10 +554,12 @@ pub fn run(mut r: MountRequest) -> i32 {
             Err(e) => return fail(format!("pipe: {e}")),
         };
         // Fork before any thread exists; the parent only waits for word.
+        // SAFETY: no other thread exists yet (see above), so the child may go on running Rust code.
         match unsafe { libc::fork() } {
             -1 => return fail(format!("fork: {}", std::io::Error::last_os_error())),
             0 => {
                 drop(rd);
+                // SAFETY: setsid cannot fail in a fresh child and touches no memory.
                 unsafe { libc::setsid() };
                 ready = Some(wr);
             }
@@ -623,6 +639,7 @@ pub fn run(mut r: MountRequest) -> i32 {
     let mp2 = mp.clone();
     std::thread::spawn(move || {
         let mut sig: libc::c_int = 0;
+        // SAFETY: `sigs` and `sig` are valid for the call; sigwait only reads and writes them.
         unsafe { libc::sigwait(&sigs, &mut sig) };
         tracing::info!(sig, "signal: unmounting");
         if root {
@@ -649,6 +666,8 @@ pub fn run(mut r: MountRequest) -> i32 {
         {
             use std::os::fd::AsRawFd;
             for fd in 0..3 {
+                // SAFETY: `null` is open; dup2 onto 0..3 replaces the standard
+                // streams, which std reaches by number and no OwnedFd holds.
                 unsafe { libc::dup2(null.as_raw_fd(), fd) };
             }
         }

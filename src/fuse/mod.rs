@@ -653,6 +653,7 @@ impl Filesystem for OvlFs {
                 Ok(None) => {
                     tracing::debug!(op = "lookup", parent = parent.0, ?name, "negative");
                     // A negative entry (node id 0) the kernel may cache.
+                    // SAFETY: all-zero bytes are a valid `libc::stat` (integers only).
                     let mut a = to_attr(&unsafe { std::mem::zeroed::<Stat>() });
                     a.ino = INodeNo(0);
                     reply.entry(&self.stack.view.cache_ttl, &a, Generation(0));
@@ -1179,6 +1180,7 @@ impl Filesystem for OvlFs {
                 let off = offset + i as u64 + 1;
                 if it.name == "." || it.name == ".." {
                     // The kernel takes no reference for these: no attributes needed.
+                    // SAFETY: all-zero bytes are a valid `libc::stat` (integers only).
                     let mut a = to_attr(&unsafe { std::mem::zeroed::<Stat>() });
                     a.ino = INodeNo(it.ino);
                     a.kind = FileType::Directory;

@@ -6,11 +6,13 @@ use std::io;
 use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 
 pub fn ftruncate(fd: BorrowedFd, size: u64) -> io::Result<()> {
+    // SAFETY: a borrowed, open fd; no memory is passed.
     check(unsafe { libc::ftruncate(fd.as_raw_fd(), size as libc::off_t) })?;
     Ok(())
 }
 
 pub fn fsync(fd: BorrowedFd, datasync: bool) -> io::Result<()> {
+    // SAFETY: a borrowed, open fd; no memory is passed.
     check(unsafe {
         if datasync {
             libc::fdatasync(fd.as_raw_fd())
@@ -22,6 +24,7 @@ pub fn fsync(fd: BorrowedFd, datasync: bool) -> io::Result<()> {
 }
 
 pub fn fallocate(fd: BorrowedFd, mode: i32, offset: u64, len: u64) -> io::Result<()> {
+    // SAFETY: a borrowed, open fd; no memory is passed.
     check(unsafe {
         libc::fallocate(
             fd.as_raw_fd(),
@@ -41,6 +44,8 @@ pub fn pread_full(fd: BorrowedFd, len: usize, offset: u64) -> io::Result<Vec<u8>
     while buf.len() < len {
         let want = len - buf.len();
         let spare = &mut buf.spare_capacity_mut()[..want];
+        // SAFETY: `spare` is `want` writable bytes of the buffer's capacity; pread
+        // writes at most that many.
         let n = check_ssize(unsafe {
             libc::pread(
                 fd.as_raw_fd(),
@@ -59,6 +64,7 @@ pub fn pread_full(fd: BorrowedFd, len: usize, offset: u64) -> io::Result<Vec<u8>
 }
 
 pub fn pread(fd: BorrowedFd, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    // SAFETY: `buf` is writable for its length, which is what pread is told.
     check_ssize(unsafe {
         libc::pread(
             fd.as_raw_fd(),
@@ -70,6 +76,7 @@ pub fn pread(fd: BorrowedFd, buf: &mut [u8], offset: u64) -> io::Result<usize> {
 }
 
 pub fn pwrite(fd: BorrowedFd, buf: &[u8], offset: u64) -> io::Result<usize> {
+    // SAFETY: `buf` is readable for its length, which is what pwrite is told.
     check_ssize(unsafe {
         libc::pwrite(
             fd.as_raw_fd(),
@@ -81,6 +88,7 @@ pub fn pwrite(fd: BorrowedFd, buf: &[u8], offset: u64) -> io::Result<usize> {
 }
 
 pub fn lseek(fd: BorrowedFd, offset: i64, whence: i32) -> io::Result<i64> {
+    // SAFETY: a borrowed, open fd; no memory is passed.
     let r = unsafe { libc::lseek(fd.as_raw_fd(), offset, whence) };
     if r < 0 {
         Err(io::Error::last_os_error())
@@ -92,6 +100,7 @@ pub fn lseek(fd: BorrowedFd, offset: i64, whence: i32) -> io::Result<i64> {
 /// Reflink the whole of `src` into `dst` (FICLONE).
 pub fn ficlone(dst: BorrowedFd, src: BorrowedFd) -> io::Result<()> {
     const FICLONE: libc::c_ulong = 0x4004_9409;
+    // SAFETY: two borrowed, open fds; FICLONE takes the source fd by value.
     check(unsafe { libc::ioctl(dst.as_raw_fd(), FICLONE, src.as_raw_fd()) })?;
     Ok(())
 }
@@ -103,6 +112,7 @@ pub fn copy_file_range(
     off_out: &mut i64,
     len: usize,
 ) -> io::Result<usize> {
+    // SAFETY: two borrowed fds and two offsets borrowed mutably for the call.
     check_ssize(unsafe {
         libc::copy_file_range(src.as_raw_fd(), off_in, dst.as_raw_fd(), off_out, len, 0)
     })
@@ -111,13 +121,16 @@ pub fn copy_file_range(
 /// A pipe (read end, write end) for moving file data with splice(2).
 pub fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two fds pipe2 writes.
     check(unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) })?;
+    // SAFETY: pipe2 succeeded: both fds are new and owned by nothing else.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 /// Ask for a pipe of `bytes` capacity; returns what the kernel granted.
 pub fn set_pipe_size(fd: BorrowedFd, bytes: usize) -> io::Result<usize> {
     let n =
+        // SAFETY: a borrowed, open fd; no memory is passed.
         check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_SETPIPE_SZ, bytes as libc::c_int) })?;
     Ok(n as usize)
 }
@@ -131,6 +144,7 @@ pub fn splice(
     len: usize,
 ) -> io::Result<usize> {
     let ptr = |o: Option<&mut i64>| o.map_or(std::ptr::null_mut(), |r| r as *mut i64);
+    // SAFETY: two borrowed fds; each offset is null or borrowed mutably for the call.
     check_ssize(unsafe {
         libc::splice(
             from.as_raw_fd(),
@@ -144,6 +158,7 @@ pub fn splice(
 }
 
 pub fn flock(fd: BorrowedFd, op: i32) -> io::Result<()> {
+    // SAFETY: a borrowed, open fd; no memory is passed.
     check(unsafe { libc::flock(fd.as_raw_fd(), op) })?;
     Ok(())
 }

@@ -21,6 +21,7 @@ pub fn touch_listing(dir: BorrowedFd) -> io::Result<()> {
 
 /// One getdents64 into `buf`: the bytes of records it filled (0 at the end).
 fn getdents64(dir: BorrowedFd, buf: &mut [u8]) -> io::Result<usize> {
+    // SAFETY: `buf` is writable for its length, which is what getdents64 is told.
     let n = unsafe {
         libc::syscall(
             libc::SYS_getdents64,

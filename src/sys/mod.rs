@@ -73,6 +73,7 @@ fn proc_path(dir: BorrowedFd, name: Option<&OsStr>) -> io::Result<CString> {
 
 /// Hand freed heap memory back to the system (glibc keeps it otherwise).
 pub fn trim_heap() {
+    // SAFETY: malloc_trim only returns free heap pages to the system.
     unsafe { libc::malloc_trim(0) };
 }
 
@@ -84,6 +85,7 @@ pub fn in_initial_user_ns() -> bool {
 }
 
 pub fn geteuid() -> u32 {
+    // SAFETY: geteuid cannot fail and touches no memory.
     unsafe { libc::geteuid() }
 }
 
@@ -102,14 +104,18 @@ pub fn is_lnk(st: &Stat) -> bool {
 /// Switch this thread's filesystem uid/gid (used to create objects as the
 /// caller); returns the previous values.
 pub fn set_fs_ids(uid: u32, gid: u32) -> (u32, u32) {
+    // SAFETY: setfsgid and setfsuid change this thread's ids only and touch no memory.
     let og = unsafe { libc::setfsgid(gid) } as u32;
+    // SAFETY: as above.
     let ou = unsafe { libc::setfsuid(uid) } as u32;
     (ou, og)
 }
 
 /// The soft limit on open files.
 pub fn nofile_limit() -> u64 {
+    // SAFETY: all-zero bytes are a valid `libc::rlimit` (integers only).
     let mut rl: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: `rl` is valid for writing for the call.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0 {
         rl.rlim_cur
     } else {
@@ -120,9 +126,12 @@ pub fn nofile_limit() -> u64 {
 /// Best-effort: raise our open-file limit to the hard maximum (open handles
 /// are fds).
 pub fn raise_nofile() {
+    // SAFETY: all-zero bytes are a valid `libc::rlimit` (integers only).
     let mut rl: libc::rlimit = unsafe { std::mem::zeroed() };
+    // SAFETY: `rl` is valid for writing for the call.
     if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut rl) } == 0 && rl.rlim_cur < rl.rlim_max {
         rl.rlim_cur = rl.rlim_max;
+        // SAFETY: `rl` is valid for reading for the call.
         unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &rl) };
     }
 }

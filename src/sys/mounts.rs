@@ -47,6 +47,8 @@ fn clone_tree(path: &Path, attr_set: u64) -> io::Result<OwnedFd> {
         userns_fd: 0,
     };
     let empty = c"";
+    // SAFETY: `fd` is open, the path is an empty C string and `attr` a `struct
+    // mount_attr` of the size given; all outlive the call.
     let r = unsafe {
         libc::syscall(
             libc::SYS_mount_setattr,
@@ -69,6 +71,7 @@ fn clone_tree(path: &Path, attr_set: u64) -> io::Result<OwnedFd> {
 pub fn open_tree_clone(path: &Path) -> io::Result<OwnedFd> {
     const OPEN_TREE_CLONE: u32 = 1;
     let c = cstr(path.as_os_str())?;
+    // SAFETY: `c` is a NUL-terminated path that outlives the call.
     let fd = unsafe {
         libc::syscall(
             libc::SYS_open_tree,
@@ -80,6 +83,7 @@ pub fn open_tree_clone(path: &Path) -> io::Result<OwnedFd> {
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
+    // SAFETY: open_tree succeeded: the fd is new and owned by nothing else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 

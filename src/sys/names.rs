@@ -9,12 +9,14 @@ use std::os::unix::ffi::OsStringExt;
 
 pub fn mkdirat(dir: BorrowedFd, name: &OsStr, mode: u32) -> io::Result<()> {
     let c = cstr(name)?;
+    // SAFETY: a borrowed, open fd and a NUL-terminated name that outlive the call.
     check(unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), mode) })?;
     Ok(())
 }
 
 pub fn mknodat(dir: BorrowedFd, name: &OsStr, mode: u32, rdev: u64) -> io::Result<()> {
     let c = cstr(name)?;
+    // SAFETY: a borrowed, open fd and a NUL-terminated name that outlive the call.
     check(unsafe { libc::mknodat(dir.as_raw_fd(), c.as_ptr(), mode, rdev) })?;
     Ok(())
 }
@@ -22,6 +24,7 @@ pub fn mknodat(dir: BorrowedFd, name: &OsStr, mode: u32, rdev: u64) -> io::Resul
 pub fn symlinkat(target: &OsStr, dir: BorrowedFd, name: &OsStr) -> io::Result<()> {
     let t = cstr(target)?;
     let c = cstr(name)?;
+    // SAFETY: a borrowed, open fd and NUL-terminated strings that outlive the call.
     check(unsafe { libc::symlinkat(t.as_ptr(), dir.as_raw_fd(), c.as_ptr()) })?;
     Ok(())
 }
@@ -29,6 +32,7 @@ pub fn symlinkat(target: &OsStr, dir: BorrowedFd, name: &OsStr) -> io::Result<()
 pub fn linkat(odir: BorrowedFd, oname: &OsStr, ndir: BorrowedFd, nname: &OsStr) -> io::Result<()> {
     let o = cstr(oname)?;
     let n = cstr(nname)?;
+    // SAFETY: borrowed, open fds and NUL-terminated names that outlive the call.
     check(unsafe {
         libc::linkat(
             odir.as_raw_fd(),
@@ -46,6 +50,8 @@ pub fn linkat(odir: BorrowedFd, oname: &OsStr, ndir: BorrowedFd, nname: &OsStr) 
 pub fn link_fd(fd: BorrowedFd, ndir: BorrowedFd, nname: &OsStr) -> io::Result<()> {
     let o = proc_path(fd, None)?;
     let n = cstr(nname)?;
+    // SAFETY: a NUL-terminated /proc path, a borrowed, open fd and a NUL-
+    // terminated name, all outliving the call.
     check(unsafe {
         libc::linkat(
             libc::AT_FDCWD,
@@ -61,6 +67,7 @@ pub fn link_fd(fd: BorrowedFd, ndir: BorrowedFd, nname: &OsStr) -> io::Result<()
 pub fn unlinkat(dir: BorrowedFd, name: &OsStr, is_dir: bool) -> io::Result<()> {
     let c = cstr(name)?;
     let flags = if is_dir { libc::AT_REMOVEDIR } else { 0 };
+    // SAFETY: a borrowed, open fd and a NUL-terminated name that outlive the call.
     check(unsafe { libc::unlinkat(dir.as_raw_fd(), c.as_ptr(), flags) })?;
     Ok(())
 }
@@ -78,6 +85,7 @@ pub fn renameat2(
 ) -> io::Result<()> {
     let o = cstr(oname)?;
     let n = cstr(nname)?;
+    // SAFETY: borrowed, open fds and NUL-terminated names that outlive the call.
     check(unsafe {
         libc::renameat2(
             odir.as_raw_fd(),
@@ -93,6 +101,7 @@ pub fn renameat2(
 pub fn readlinkat(dir: BorrowedFd, name: &OsStr) -> io::Result<OsString> {
     let c = cstr(name)?;
     let mut buf = vec![0u8; libc::PATH_MAX as usize + 1];
+    // SAFETY: `buf` is writable for its length, which is what readlinkat is told.
     let n = check_ssize(unsafe {
         libc::readlinkat(
             dir.as_raw_fd(),

@@ -21,7 +21,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 /// Open a path (absolute, outside any layer) as given by the user.
 pub fn open_path(path: &Path, flags: i32) -> io::Result<OwnedFd> {
     let c = cstr(path.as_os_str())?;
+    // SAFETY: `c` is a NUL-terminated path that outlives the call.
     let fd = check(unsafe { libc::open(c.as_ptr(), flags | libc::O_CLOEXEC) })?;
+    // SAFETY: open succeeded: the fd is new and owned by nothing else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
@@ -65,6 +67,8 @@ fn openat2(
         mode: if creates { (mode & 0o7777) as u64 } else { 0 },
         resolve,
     };
+    // SAFETY: `dir` is open, `path` NUL-terminated and `how` a `struct open_how`
+    // of the size given; all outlive the call.
     let ret = unsafe {
         libc::syscall(
             libc::SYS_openat2,
@@ -75,6 +79,7 @@ fn openat2(
         )
     };
     if ret >= 0 {
+        // SAFETY: openat2 succeeded: the fd is new and owned by nothing else.
         return Some(Ok(unsafe { OwnedFd::from_raw_fd(ret as RawFd) }));
     }
     let e = io::Error::last_os_error();
@@ -159,7 +164,9 @@ pub fn open_dir(root: BorrowedFd, rel: &Path) -> io::Result<OwnedFd> {
 }
 
 pub fn dup(fd: BorrowedFd) -> io::Result<OwnedFd> {
+    // SAFETY: a borrowed, open fd; no memory is passed.
     let n = check(unsafe { libc::fcntl(fd.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 3) })?;
+    // SAFETY: fcntl succeeded: the fd is new and owned by nothing else.
     Ok(unsafe { OwnedFd::from_raw_fd(n) })
 }
 
@@ -169,6 +176,7 @@ pub fn openat(dir: BorrowedFd, name: &OsStr, flags: i32, mode: u32) -> io::Resul
     if let Some(r) = openat2(dir, &c, flags | libc::O_NOFOLLOW, mode, RESOLVE_NO_XDEV) {
         return r;
     }
+    // SAFETY: a borrowed, open fd and a NUL-terminated name that outlive the call.
     let fd = check(unsafe {
         libc::openat(
             dir.as_raw_fd(),
@@ -177,6 +185,7 @@ pub fn openat(dir: BorrowedFd, name: &OsStr, flags: i32, mode: u32) -> io::Resul
             mode as libc::c_uint,
         )
     })?;
+    // SAFETY: openat succeeded: the fd is new and owned by nothing else.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
@@ -259,6 +268,7 @@ impl Pinned {
     }
 
     pub fn chown(&self, uid: u32, gid: u32) -> io::Result<()> {
+        // SAFETY: our own open fd and an empty C string (AT_EMPTY_PATH: the fd itself).
         check(unsafe {
             libc::fchownat(
                 self.fd.as_raw_fd(),
@@ -283,6 +293,8 @@ impl Pinned {
     pub fn utimens(&self, atime: TimeSet, mtime: TimeSet) -> io::Result<()> {
         let times = [ts(atime), ts(mtime)];
         let flags = libc::AT_EMPTY_PATH | libc::AT_SYMLINK_NOFOLLOW;
+        // SAFETY: our own open fd, an empty C string (AT_EMPTY_PATH) and two
+        // timespecs, all outliving the call.
         check(unsafe {
             libc::utimensat(self.fd.as_raw_fd(), c"".as_ptr(), times.as_ptr(), flags)
         })?;
@@ -313,6 +325,8 @@ impl Pinned {
 /// object may have no name).
 pub fn reopen(fd: BorrowedFd, flags: i32) -> io::Result<OwnedFd> {
     let p = proc_path(fd, None)?;
+    // SAFETY: `p` is a NUL-terminated /proc path that outlives the call.
     let n = check(unsafe { libc::open(p.as_ptr(), flags | libc::O_CLOEXEC) })?;
+    // SAFETY: open succeeded: the fd is new and owned by nothing else.
     Ok(unsafe { OwnedFd::from_raw_fd(n) })
 }

@@ -8,7 +8,9 @@ use std::path::Path;
 
 pub fn fstatat(dir: BorrowedFd, name: &OsStr) -> io::Result<Stat> {
     let c = cstr(name)?;
+    // SAFETY: all-zero bytes are a valid `libc::stat` (integers only).
     let mut st: Stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a borrowed, open fd, a NUL-terminated name and `st`, writable, outlive the call.
     check(unsafe {
         libc::fstatat(
             dir.as_raw_fd(),
@@ -21,13 +23,16 @@ pub fn fstatat(dir: BorrowedFd, name: &OsStr) -> io::Result<Stat> {
 }
 
 pub fn fstat(fd: BorrowedFd) -> io::Result<Stat> {
+    // SAFETY: all-zero bytes are a valid `libc::stat` (integers only).
     let mut st: Stat = unsafe { std::mem::zeroed() };
+    // SAFETY: a borrowed, open fd and `st`, writable, outlive the call.
     check(unsafe { libc::fstat(fd.as_raw_fd(), &mut st) })?;
     Ok(st)
 }
 
 pub fn fchownat(dir: BorrowedFd, name: &OsStr, uid: u32, gid: u32) -> io::Result<()> {
     let c = cstr(name)?;
+    // SAFETY: a borrowed, open fd and a NUL-terminated name that outlive the call.
     check(unsafe {
         libc::fchownat(
             dir.as_raw_fd(),
@@ -49,16 +54,19 @@ pub fn fchmodat(dir: BorrowedFd, name: &OsStr, mode: u32) -> io::Result<()> {
 
 /// chmod of the object an fd holds, O_PATH fds included.
 pub fn chmod_fd(fd: BorrowedFd, mode: u32) -> io::Result<()> {
+    // SAFETY: the /proc path is a NUL-terminated temporary that lives to the end of the statement.
     check(unsafe { libc::chmod(proc_path(fd, None)?.as_ptr(), mode) })?;
     Ok(())
 }
 
 pub fn fchmod(fd: BorrowedFd, mode: u32) -> io::Result<()> {
+    // SAFETY: a borrowed, open fd; no memory is passed.
     check(unsafe { libc::fchmod(fd.as_raw_fd(), mode) })?;
     Ok(())
 }
 
 pub fn fchown(fd: BorrowedFd, uid: u32, gid: u32) -> io::Result<()> {
+    // SAFETY: a borrowed, open fd; no memory is passed.
     check(unsafe { libc::fchown(fd.as_raw_fd(), uid, gid) })?;
     Ok(())
 }
@@ -83,6 +91,7 @@ pub(super) fn ts(t: TimeSet) -> libc::timespec {
 pub fn utimensat(dir: BorrowedFd, name: &OsStr, atime: TimeSet, mtime: TimeSet) -> io::Result<()> {
     let c = cstr(name)?;
     let times = [ts(atime), ts(mtime)];
+    // SAFETY: a borrowed, open fd, a NUL-terminated name and two timespecs that outlive the call.
     check(unsafe {
         libc::utimensat(
             dir.as_raw_fd(),
@@ -96,6 +105,7 @@ pub fn utimensat(dir: BorrowedFd, name: &OsStr, atime: TimeSet, mtime: TimeSet) 
 
 pub fn futimens(fd: BorrowedFd, atime: TimeSet, mtime: TimeSet) -> io::Result<()> {
     let times = [ts(atime), ts(mtime)];
+    // SAFETY: a borrowed, open fd and two timespecs that outlive the call.
     check(unsafe { libc::futimens(fd.as_raw_fd(), times.as_ptr()) })?;
     Ok(())
 }
@@ -156,12 +166,15 @@ pub fn flags_ioctl(fd: BorrowedFd, op: FlagsIoctl, data: &mut [u8]) -> io::Resul
     if data.len() != op.size() {
         return Err(err(libc::EINVAL));
     }
+    // SAFETY: `data` is `op.size()` bytes (checked above), as much as the ioctl reads or writes.
     check(unsafe { libc::ioctl(fd.as_raw_fd(), op.cmd(), data.as_mut_ptr()) })?;
     Ok(())
 }
 
 pub fn fstatvfs(fd: BorrowedFd) -> io::Result<libc::statvfs> {
+    // SAFETY: all-zero bytes are a valid `libc::statvfs` (integers only).
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a borrowed, open fd and `st`, writable, outlive the call.
     check(unsafe { libc::fstatvfs(fd.as_raw_fd(), &mut st) })?;
     Ok(st)
 }
@@ -170,7 +183,9 @@ pub fn fstatvfs(fd: BorrowedFd) -> io::Result<libc::statvfs> {
 /// False where the kernel cannot tell (before 5.8).
 pub fn is_mount_root(dir: BorrowedFd, name: &OsStr) -> io::Result<bool> {
     let c = cstr(name)?;
+    // SAFETY: all-zero bytes are a valid `libc::statx` (integers only).
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: a borrowed, open fd, a NUL-terminated name and `stx`, writable, outlive the call.
     check(unsafe {
         libc::statx(
             dir.as_raw_fd(),
@@ -188,7 +203,9 @@ pub fn is_mount_root(dir: BorrowedFd, name: &OsStr) -> io::Result<bool> {
 /// it tells a live FUSE mount from a dead one (ENOTCONN).
 pub fn statfs_path(path: &Path) -> io::Result<()> {
     let c = cstr(path.as_os_str())?;
+    // SAFETY: all-zero bytes are a valid `libc::statfs` (integers only).
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    // SAFETY: a NUL-terminated path and `st`, writable, outlive the call.
     check(unsafe { libc::statfs(c.as_ptr(), &mut st) })?;
     Ok(())
 }

@@ -93,6 +93,9 @@ fn xattrat_with_value(
 ) -> libc::c_long {
     let size = std::mem::size_of::<XattrArgs>();
     let a = &mut args as *mut XattrArgs;
+    // SAFETY: `path` and `name` are NUL-terminated and `args` a `struct
+    // xattr_args` of the size given, whose value pointer and size the callers set
+    // to a live buffer; all outlive the call.
     unsafe { libc::syscall(nr, fd, path.as_ptr(), at_flags, name.as_ptr(), a, size) }
 }
 
@@ -108,6 +111,7 @@ fn getxattr_into(t: XTarget, n: &CStr, buf: &mut [u8]) -> io::Result<usize> {
             };
             xattrat_with_value(SYS_GETXATTRAT, fd, path, flags, n, value)
         },
+        // SAFETY: `p` and `n` are NUL-terminated; `ptr` is `buf`, writable for the length given.
         |p, nofollow| unsafe {
             if nofollow {
                 libc::lgetxattr(p.as_ptr(), n.as_ptr(), ptr, buf.len())
@@ -140,9 +144,11 @@ pub fn listxattr(t: XTarget) -> io::Result<Vec<OsString>> {
         let ptr = buf.as_mut_ptr() as *mut libc::c_char;
         let len = buf.len();
         let r = t.call(
+            // SAFETY: `path` is NUL-terminated; `ptr` is `buf`, writable for `len`.
             |fd, path, flags| unsafe {
                 libc::syscall(SYS_LISTXATTRAT, fd, path.as_ptr(), flags, ptr, len)
             },
+            // SAFETY: `p` is NUL-terminated; `ptr` is `buf`, writable for `len`.
             |p, nofollow| unsafe {
                 if nofollow {
                     libc::llistxattr(p.as_ptr(), ptr, len)
@@ -181,6 +187,7 @@ pub fn setxattr(t: XTarget, name: &OsStr, value: &[u8], flags: i32) -> io::Resul
             };
             xattrat_with_value(SYS_SETXATTRAT, fd, path, at_flags, &n, args)
         },
+        // SAFETY: `p` and `n` are NUL-terminated; `v` is `value`, readable for its length.
         |p, nofollow| unsafe {
             (if nofollow {
                 libc::lsetxattr(p.as_ptr(), n.as_ptr(), v, value.len(), flags)
@@ -195,9 +202,11 @@ pub fn setxattr(t: XTarget, name: &OsStr, value: &[u8], flags: i32) -> io::Resul
 pub fn removexattr(t: XTarget, name: &OsStr) -> io::Result<()> {
     let n = cstr(name)?;
     t.call(
+        // SAFETY: `path` and `n` are NUL-terminated and outlive the call.
         |fd, path, flags| unsafe {
             libc::syscall(SYS_REMOVEXATTRAT, fd, path.as_ptr(), flags, n.as_ptr())
         },
+        // SAFETY: `p` and `n` are NUL-terminated and outlive the call.
         |p, nofollow| unsafe {
             (if nofollow {
                 libc::lremovexattr(p.as_ptr(), n.as_ptr())
