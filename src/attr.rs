@@ -9,6 +9,7 @@
 //! and setgid ([`KillPrivs`]: with FUSE_HANDLE_KILLPRIV_V2 that is ours).
 
 use crate::copy_up::{self, CopyUp};
+use crate::idmap::{DiskId, IdMaps};
 use crate::lookup::{Entry, split};
 use crate::stack::Stack;
 use crate::sys::{self, Stat, TimeSet};
@@ -121,6 +122,71 @@ impl KillPrivs {
     pub fn asks_group(mode: u32) -> bool {
         mode & (libc::S_ISGID | libc::S_IXGRP) == libc::S_ISGID
     }
+}
+
+/// access(2) beyond the mode bits the kernel checks itself
+/// (`default_permissions`): a read-only mount refuses `W_OK` (EROFS).
+pub fn access(stack: &Stack, mask: i32) -> io::Result<()> {
+    if mask & libc::W_OK != 0 && !stack.has_upper {
+        return Err(sys::err(libc::EROFS));
+    }
+    Ok(())
+}
+
+/// The caller of a request, as FUSE names it: its thread and its fsgid
+/// (the rest of its credentials is read from /proc when asked).
+#[derive(Debug, Clone, Copy)]
+pub struct Requester {
+    pub pid: u32,
+    pub gid: u32,
+}
+
+/// What a write, truncate or chown by `who` clears on a file
+/// with `mode` and `gid`: a setgid bit without group execute only if the
+/// caller is neither in the group nor CAP_FSETID-capable (the kernel's
+/// setattr_should_drop_sgid). The kernel asks for writes and truncates
+/// only from callers without CAP_FSETID, but for every chown: root's
+/// chown keeps such a bit.
+pub fn kill_for(ids: &IdMaps, who: Requester, mode: u32, gid: u32) -> KillPrivs {
+    // The caller's groups are as the mount shows them; `gid` is stored.
+    let gid = ids.gid.shown(DiskId(gid)).0;
+    if KillPrivs::asks_group(mode) && !caller_in_group_or_capable(who, gid) {
+        KillPrivs::All
+    } else {
+        KillPrivs::Exec
+    }
+}
+
+/// CAP_FSETID's bit in a capability set.
+const CAP_FSETID: u64 = 1 << 4;
+
+/// Whether `gid` is the caller's group or one of its supplementary groups,
+/// or the caller has CAP_FSETID (the kernel's in_group_or_capable). FUSE
+/// sends the fsgid only; /proc/<tid>/status of the calling thread has the
+/// rest. Only a setgid file without group execute asks. If the thread is
+/// gone it counts as in the group: the bit stays, as it did before.
+fn caller_in_group_or_capable(who: Requester, gid: u32) -> bool {
+    if who.gid == gid {
+        return true;
+    }
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", who.pid)) else {
+        return true;
+    };
+    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name));
+    let in_group =
+        field("Groups:").is_some_and(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)));
+    // CapEff counts only in the daemon's own user namespace, where the
+    // files' ids live (the kernel asks capable_wrt_inode_uidgid): root of a
+    // container's namespace is no one special here.
+    let same_userns = || {
+        let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/user")).ok();
+        ns(&who.pid.to_string()).is_some_and(|n| Some(n) == ns("self"))
+    };
+    let capable = field("CapEff:")
+        .and_then(|c| u64::from_str_radix(c.trim(), 16).ok())
+        .is_some_and(|c| c & CAP_FSETID != 0)
+        && same_userns();
+    in_group || capable
 }
 
 impl SetAttr {

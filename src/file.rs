@@ -1,6 +1,7 @@
 //! Open files (the kernel's file.c concern): which layer an open reaches,
 //! copy-up on open for write, a read-only lower handle following a later
-//! copy-up, and which open files may be passed through to the kernel.
+//! copy-up, which open files may be passed through to the kernel, and what
+//! an fsync of a directory reaches.
 //!
 //! Rules served (docs/semantics.md "Copy-up"): an open
 //! for writing (or with `O_TRUNC`) copies a lower file up first (its data
@@ -176,6 +177,24 @@ pub fn open(
             truncated: false,
         })
     }
+}
+
+/// fsync of the merged directory at `path`: only its upper directory can
+/// hold unsynced changes (lowers are never written); where it has none, or
+/// cannot be opened, there is nothing to sync.
+pub fn fsync_dir(stack: &Stack, path: &Path) -> io::Result<()> {
+    if stack.has_upper
+        && let Ok(d) = stack.dir(0, path)
+        && let Ok(fd) = sys::openat(
+            d.as_fd(),
+            OsStr::new("."),
+            libc::O_RDONLY | libc::O_DIRECTORY,
+            0,
+        )
+    {
+        sys::fsync(fd.as_fd(), false)?;
+    }
+    Ok(())
 }
 
 /// Whether to open a layer file O_NOATIME: a lower one always (the

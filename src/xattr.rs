@@ -24,6 +24,15 @@ use std::path::Path;
 const HIDDEN: i32 = libc::ENODATA;
 const REFUSED: i32 = libc::EOPNOTSUPP;
 
+/// Whether the mount serves extended attributes at all: with `noxattrs`,
+/// every xattr request answers EOPNOTSUPP before anything is looked up.
+pub fn enabled(stack: &Stack) -> io::Result<()> {
+    if stack.view.noxattrs {
+        return Err(err(libc::EOPNOTSUPP));
+    }
+    Ok(())
+}
+
 /// `dir`: the directory holding the object in its layer, if the caller
 /// has it open already.
 pub fn get(

@@ -5,11 +5,11 @@
 pub mod handles;
 pub mod inodes;
 
-use crate::attr::{self, KillPrivs, SetAttr};
+use crate::attr::{self, KillPrivs, Requester, SetAttr, kill_for};
 use crate::dir_ops::{self, Caller, NewObject};
 use crate::dircache::DirFd;
 use crate::file::{self, OpenFile};
-use crate::idmap::{DiskId, IdMaps, ShownId};
+use crate::idmap::{IdMaps, ShownId};
 use crate::lookup::{self, DirRef, Entry};
 use crate::readdir;
 use crate::stack::Stack;
@@ -153,52 +153,12 @@ fn caller(ids: &IdMaps, req: &Request, umask: u32) -> Caller {
     }
 }
 
-/// What a write, truncate or chown by the caller of `req` clears on a file
-/// with `mode` and `gid`: a setgid bit without group execute only if the
-/// caller is neither in the group nor CAP_FSETID-capable (the kernel's
-/// setattr_should_drop_sgid). The kernel asks for writes and truncates
-/// only from callers without CAP_FSETID, but for every chown: root's
-/// chown keeps such a bit.
-fn kill_for(ids: &IdMaps, req: &Request, mode: u32, gid: u32) -> KillPrivs {
-    // The caller's groups are as the mount shows them; `gid` is stored.
-    let gid = ids.gid.shown(DiskId(gid)).0;
-    if KillPrivs::asks_group(mode) && !caller_in_group_or_capable(req, gid) {
-        KillPrivs::All
-    } else {
-        KillPrivs::Exec
+/// Who asks, as the kernel names the caller of `req`.
+fn requester(req: &Request) -> Requester {
+    Requester {
+        pid: req.pid(),
+        gid: req.gid(),
     }
-}
-
-/// CAP_FSETID's bit in a capability set.
-const CAP_FSETID: u64 = 1 << 4;
-
-/// Whether `gid` is the caller's group or one of its supplementary groups,
-/// or the caller has CAP_FSETID (the kernel's in_group_or_capable). FUSE
-/// sends the fsgid only; /proc/<tid>/status of the calling thread has the
-/// rest. Only a setgid file without group execute asks. If the thread is
-/// gone it counts as in the group: the bit stays, as it did before.
-fn caller_in_group_or_capable(req: &Request, gid: u32) -> bool {
-    if req.gid() == gid {
-        return true;
-    }
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", req.pid())) else {
-        return true;
-    };
-    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name));
-    let in_group =
-        field("Groups:").is_some_and(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)));
-    // CapEff counts only in the daemon's own user namespace, where the
-    // files' ids live (the kernel asks capable_wrt_inode_uidgid): root of a
-    // container's namespace is no one special here.
-    let same_userns = || {
-        let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/user")).ok();
-        ns(&req.pid().to_string()).is_some_and(|n| Some(n) == ns("self"))
-    };
-    let capable = field("CapEff:")
-        .and_then(|c| u64::from_str_radix(c.trim(), 16).ok())
-        .is_some_and(|c| c & CAP_FSETID != 0)
-        && same_userns();
-    in_group || capable
 }
 
 /// Run a handler; a panic inside answers EIO (the dropped reply does) and
@@ -268,7 +228,7 @@ impl OvlFs {
         was: Option<u32>,
     ) -> io::Result<()> {
         let cleared = attr::kill_privs_fd(fd, |mode, gid| {
-            kill_for(&self.stack.view.ids, req, mode, gid)
+            kill_for(&self.stack.view.ids, requester(req), mode, gid)
         })?;
         let had = was.is_some_and(|m| m & (libc::S_ISUID | libc::S_ISGID) != 0);
         if cleared || had {
@@ -734,7 +694,7 @@ impl Filesystem for OvlFs {
                 Err(err) => match self.handle_of(ino.0, fh) {
                     Some(h) if h.file.in_upper.load(Ordering::Acquire) => {
                         let ids = &self.stack.view.ids;
-                        let ask = |mode, gid| kill_for(ids, req, mode, gid);
+                        let ask = |mode, gid| kill_for(ids, requester(req), mode, gid);
                         let kill = kill.then_some(&ask as &dyn Fn(u32, u32) -> KillPrivs);
                         let st = try_reply!(reply, h.file.setattr_unnamed(&self.stack, sa, kill));
                         return reply.attr(&self.stack.view.cache_ttl, &self.attr(st));
@@ -743,7 +703,12 @@ impl Filesystem for OvlFs {
                 },
             };
             if kill {
-                sa.kill_privs = kill_for(&self.stack.view.ids, req, e.st.st_mode, e.st.st_gid);
+                sa.kill_privs = kill_for(
+                    &self.stack.view.ids,
+                    requester(req),
+                    e.st.st_mode,
+                    e.st.st_gid,
+                );
             }
             let h = fh.and_then(|f| self.file(f).ok());
             let guard = h
@@ -1243,17 +1208,8 @@ impl Filesystem for OvlFs {
     ) {
         self.count_op("fsyncdir");
         guarded("fsyncdir", ino, || {
-            if self.stack.has_upper
-                && let Ok(p) = self.inodes.path(ino.0)
-                && let Ok(d) = self.stack.dir(0, &p)
-                && let Ok(fd) = sys::openat(
-                    d.as_fd(),
-                    OsStr::new("."),
-                    libc::O_RDONLY | libc::O_DIRECTORY,
-                    0,
-                )
-            {
-                try_reply!(reply, sys::fsync(fd.as_fd(), false));
+            if let Ok(p) = self.inodes.path(ino.0) {
+                try_reply!(reply, file::fsync_dir(&self.stack, &p));
             }
             reply.ok();
         })
@@ -1286,9 +1242,7 @@ impl Filesystem for OvlFs {
     ) {
         self.count_op("setxattr");
         guarded("setxattr", ino, || {
-            if self.stack.view.noxattrs {
-                return reply.error(Errno::from_i32(libc::EOPNOTSUPP));
-            }
+            try_reply!(reply, xattr::enabled(&self.stack));
             let (place, e) = try_reply!(reply, self.entry_of(ino.0));
             let value = self.stack.view.ids.acl_value_to_disk(name, value);
             try_reply!(
@@ -1305,9 +1259,7 @@ impl Filesystem for OvlFs {
             if ino.0 == ROOT && name == STATS_XATTR {
                 return Self::xattr_reply(self.stats_text().as_bytes(), size, reply);
             }
-            if self.stack.view.noxattrs {
-                return reply.error(Errno::from_i32(libc::EOPNOTSUPP));
-            }
+            try_reply!(reply, xattr::enabled(&self.stack));
             let (place, e, dir) = try_reply!(reply, self.attr_entry(ino.0));
             let v = try_reply!(reply, xattr::get(&self.stack, &place.path, &e, dir, name));
             let v = self.stack.view.ids.acl_value_to_shown(name, &v);
@@ -1318,9 +1270,7 @@ impl Filesystem for OvlFs {
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         self.count_op("listxattr");
         guarded("listxattr", ino, || {
-            if self.stack.view.noxattrs {
-                return reply.error(Errno::from_i32(libc::EOPNOTSUPP));
-            }
+            try_reply!(reply, xattr::enabled(&self.stack));
             let (place, e, dir) = try_reply!(reply, self.attr_entry(ino.0));
             let names = try_reply!(reply, xattr::list(&self.stack, &place.path, &e, dir));
             let mut buf = Vec::new();
@@ -1335,9 +1285,7 @@ impl Filesystem for OvlFs {
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         self.count_op("removexattr");
         guarded("removexattr", ino, || {
-            if self.stack.view.noxattrs {
-                return reply.error(Errno::from_i32(libc::EOPNOTSUPP));
-            }
+            try_reply!(reply, xattr::enabled(&self.stack));
             let (place, e) = try_reply!(reply, self.entry_of(ino.0));
             try_reply!(reply, xattr::remove(&self.stack, &place.path, &e, name));
             reply.ok();
@@ -1348,9 +1296,7 @@ impl Filesystem for OvlFs {
         self.count_op("access");
         guarded("access", ino, || {
             try_reply!(reply, self.entry_of(ino.0));
-            if mask.bits() & libc::W_OK != 0 && !self.stack.has_upper {
-                return reply.error(Errno::from_i32(libc::EROFS));
-            }
+            try_reply!(reply, attr::access(&self.stack, mask.bits()));
             reply.ok();
         })
     }
