@@ -6,10 +6,10 @@
 //!
 //! # Layers
 //!
-//! The modules form layers, listed here bottom first. A module imports only
-//! from the layers above its own line in this list, never from its own line
-//! or below, so each can be read knowing only what comes before it
-//! (`tests/layering.rs` checks every `crate::` path against this list):
+//! The modules form layers, numbered from the bottom. A module imports only
+//! from layers with a smaller number, never from its own or a larger one, so
+//! each can be read knowing only what comes before it (`tests/layering.rs`
+//! checks every `crate::` path in `src/` against this list):
 //!
 //! 1. [`sys`] — system call wrappers; fd-relative, no-follow access inside a
 //!    layer (`sys/resolve.rs`), and every other call the crate makes
@@ -24,8 +24,8 @@
 //! 10. [`copy_up`] — copy-up
 //! 11. [`attr`] — getattr/setattr; [`xattr`] — extended attributes;
 //!     [`dir_ops`] — create/unlink/rmdir/rename/link
-//! 12. [`file`] — open files: copy-up on open for write, following a copy-up,
-//!     what may be passed through
+//! 12. [`file`](mod@file) — open files: copy-up on open for write,
+//!     following a copy-up, what may be passed through
 //! 13. [`fuse`] — the FUSE adapter, the only module that imports `fuser`
 //! 14. [`mount`] — mount lifecycle, daemonizing, signals
 //! 15. [`tools`] — demo, which, stats, diff, export
