@@ -9,65 +9,13 @@
 //! and setgid ([`KillPrivs`]: with FUSE_HANDLE_KILLPRIV_V2 that is ours).
 
 use crate::copy_up::{self, CopyUp};
-use crate::idmap::IdMaps;
+use crate::idmap::{DiskId, IdMaps};
 use crate::lookup::{Entry, split};
-use crate::resolve::{self, Stat, TimeSet};
 use crate::stack::Stack;
+use crate::sys::{self, Stat, TimeSet};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::path::Path;
-
-/// How the mount shows what the layers hold, as options ask: ids mapped
-/// (`uidmapping=`, `squash_to_*`), directories' nlink (`static_nlink`),
-/// extended attributes at all (`noxattrs`), and how long the kernel may
-/// cache an answer (`timeout=`).
-#[derive(Debug, Clone)]
-pub struct View {
-    pub ids: IdMaps,
-    pub static_nlink: bool,
-    pub noxattrs: bool,
-    /// POSIX ACLs enforced by the kernel (all but `noacl`, `noxattrs`).
-    pub posix_acl: bool,
-    pub cache_ttl: std::time::Duration,
-}
-
-/// The kernel may cache names and attributes a day by default: lowers are
-/// immutable and only this mount writes the upper, and the daemon
-/// invalidates what it changes.
-pub const DEFAULT_TTL: std::time::Duration = std::time::Duration::from_secs(86400);
-
-impl Default for View {
-    fn default() -> Self {
-        View {
-            ids: IdMaps::default(),
-            static_nlink: false,
-            noxattrs: false,
-            posix_acl: true,
-            cache_ttl: DEFAULT_TTL,
-        }
-    }
-}
-
-impl View {
-    pub fn from_options(o: &crate::options::MountOptions) -> View {
-        View {
-            ids: o.ids.clone(),
-            static_nlink: o.static_nlink,
-            noxattrs: o.noxattrs,
-            posix_acl: !o.noacl && !o.noxattrs,
-            cache_ttl: o.timeout.unwrap_or(DEFAULT_TTL),
-        }
-    }
-
-    /// `st` as the mount shows it.
-    pub fn shown(&self, st: Stat) -> Stat {
-        let mut st = self.ids.shown_stat(st);
-        if self.static_nlink && resolve::is_dir(&st) {
-            st.st_nlink = 1;
-        }
-        st
-    }
-}
 
 /// The stat the merged view shows for an entry.
 pub fn merged_stat(entry: &Entry) -> Stat {
@@ -105,7 +53,7 @@ pub fn flags_ioctl(
     stack: &Stack,
     path: &Path,
     entry: &Entry,
-    op: resolve::FlagsIoctl,
+    op: sys::FlagsIoctl,
     data: &[u8],
 ) -> io::Result<Vec<u8>> {
     let (parent, name) = split(path);
@@ -115,12 +63,12 @@ pub fn flags_ioctl(
         let n = buf.len().min(data.len());
         buf[..n].copy_from_slice(&data[..n]);
         let up = copy_up::copy_up(stack, path, entry, CopyUp { data: true })?;
-        resolve::Pinned::expect(up.as_fd(), &name, entry.st.st_mode)?.open_for_ioctl()?
+        sys::Pinned::expect(up.as_fd(), &name, entry.st.st_mode)?.open_for_ioctl()?
     } else {
         let dir = stack.dir(entry.layer, &parent)?;
-        resolve::Pinned::expect(dir.as_fd(), &name, entry.st.st_mode)?.open_for_ioctl()?
+        sys::Pinned::expect(dir.as_fd(), &name, entry.st.st_mode)?.open_for_ioctl()?
     };
-    resolve::flags_ioctl(fd.as_fd(), op, &mut buf)?;
+    sys::flags_ioctl(fd.as_fd(), op, &mut buf)?;
     if op.sets() {
         buf.clear();
     }
@@ -176,6 +124,71 @@ impl KillPrivs {
     }
 }
 
+/// access(2) beyond the mode bits the kernel checks itself
+/// (`default_permissions`): a read-only mount refuses `W_OK` (EROFS).
+pub fn access(stack: &Stack, mask: i32) -> io::Result<()> {
+    if mask & libc::W_OK != 0 && !stack.has_upper {
+        return Err(sys::err(libc::EROFS));
+    }
+    Ok(())
+}
+
+/// The caller of a request, as FUSE names it: its thread and its fsgid
+/// (the rest of its credentials is read from /proc when asked).
+#[derive(Debug, Clone, Copy)]
+pub struct Requester {
+    pub pid: u32,
+    pub gid: u32,
+}
+
+/// What a write, truncate or chown by `who` clears on a file
+/// with `mode` and `gid`: a setgid bit without group execute only if the
+/// caller is neither in the group nor CAP_FSETID-capable (the kernel's
+/// setattr_should_drop_sgid). The kernel asks for writes and truncates
+/// only from callers without CAP_FSETID, but for every chown: root's
+/// chown keeps such a bit.
+pub fn kill_for(ids: &IdMaps, who: Requester, mode: u32, gid: u32) -> KillPrivs {
+    // The caller's groups are as the mount shows them; `gid` is stored.
+    let gid = ids.gid.shown(DiskId(gid)).0;
+    if KillPrivs::asks_group(mode) && !caller_in_group_or_capable(who, gid) {
+        KillPrivs::All
+    } else {
+        KillPrivs::Exec
+    }
+}
+
+/// CAP_FSETID's bit in a capability set.
+const CAP_FSETID: u64 = 1 << 4;
+
+/// Whether `gid` is the caller's group or one of its supplementary groups,
+/// or the caller has CAP_FSETID (the kernel's in_group_or_capable). FUSE
+/// sends the fsgid only; /proc/<tid>/status of the calling thread has the
+/// rest. Only a setgid file without group execute asks. If the thread is
+/// gone it counts as in the group: the bit stays, as it did before.
+fn caller_in_group_or_capable(who: Requester, gid: u32) -> bool {
+    if who.gid == gid {
+        return true;
+    }
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", who.pid)) else {
+        return true;
+    };
+    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name));
+    let in_group =
+        field("Groups:").is_some_and(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)));
+    // CapEff counts only in the daemon's own user namespace, where the
+    // files' ids live (the kernel asks capable_wrt_inode_uidgid): root of a
+    // container's namespace is no one special here.
+    let same_userns = || {
+        let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/user")).ok();
+        ns(&who.pid.to_string()).is_some_and(|n| Some(n) == ns("self"))
+    };
+    let capable = field("CapEff:")
+        .and_then(|c| u64::from_str_radix(c.trim(), 16).ok())
+        .is_some_and(|c| c & CAP_FSETID != 0)
+        && same_userns();
+    in_group || capable
+}
+
 impl SetAttr {
     /// True if no field but `kill_privs` asks for a change.
     pub fn changes_nothing_but_privs(&self) -> bool {
@@ -191,12 +204,12 @@ impl SetAttr {
 /// Clear setuid/setgid on an open upper file; `kill` is asked with the
 /// file's mode and gid. True if a bit went.
 pub fn kill_privs_fd(fd: BorrowedFd, kill: impl FnOnce(u32, u32) -> KillPrivs) -> io::Result<bool> {
-    let st = resolve::fstat(fd)?;
+    let st = sys::fstat(fd)?;
     let m = kill(st.st_mode, st.st_gid).apply(st.st_mode);
     if m == st.st_mode {
         return Ok(false);
     }
-    resolve::fchmod(fd, m & 0o7777)?;
+    sys::fchmod(fd, m & 0o7777)?;
     Ok(true)
 }
 
@@ -220,7 +233,7 @@ pub fn setattr(
     // Every step acts on this one pinned object, of the type the lookup
     // found: the name is never walked again, so a symlink or FIFO
     // exchanged in for it meanwhile receives nothing.
-    let obj = resolve::Pinned::expect(up.as_fd(), &name, entry.st.st_mode)?;
+    let obj = sys::Pinned::expect(up.as_fd(), &name, entry.st.st_mode)?;
     if sa.uid.is_some() || sa.gid.is_some() {
         obj.chown(sa.uid.unwrap_or(u32::MAX), sa.gid.unwrap_or(u32::MAX))?;
     }
@@ -229,8 +242,8 @@ pub fn setattr(
     }
     if let Some(size) = sa.size {
         match open_fd {
-            Some(fd) => resolve::ftruncate(fd, size)?,
-            None => resolve::ftruncate(obj.open(libc::O_WRONLY)?.as_fd(), size)?,
+            Some(fd) => sys::ftruncate(fd, size)?,
+            None => sys::ftruncate(obj.open(libc::O_WRONLY)?.as_fd(), size)?,
         }
     }
     if sa.atime.is_some() || sa.mtime.is_some() {
@@ -251,16 +264,16 @@ pub fn setattr(
 /// O_TMPFILE file, or one unlinked while open).
 pub fn setattr_fd(fd: BorrowedFd, sa: &SetAttr) -> io::Result<()> {
     if sa.uid.is_some() || sa.gid.is_some() {
-        resolve::fchown(fd, sa.uid.unwrap_or(u32::MAX), sa.gid.unwrap_or(u32::MAX))?;
+        sys::fchown(fd, sa.uid.unwrap_or(u32::MAX), sa.gid.unwrap_or(u32::MAX))?;
     }
     if let Some(m) = sa.mode {
-        resolve::fchmod(fd, m & 0o7777)?;
+        sys::fchmod(fd, m & 0o7777)?;
     }
     if let Some(size) = sa.size {
-        resolve::ftruncate(fd, size)?;
+        sys::ftruncate(fd, size)?;
     }
     if sa.atime.is_some() || sa.mtime.is_some() {
-        resolve::futimens(fd, sa.atime, sa.mtime)?;
+        sys::futimens(fd, sa.atime, sa.mtime)?;
     }
     if sa.kill_privs != KillPrivs::None {
         kill_privs_fd(fd, |_, _| sa.kill_privs)?;

@@ -9,10 +9,11 @@
 //! serialise on a lock stripe and the loser finds the winner's copy. The
 //! overlay inode number carries over to the upper object.
 
+use crate::dircache::DirFd;
 use crate::lookup::{Entry, split};
 use crate::markers;
-use crate::resolve::{self, Pinned, XTarget};
-use crate::stack::{DirFd, Stack};
+use crate::stack::Stack;
+use crate::sys::{self, Pinned, XTarget};
 use std::ffi::OsStr;
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -23,25 +24,25 @@ use std::time::Instant;
 /// filesystem or our privileges refuse is skipped, as the kernel does for
 /// unsupported names.
 pub fn copy_xattrs(src: XTarget, dst: XTarget) -> io::Result<()> {
-    let names = match resolve::listxattr(src) {
+    let names = match sys::listxattr(src) {
         Ok(n) => n,
-        Err(e) if matches!(resolve::errno(&e), libc::EOPNOTSUPP | libc::EPERM) => return Ok(()),
+        Err(e) if matches!(sys::errno(&e), libc::EOPNOTSUPP | libc::EPERM) => return Ok(()),
         Err(e) => return Err(e),
     };
     for n in names {
         if markers::is_private_xattr(&n) {
             continue;
         }
-        let v = match resolve::getxattr(src, &n) {
+        let v = match sys::getxattr(src, &n) {
             Ok(v) => v,
-            Err(e) if resolve::errno(&e) == libc::ENODATA => continue,
+            Err(e) if sys::errno(&e) == libc::ENODATA => continue,
             Err(e) => return Err(e),
         };
-        match resolve::setxattr(dst, &n, &v, 0) {
+        match sys::setxattr(dst, &n, &v, 0) {
             Ok(()) => {}
             Err(e)
                 if matches!(
-                    resolve::errno(&e),
+                    sys::errno(&e),
                     libc::EPERM | libc::EOPNOTSUPP | libc::EACCES
                 ) =>
             {
@@ -53,7 +54,7 @@ pub fn copy_xattrs(src: XTarget, dst: XTarget) -> io::Result<()> {
     Ok(())
 }
 
-fn timespec(sec: i64, nsec: i64) -> resolve::TimeSet {
+fn timespec(sec: i64, nsec: i64) -> sys::TimeSet {
     Some(Some(libc::timespec {
         tv_sec: sec,
         tv_nsec: nsec,
@@ -63,7 +64,7 @@ fn timespec(sec: i64, nsec: i64) -> resolve::TimeSet {
 /// Owner where permitted: an unprivileged daemon keeps its own ownership.
 fn chown_maybe(r: io::Result<()>) -> io::Result<()> {
     match r {
-        Err(e) if resolve::errno(&e) == libc::EPERM && resolve::geteuid() != 0 => Ok(()),
+        Err(e) if sys::errno(&e) == libc::EPERM && sys::geteuid() != 0 => Ok(()),
         r => r,
     }
 }
@@ -84,13 +85,13 @@ fn copy_meta(src: &Pinned, src_x: XTarget, dst: Dst) -> io::Result<()> {
         // Through the fd: no path walks, and no chown (an inode update)
         // where the new file already has the owner, as it mostly does.
         Dst::File(fd) => {
-            let now = resolve::fstat(fd)?;
+            let now = sys::fstat(fd)?;
             if (now.st_uid, now.st_gid) != (st.st_uid, st.st_gid) {
-                chown_maybe(resolve::fchown(fd, st.st_uid, st.st_gid))?;
+                chown_maybe(sys::fchown(fd, st.st_uid, st.st_gid))?;
             }
-            resolve::fchmod(fd, st.st_mode & 0o7777)?;
+            sys::fchmod(fd, st.st_mode & 0o7777)?;
             copy_xattrs(src_x, XTarget::Fd(fd))?;
-            resolve::futimens(
+            sys::futimens(
                 fd,
                 timespec(st.st_atime, st.st_atime_nsec),
                 timespec(st.st_mtime, st.st_mtime_nsec),
@@ -98,7 +99,7 @@ fn copy_meta(src: &Pinned, src_x: XTarget, dst: Dst) -> io::Result<()> {
         }
         Dst::Obj(obj, obj_x) => {
             chown_maybe(obj.chown(st.st_uid, st.st_gid))?;
-            if !resolve::is_lnk(st) {
+            if !sys::is_lnk(st) {
                 obj.chmod(st.st_mode & 0o7777)?;
             }
             copy_xattrs(src_x, obj_x)?;
@@ -114,10 +115,10 @@ fn copy_meta(src: &Pinned, src_x: XTarget, dst: Dst) -> io::Result<()> {
 /// a copy-up changes nothing visible, not even its parent's mtime (the
 /// kernel restores them too).
 fn keeping_times<T>(parent: BorrowedFd, place: impl FnOnce() -> io::Result<T>) -> io::Result<T> {
-    let before = resolve::fstat(parent)?;
+    let before = sys::fstat(parent)?;
     let r = place()?;
     let dot = OsStr::new(".");
-    resolve::utimensat(
+    sys::utimensat(
         parent,
         dot,
         timespec(before.st_atime, before.st_atime_nsec),
@@ -130,7 +131,7 @@ fn keeping_times<T>(parent: BorrowedFd, place: impl FnOnce() -> io::Result<T>) -
 /// existing name, keeping the parent's times.
 fn place(work: BorrowedFd, tmp: &OsStr, parent: BorrowedFd, name: &OsStr) -> io::Result<()> {
     keeping_times(parent, || {
-        resolve::renameat2(work, tmp, parent, name, resolve::RENAME_NOREPLACE)
+        sys::renameat2(work, tmp, parent, name, sys::RENAME_NOREPLACE)
     })
 }
 
@@ -139,7 +140,7 @@ pub fn ensure_upper_dir(stack: &Stack, path: &Path) -> io::Result<DirFd> {
     stack.upper_or_erofs()?;
     match stack.upper_dir(path) {
         Ok(fd) => return Ok(fd),
-        Err(e) if resolve::errno(&e) != libc::ENOENT => return Err(e),
+        Err(e) if sys::errno(&e) != libc::ENOENT => return Err(e),
         Err(_) => {}
     }
     let (parent, name) = split(path);
@@ -149,34 +150,34 @@ pub fn ensure_upper_dir(stack: &Stack, path: &Path) -> io::Result<DirFd> {
         .find_map(|l| {
             let d = stack.dir(l, &parent).ok()?;
             let src = Pinned::at(d.as_fd(), &name).ok()?;
-            resolve::is_dir(&src.st).then_some((l, d, src))
+            sys::is_dir(&src.st).then_some((l, d, src))
         })
-        .ok_or_else(|| resolve::err(libc::ENOENT))?;
+        .ok_or_else(|| sys::err(libc::ENOENT))?;
     let work = stack.work()?;
     let tmp = stack.tmp_name();
-    resolve::mkdirat(work, &tmp, 0o700)?;
+    sys::mkdirat(work, &tmp, 0o700)?;
     let built = Pinned::expect(work, &tmp, libc::S_IFDIR)
         .and_then(|dst| {
             let src_x = src.xattrs(src_parent.as_fd(), &name);
             copy_meta(&src, src_x, Dst::Obj(&dst, dst.xattrs(work, &tmp)))
         })
         .and_then(|_| {
-            place_keeping_ino(stack, &tmp, stack.ino(layer, src.st.st_ino), || {
+            place_keeping_ino(stack, &tmp, stack.inos.ino(layer, src.st.st_ino), || {
                 place(work, &tmp, upper_parent.as_fd(), &name)
             })
         });
     match built {
         Ok(()) => {}
         // Another request created it first (and mapped its inode): use theirs.
-        Err(e) if matches!(resolve::errno(&e), libc::EEXIST | libc::ENOTEMPTY) => {
-            let _ = resolve::unlinkat(work, &tmp, true);
+        Err(e) if matches!(sys::errno(&e), libc::EEXIST | libc::ENOTEMPTY) => {
+            let _ = sys::unlinkat(work, &tmp, true);
         }
         Err(e) => {
-            let _ = resolve::unlinkat(work, &tmp, true);
+            let _ = sys::unlinkat(work, &tmp, true);
             return Err(e);
         }
     }
-    let fd = resolve::openat(
+    let fd = sys::openat(
         upper_parent.as_fd(),
         &name,
         libc::O_PATH | libc::O_DIRECTORY,
@@ -195,9 +196,9 @@ fn place_keeping_ino(
     overlay_ino: u64,
     place: impl FnOnce() -> io::Result<()>,
 ) -> io::Result<()> {
-    let real = resolve::fstatat(stack.work()?, tmp)?.st_ino;
-    stack.keep_ino(real, overlay_ino);
-    place().inspect_err(|_| stack.drop_upper_ino(real, overlay_ino))
+    let real = sys::fstatat(stack.work()?, tmp)?.st_ino;
+    stack.inos.keep_ino(real, overlay_ino);
+    place().inspect_err(|_| stack.inos.drop_upper_ino(real, overlay_ino))
 }
 
 /// Copy the data of `src` into `dst`: reflink where possible, else splice
@@ -207,7 +208,7 @@ pub fn copy_data(src: BorrowedFd, dst: BorrowedFd, size: u64) -> io::Result<()> 
     if size == 0 {
         return Ok(());
     }
-    if resolve::ficlone(dst, src).is_ok() {
+    if sys::ficlone(dst, src).is_ok() {
         return Ok(());
     }
     let mut off: i64 = 0;
@@ -215,17 +216,17 @@ pub fn copy_data(src: BorrowedFd, dst: BorrowedFd, size: u64) -> io::Result<()> 
     // hole (or came up short), which a truncate then adds.
     let mut written: i64 = 0;
     while (off as u64) < size {
-        let data = match resolve::lseek(src, off, libc::SEEK_DATA) {
+        let data = match sys::lseek(src, off, libc::SEEK_DATA) {
             Ok(d) => d,
-            Err(e) if resolve::errno(&e) == libc::ENXIO => break,
+            Err(e) if sys::errno(&e) == libc::ENXIO => break,
             Err(_) => off,
         };
-        let hole = resolve::lseek(src, data, libc::SEEK_HOLE).unwrap_or(size as i64);
+        let hole = sys::lseek(src, data, libc::SEEK_HOLE).unwrap_or(size as i64);
         written = copy_range(src, dst, data, (hole - data) as u64)?;
         off = hole;
     }
     if (written as u64) < size {
-        resolve::ftruncate(dst, size)?;
+        sys::ftruncate(dst, size)?;
     }
     Ok(())
 }
@@ -263,7 +264,7 @@ const PIPE_BYTES: usize = 1 << 20;
 fn splice_range(src: BorrowedFd, dst: BorrowedFd, start: i64, end: i64) -> io::Result<Spliced> {
     let unsupported = |e: &io::Error| {
         matches!(
-            resolve::errno(e),
+            sys::errno(e),
             libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP | libc::EXDEV
         )
     };
@@ -271,9 +272,9 @@ fn splice_range(src: BorrowedFd, dst: BorrowedFd, start: i64, end: i64) -> io::R
     // error it may still hold data, and is dropped.
     let pipe = match PIPE.with(|p| p.borrow_mut().take()) {
         Some(p) => p,
-        None => match resolve::pipe() {
+        None => match sys::pipe() {
             Ok(p) => {
-                let _ = resolve::set_pipe_size(p.1.as_fd(), PIPE_BYTES);
+                let _ = sys::set_pipe_size(p.1.as_fd(), PIPE_BYTES);
                 p
             }
             Err(_) => return Ok(Spliced::Unsupported(start)),
@@ -283,19 +284,19 @@ fn splice_range(src: BorrowedFd, dst: BorrowedFd, start: i64, end: i64) -> io::R
     let (mut inp, mut outp) = (start, start);
     while inp < end {
         let want = ((end - inp) as usize).min(PIPE_BYTES);
-        let n = match resolve::splice(src, Some(&mut inp), w, None, want) {
+        let n = match sys::splice(src, Some(&mut inp), w, None, want) {
             Ok(0) => break,
             Ok(n) => n,
-            Err(e) if resolve::errno(&e) == libc::EINTR => continue,
+            Err(e) if sys::errno(&e) == libc::EINTR => continue,
             Err(e) if unsupported(&e) => return Ok(Spliced::Unsupported(outp)),
             Err(e) => return Err(e),
         };
         let mut left = n;
         while left > 0 {
-            match resolve::splice(r, None, dst, Some(&mut outp), left) {
-                Ok(0) => return Err(resolve::err(libc::EIO)),
+            match sys::splice(r, None, dst, Some(&mut outp), left) {
+                Ok(0) => return Err(sys::err(libc::EIO)),
                 Ok(k) => left -= k,
-                Err(e) if resolve::errno(&e) == libc::EINTR => {}
+                Err(e) if sys::errno(&e) == libc::EINTR => {}
                 Err(e) if unsupported(&e) => return Ok(Spliced::Unsupported(outp)),
                 Err(e) => return Err(e),
             }
@@ -310,13 +311,13 @@ fn copy_file_ranges(src: BorrowedFd, dst: BorrowedFd, start: i64, end: i64) -> i
     let (mut inp, mut outp) = (start, start);
     while inp < end {
         let want = ((end - inp) as usize).min(1 << 30);
-        match resolve::copy_file_range(src, &mut inp, dst, &mut outp, want) {
+        match sys::copy_file_range(src, &mut inp, dst, &mut outp, want) {
             Ok(0) => break,
             Ok(_) => {}
-            Err(e) if resolve::errno(&e) == libc::EINTR => {}
+            Err(e) if sys::errno(&e) == libc::EINTR => {}
             Err(e)
                 if matches!(
-                    resolve::errno(&e),
+                    sys::errno(&e),
                     libc::EXDEV | libc::EINVAL | libc::ENOSYS | libc::EOPNOTSUPP
                 ) =>
             {
@@ -333,13 +334,13 @@ fn copy_rw(src: BorrowedFd, dst: BorrowedFd, mut off: i64, end: i64) -> io::Resu
     let mut buf = vec![0u8; 1 << 20];
     while off < end {
         let want = ((end - off) as usize).min(buf.len());
-        let n = resolve::pread(src, &mut buf[..want], off as u64)?;
+        let n = sys::pread(src, &mut buf[..want], off as u64)?;
         if n == 0 {
             break;
         }
         let mut w = 0;
         while w < n {
-            w += resolve::pwrite(dst, &buf[w..n], (off as usize + w) as u64)?;
+            w += sys::pwrite(dst, &buf[w..n], (off as usize + w) as u64)?;
         }
         off += n as i64;
     }
@@ -367,7 +368,7 @@ pub fn copy_up(stack: &Stack, path: &Path, entry: &Entry, how: CopyUp) -> io::Re
     }
     let _g = stack.stripe(path);
     // The loser of a race finds the winner's copy here.
-    if resolve::fstatat(upper_parent.as_fd(), &name).is_ok() {
+    if sys::fstatat(upper_parent.as_fd(), &name).is_ok() {
         return Ok(upper_parent);
     }
     let started = Instant::now();
@@ -384,14 +385,14 @@ pub fn copy_up(stack: &Stack, path: &Path, entry: &Entry, how: CopyUp) -> io::Re
         })
     });
     if let Err(e) = placed {
-        let _ = resolve::unlinkat(work, &tmp, false);
+        let _ = sys::unlinkat(work, &tmp, false);
         return Err(e);
     }
     stack
         .copyup_gen
         .fetch_add(1, std::sync::atomic::Ordering::Release);
     let us = started.elapsed().as_micros() as u64;
-    let bytes = if how.data && resolve::is_reg(&st) {
+    let bytes = if how.data && sys::is_reg(&st) {
         st.st_size as u64
     } else {
         0
@@ -417,7 +418,7 @@ fn build_copy(
         libc::S_IFREG => {
             let data = src.open_noatime(libc::O_RDONLY)?;
             // O_EXCL: a fresh file, never whatever the name held.
-            let dst = resolve::openat(
+            let dst = sys::openat(
                 work,
                 tmp,
                 libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY,
@@ -428,16 +429,16 @@ fn build_copy(
             }
             copy_meta(src, src_x, Dst::File(dst.as_fd()))?;
             if !stack.volatile {
-                resolve::fsync(dst.as_fd(), false)?;
+                sys::fsync(dst.as_fd(), false)?;
             }
             Ok(())
         }
-        libc::S_IFDIR => Err(resolve::err(libc::EISDIR)),
+        libc::S_IFDIR => Err(sys::err(libc::EISDIR)),
         _ => {
             if fmt == libc::S_IFLNK {
-                resolve::symlinkat(&src.readlink()?, work, tmp)?;
+                sys::symlinkat(&src.readlink()?, work, tmp)?;
             } else {
-                resolve::mknodat(work, tmp, st.st_mode, st.st_rdev)?;
+                sys::mknodat(work, tmp, st.st_mode, st.st_rdev)?;
             }
             let dst = Pinned::expect(work, tmp, fmt)?;
             copy_meta(src, src_x, Dst::Obj(&dst, dst.xattrs(work, tmp)))

@@ -9,11 +9,12 @@
 //! layer answers EXDEV to rename; new objects belong to the caller.
 
 use crate::copy_up::{self, CopyUp};
-use crate::lookup::{self, DirRef, Entry, child_path};
+use crate::dircache::DirFd;
+use crate::lookup::{self, DirRef, Entry};
 use crate::markers;
 use crate::readdir;
-use crate::resolve::{self, XTarget, err, errno};
-use crate::stack::{self, DirFd, Stack};
+use crate::stack::{self, Stack, child_path};
+use crate::sys::{self, XTarget, err, errno};
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
@@ -73,11 +74,11 @@ impl NewObject {
 enum UpperName {
     Absent,
     Whiteout,
-    Present(resolve::Stat),
+    Present(sys::Stat),
 }
 
 fn upper_name(stack: &Stack, parent: BorrowedFd, name: &OsStr) -> io::Result<UpperName> {
-    match resolve::fstatat(parent, name) {
+    match sys::fstatat(parent, name) {
         Ok(st) if stack.marks(0).is_whiteout(parent, name, &st)? => Ok(UpperName::Whiteout),
         Ok(st) => Ok(UpperName::Present(st)),
         Err(e) if errno(&e) == libc::ENOENT => Ok(UpperName::Absent),
@@ -87,7 +88,7 @@ fn upper_name(stack: &Stack, parent: BorrowedFd, name: &OsStr) -> io::Result<Upp
 
 /// The owner a new object gets: the caller, but the group of a setgid parent.
 fn owner_for(parent: BorrowedFd, who: Caller) -> io::Result<(u32, u32, bool)> {
-    let pst = resolve::fstat(parent)?;
+    let pst = sys::fstat(parent)?;
     let sgid = pst.st_mode & libc::S_ISGID != 0;
     Ok((who.uid, if sgid { pst.st_gid } else { who.gid }, sgid))
 }
@@ -101,30 +102,30 @@ fn make(
     obj: &NewObject,
     owner: (u32, u32, bool),
     acl: bool,
-) -> io::Result<(Option<OwnedFd>, resolve::Stat)> {
+) -> io::Result<(Option<OwnedFd>, sys::Stat)> {
     let mut fd = None;
     match obj {
         NewObject::File { mode, flags } => {
             let acc = flags & (libc::O_ACCMODE | libc::O_APPEND);
-            fd = Some(resolve::openat(
+            fd = Some(sys::openat(
                 dir,
                 name,
                 acc | libc::O_CREAT | libc::O_EXCL,
                 mode & 0o7777,
             )?);
         }
-        NewObject::Dir { mode } => resolve::mkdirat(dir, name, mode & 0o7777)?,
-        NewObject::Node { mode, rdev } => resolve::mknodat(dir, name, *mode, *rdev)?,
-        NewObject::Symlink { target } => resolve::symlinkat(target, dir, name)?,
+        NewObject::Dir { mode } => sys::mkdirat(dir, name, mode & 0o7777)?,
+        NewObject::Node { mode, rdev } => sys::mknodat(dir, name, *mode, *rdev)?,
+        NewObject::Symlink { target } => sys::symlinkat(target, dir, name)?,
     }
     let (uid, gid, sgid) = owner;
-    let mut cur = resolve::fstatat(dir, name)?;
+    let mut cur = sys::fstatat(dir, name)?;
     if cur.st_uid != uid || cur.st_gid != gid {
-        match resolve::fchownat(dir, name, uid, gid) {
-            Ok(()) => cur = resolve::fstatat(dir, name)?,
-            Err(e) if errno(&e) == libc::EPERM && resolve::geteuid() != 0 => {}
+        match sys::fchownat(dir, name, uid, gid) {
+            Ok(()) => cur = sys::fstatat(dir, name)?,
+            Err(e) if errno(&e) == libc::EPERM && sys::geteuid() != 0 => {}
             Err(e) => {
-                let _ = resolve::unlinkat(dir, name, matches!(obj, NewObject::Dir { .. }));
+                let _ = sys::unlinkat(dir, name, matches!(obj, NewObject::Dir { .. }));
                 return Err(e);
             }
         }
@@ -140,8 +141,8 @@ fn make(
         && !acl
         && cur.st_mode & 0o7777 != m
     {
-        resolve::fchmodat(dir, name, m)?;
-        cur = resolve::fstatat(dir, name)?;
+        sys::fchmodat(dir, name, m)?;
+        cur = sys::fstatat(dir, name)?;
     }
     Ok((fd, cur))
 }
@@ -167,7 +168,7 @@ pub fn create(
     }
     let upper = copy_up::ensure_upper_dir(stack, dir.path)?;
     let owner = owner_for(upper.as_fd(), who)?;
-    let acl = resolve::getxattr(
+    let acl = sys::getxattr(
         XTarget::Fd(upper.as_fd()),
         std::ffi::OsStr::new("system.posix_acl_default"),
     )
@@ -190,51 +191,45 @@ pub fn create(
             let tmp = stack.tmp_name();
             let (fd, _) = make(work, &tmp, obj, owner, false)?;
             let over = match state {
-                UpperName::Absent => resolve::RENAME_NOREPLACE,
+                UpperName::Absent => sys::RENAME_NOREPLACE,
                 _ => 0,
             };
             let placed = if is_dir {
                 markers::set_opaque(stack, XTarget::At(work, &tmp))
                     .and_then(|_| {
-                        resolve::renameat2(
-                            work,
-                            &tmp,
-                            upper.as_fd(),
-                            name,
-                            resolve::RENAME_EXCHANGE,
-                        )
+                        sys::renameat2(work, &tmp, upper.as_fd(), name, sys::RENAME_EXCHANGE)
                     })
                     .map(|_| {
                         // The whiteout now sits at tmp.
-                        let _ = resolve::unlinkat(work, &tmp, false);
+                        let _ = sys::unlinkat(work, &tmp, false);
                     })
             } else if nested_whiteout {
                 markers::mark_nested_whiteout(stack, work, &tmp)
-                    .and_then(|_| resolve::renameat2(work, &tmp, upper.as_fd(), name, over))
+                    .and_then(|_| sys::renameat2(work, &tmp, upper.as_fd(), name, over))
             } else {
-                resolve::renameat2(work, &tmp, upper.as_fd(), name, over)
+                sys::renameat2(work, &tmp, upper.as_fd(), name, over)
             };
             if let Err(e) = placed {
-                let _ = resolve::unlinkat(work, &tmp, is_dir);
+                let _ = sys::unlinkat(work, &tmp, is_dir);
                 return Err(e);
             }
-            (fd, resolve::fstatat(upper.as_fd(), name)?)
+            (fd, sys::fstatat(upper.as_fd(), name)?)
         }
     };
     Ok((new_upper_entry(stack, st), fd))
 }
 
 /// The entry of an object just made in the upper layer.
-fn new_upper_entry(stack: &Stack, st: resolve::Stat) -> Entry {
+fn new_upper_entry(stack: &Stack, st: sys::Stat) -> Entry {
     // The real inode may have been freed just now by a concurrent unlink
     // that has not dropped its mapping yet.
-    stack.new_upper_ino(st.st_ino);
+    stack.inos.new_upper_ino(st.st_ino);
     Entry {
         layer: 0,
         st,
         layers: vec![0],
         opaque: false,
-        ino: stack.ino(0, st.st_ino),
+        ino: stack.inos.ino(0, st.st_ino),
     }
 }
 
@@ -268,33 +263,31 @@ fn remove_name(
     }
     let needs_whiteout = lookup::lower_positive(stack, dir, name)?;
     if e.is_dir() {
-        let sub = resolve::openat(upper.as_fd(), name, libc::O_PATH | libc::O_DIRECTORY, 0)?;
+        let sub = sys::openat(upper.as_fd(), name, libc::O_PATH | libc::O_DIRECTORY, 0)?;
         if needs_whiteout {
             // Swap a fresh whiteout in for the directory, then clear it away.
             let work = stack.work()?;
             let tmp = markers::make_tmp_whiteout(stack)?;
-            if let Err(e) =
-                resolve::renameat2(work, &tmp, upper.as_fd(), name, resolve::RENAME_EXCHANGE)
-            {
-                let _ = resolve::unlinkat(work, &tmp, false);
+            if let Err(e) = sys::renameat2(work, &tmp, upper.as_fd(), name, sys::RENAME_EXCHANGE) {
+                let _ = sys::unlinkat(work, &tmp, false);
                 return Err(e);
             }
             markers::note_xattr_whiteout(stack, upper.as_fd(), name)?;
             stack.stats.whiteout();
             stack::clear_dir(sub.as_fd())?;
-            resolve::unlinkat(work, &tmp, true)?;
+            sys::unlinkat(work, &tmp, true)?;
         } else {
             // Only whiteouts can be left inside (the merged view is empty).
             stack::clear_dir(sub.as_fd())?;
-            resolve::unlinkat(upper.as_fd(), name, true)?;
+            sys::unlinkat(upper.as_fd(), name, true)?;
         }
     } else if needs_whiteout {
         markers::whiteout_at(stack, upper.as_fd(), name)?;
     } else {
-        resolve::unlinkat(upper.as_fd(), name, false)?;
+        sys::unlinkat(upper.as_fd(), name, false)?;
     }
     if e.st.st_nlink <= 1 || e.is_dir() {
-        stack.drop_upper_ino(e.st.st_ino, e.ino);
+        stack.inos.drop_upper_ino(e.st.st_ino, e.ino);
     }
     Ok(())
 }
@@ -348,13 +341,13 @@ pub fn rename(
 ) -> io::Result<Renamed> {
     stack.upper_or_erofs()?;
     refuse_marker_name(stack, nname)?;
-    if flags & resolve::RENAME_EXCHANGE != 0 {
+    if flags & sys::RENAME_EXCHANGE != 0 {
         refuse_marker_name(stack, oname)?;
     }
-    let exchange = flags & resolve::RENAME_EXCHANGE != 0;
-    let noreplace = flags & resolve::RENAME_NOREPLACE != 0;
-    let whiteout = flags & resolve::RENAME_WHITEOUT != 0;
-    let known = resolve::RENAME_EXCHANGE | resolve::RENAME_NOREPLACE | resolve::RENAME_WHITEOUT;
+    let exchange = flags & sys::RENAME_EXCHANGE != 0;
+    let noreplace = flags & sys::RENAME_NOREPLACE != 0;
+    let whiteout = flags & sys::RENAME_WHITEOUT != 0;
+    let known = sys::RENAME_EXCHANGE | sys::RENAME_NOREPLACE | sys::RENAME_WHITEOUT;
     // As renameat2(2): exchange goes with neither of the others.
     if flags & !known != 0 || (exchange && (noreplace || whiteout)) {
         return Err(err(libc::EINVAL));
@@ -426,13 +419,7 @@ pub fn rename(
         let d = dst.as_ref().ok_or_else(|| err(libc::ENOENT))?;
         opaque_if_needed(&src, ndir, oup.as_fd(), oname)?;
         opaque_if_needed(d, odir, nup.as_fd(), nname)?;
-        resolve::renameat2(
-            oup.as_fd(),
-            oname,
-            nup.as_fd(),
-            nname,
-            resolve::RENAME_EXCHANGE,
-        )?;
+        sys::renameat2(oup.as_fd(), oname, nup.as_fd(), nname, sys::RENAME_EXCHANGE)?;
         return Ok(Renamed {
             src,
             replaced: None,
@@ -456,7 +443,7 @@ pub fn rename(
         };
         make(work, &tmp, &dev, owner_for(oup.as_fd(), who)?, false)?;
         if let Err(e) = markers::mark_nested_whiteout(stack, work, &tmp) {
-            let _ = resolve::unlinkat(work, &tmp, false);
+            let _ = sys::unlinkat(work, &tmp, false);
             return Err(e);
         }
         Some((work, tmp))
@@ -466,39 +453,31 @@ pub fn rename(
     // Puts the nested whiteout at the old name, over whatever the move left
     // there (nothing, or a whiteout of ours).
     let place_nested = || match &nested {
-        Some((work, tmp)) => {
-            resolve::renameat2(*work, tmp, oup.as_fd(), oname, 0).inspect_err(|_| {
-                let _ = resolve::unlinkat(*work, tmp, false);
-            })
-        }
+        Some((work, tmp)) => sys::renameat2(*work, tmp, oup.as_fd(), oname, 0).inspect_err(|_| {
+            let _ = sys::unlinkat(*work, tmp, false);
+        }),
         None => Ok(()),
     };
     let drop_nested = || {
         if let Some((work, tmp)) = &nested {
-            let _ = resolve::unlinkat(*work, tmp, false);
+            let _ = sys::unlinkat(*work, tmp, false);
         }
     };
     match upper_name(stack, nup.as_fd(), nname)? {
-        UpperName::Present(st) if resolve::is_dir(&st) => {
+        UpperName::Present(st) if sys::is_dir(&st) => {
             // An empty merged directory may still hold whiteouts.
-            let sub = resolve::openat(nup.as_fd(), nname, libc::O_PATH | libc::O_DIRECTORY, 0)?;
+            let sub = sys::openat(nup.as_fd(), nname, libc::O_PATH | libc::O_DIRECTORY, 0)?;
             stack::clear_dir(sub.as_fd())?;
         }
         UpperName::Whiteout if src.is_dir() => {
             // rename(2) cannot put a directory over a device: swap them, and
             // the whiteout lands at the old name, where it may be wanted.
-            resolve::renameat2(
-                oup.as_fd(),
-                oname,
-                nup.as_fd(),
-                nname,
-                resolve::RENAME_EXCHANGE,
-            )
-            .inspect_err(|_| drop_nested())?;
+            sys::renameat2(oup.as_fd(), oname, nup.as_fd(), nname, sys::RENAME_EXCHANGE)
+                .inspect_err(|_| drop_nested())?;
             if nested.is_some() {
                 place_nested()?;
             } else if !old_needs_whiteout {
-                resolve::unlinkat(oup.as_fd(), oname, false)?;
+                sys::unlinkat(oup.as_fd(), oname, false)?;
             }
             return Ok(Renamed {
                 src,
@@ -512,10 +491,10 @@ pub fn rename(
     // makes one (false: it cannot, and the move was a plain rename).
     let move_leaving_whiteout = || {
         let (o, n) = (oup.as_fd(), nup.as_fd());
-        match resolve::renameat2(o, oname, n, nname, resolve::RENAME_WHITEOUT) {
+        match sys::renameat2(o, oname, n, nname, sys::RENAME_WHITEOUT) {
             Ok(()) => Ok(true),
             Err(e) if matches!(errno(&e), libc::EINVAL | libc::EPERM | libc::EOPNOTSUPP) => {
-                resolve::renameat2(o, oname, n, nname, 0).map(|_| false)
+                sys::renameat2(o, oname, n, nname, 0).map(|_| false)
             }
             Err(e) => Err(e),
         }
@@ -533,13 +512,13 @@ pub fn rename(
             markers::whiteout_at(stack, oup.as_fd(), oname)?;
         }
     } else {
-        resolve::renameat2(oup.as_fd(), oname, nup.as_fd(), nname, 0)?;
+        sys::renameat2(oup.as_fd(), oname, nup.as_fd(), nname, 0)?;
     }
     if let Some(d) = &dst
         && d.in_upper(stack)
         && (d.st.st_nlink <= 1 || d.is_dir())
     {
-        stack.drop_upper_ino(d.st.st_ino, d.ino);
+        stack.inos.drop_upper_ino(d.st.st_ino, d.ino);
     }
     Ok(Renamed {
         src,
@@ -568,9 +547,9 @@ pub fn link(
     let (_, sname) = lookup::split(src_path);
     let nup = copy_up::ensure_upper_dir(stack, ndir.path)?;
     link_into(stack, nup.as_fd(), nname, |d, n| {
-        resolve::linkat(sup.as_fd(), &sname, d, n)
+        sys::linkat(sup.as_fd(), &sname, d, n)
     })?;
-    let st = resolve::fstatat(nup.as_fd(), nname)?;
+    let st = sys::fstatat(nup.as_fd(), nname)?;
     Ok(Entry {
         layer: 0,
         st,
@@ -595,8 +574,8 @@ fn link_into(
             let work = stack.work()?;
             let tmp = stack.tmp_name();
             make_link(work, &tmp)?;
-            resolve::renameat2(work, &tmp, nup, nname, 0).inspect_err(|_| {
-                let _ = resolve::unlinkat(work, &tmp, false);
+            sys::renameat2(work, &tmp, nup, nname, 0).inspect_err(|_| {
+                let _ = sys::unlinkat(work, &tmp, false);
             })
         }
     }
@@ -616,7 +595,7 @@ pub fn tmpfile(
     stack.upper_or_erofs()?;
     let upper = copy_up::ensure_upper_dir(stack, dir.path)?;
     let (uid, gid, _) = owner_for(upper.as_fd(), who)?;
-    let acl = resolve::getxattr(
+    let acl = sys::getxattr(
         XTarget::Fd(upper.as_fd()),
         OsStr::new("system.posix_acl_default"),
     )
@@ -625,20 +604,20 @@ pub fn tmpfile(
     // Never O_EXCL here: the kernel already refuses to link a file opened
     // with it, and the daemon itself must be able to link it.
     let acc = flags & (libc::O_ACCMODE | libc::O_APPEND);
-    let fd = resolve::openat(upper.as_fd(), OsStr::new("."), acc | libc::O_TMPFILE, mode)?;
-    let st = resolve::fstat(fd.as_fd())?;
+    let fd = sys::openat(upper.as_fd(), OsStr::new("."), acc | libc::O_TMPFILE, mode)?;
+    let st = sys::fstat(fd.as_fd())?;
     if st.st_uid != uid || st.st_gid != gid {
-        let r = resolve::fchown(fd.as_fd(), uid, gid);
+        let r = sys::fchown(fd.as_fd(), uid, gid);
         if let Err(e) = r
-            && !(errno(&e) == libc::EPERM && resolve::geteuid() != 0)
+            && !(errno(&e) == libc::EPERM && sys::geteuid() != 0)
         {
             return Err(e);
         }
     }
-    if !acl && resolve::fstat(fd.as_fd())?.st_mode & 0o7777 != mode {
-        resolve::fchmod(fd.as_fd(), mode)?;
+    if !acl && sys::fstat(fd.as_fd())?.st_mode & 0o7777 != mode {
+        sys::fchmod(fd.as_fd(), mode)?;
     }
-    Ok((new_upper_entry(stack, resolve::fstat(fd.as_fd())?), fd))
+    Ok((new_upper_entry(stack, sys::fstat(fd.as_fd())?), fd))
 }
 
 /// linkat() of a file known only by an open fd (an O_TMPFILE file): name
@@ -655,10 +634,7 @@ pub fn link_unnamed(
         return Err(err(libc::EEXIST));
     }
     let nup = copy_up::ensure_upper_dir(stack, ndir.path)?;
-    link_into(stack, nup.as_fd(), nname, |d, n| resolve::link_fd(fd, d, n))?;
+    link_into(stack, nup.as_fd(), nname, |d, n| sys::link_fd(fd, d, n))?;
     // The same object tmpfile() described: its number does not change.
-    Ok(new_upper_entry(
-        stack,
-        resolve::fstatat(nup.as_fd(), nname)?,
-    ))
+    Ok(new_upper_entry(stack, sys::fstatat(nup.as_fd(), nname)?))
 }

@@ -10,7 +10,7 @@
 //! fuse-overlayfs. The two kinds of id are distinct types so that a disk id
 //! cannot be handed back to the kernel unmapped by accident.
 
-use crate::resolve::Stat;
+use crate::sys::Stat;
 
 /// An id as stored in the layers: what stat(2) in the daemon reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -6,8 +6,9 @@
 //! directory merges with same-named directories below until an opaque one or
 //! a non-directory stops the merge. Only the topmost object's metadata shows.
 
-use crate::resolve::{self, Stat};
-use crate::stack::{Listed, Stack};
+use crate::dircache::{DirFd, Listed};
+use crate::stack::{Stack, child_path};
+use crate::sys::{self, Stat};
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::AsFd;
@@ -56,7 +57,7 @@ pub struct Entry {
 
 impl Entry {
     pub fn is_dir(&self) -> bool {
-        resolve::is_dir(&self.st)
+        sys::is_dir(&self.st)
     }
     /// Lower layers merged into this directory (empty for non-directories).
     pub fn lowers(&self, stack: &Stack) -> Vec<usize> {
@@ -75,15 +76,6 @@ impl Entry {
     /// Does any lower layer contribute to this object?
     pub fn has_lower(&self, stack: &Stack) -> bool {
         self.layers.iter().any(|l| !stack.is_upper(*l))
-    }
-}
-
-/// `parent/name` as one relative path ("" parent for the root's children).
-pub fn child_path(parent: &Path, name: &OsStr) -> PathBuf {
-    if parent.as_os_str().is_empty() {
-        PathBuf::from(name)
-    } else {
-        parent.join(name)
     }
 }
 
@@ -120,7 +112,7 @@ pub struct Batch<'a> {
     stack: &'a Stack,
     dir: &'a DirRef<'a>,
     /// Per layer: the open directory, or the errno opening it gave.
-    fds: Vec<Option<Result<crate::stack::DirFd, i32>>>,
+    fds: Vec<Option<Result<DirFd, i32>>>,
 }
 
 impl<'a> Batch<'a> {
@@ -141,7 +133,7 @@ impl<'a> Batch<'a> {
     }
 
     /// The upper directory, where the batch has opened it.
-    pub fn upper(&self) -> Option<crate::stack::DirFd> {
+    pub fn upper(&self) -> Option<DirFd> {
         match self.fds.first() {
             Some(Some(Ok(fd))) if self.stack.has_upper => Some(fd.clone()),
             _ => None,
@@ -151,11 +143,11 @@ impl<'a> Batch<'a> {
     fn fd(
         stack: &Stack,
         dir: &DirRef,
-        fds: &mut [Option<Result<crate::stack::DirFd, i32>>],
+        fds: &mut [Option<Result<DirFd, i32>>],
         l: usize,
-    ) -> io::Result<crate::stack::DirFd> {
+    ) -> io::Result<DirFd> {
         fds[l]
-            .get_or_insert_with(|| stack.dir(l, dir.path).map_err(|e| resolve::errno(&e)))
+            .get_or_insert_with(|| stack.dir(l, dir.path).map_err(|e| sys::errno(&e)))
             .clone()
             .map_err(io::Error::from_raw_os_error)
     }
@@ -190,21 +182,21 @@ pub fn known(
     parent: &DirRef,
     name: &OsStr,
     lowers: &[usize],
-) -> io::Result<Option<(Entry, crate::stack::DirFd)>> {
-    let at = |l: usize| -> io::Result<Option<(Stat, crate::stack::DirFd)>> {
+) -> io::Result<Option<(Entry, DirFd)>> {
+    let at = |l: usize| -> io::Result<Option<(Stat, DirFd)>> {
         let d = match stack.dir(l, parent.path) {
             Ok(d) => d,
-            Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => {
+            Err(e) if matches!(sys::errno(&e), libc::ENOENT | libc::ENOTDIR) => {
                 return Ok(None);
             }
             Err(e) => return Err(e),
         };
-        match resolve::fstatat(d.as_fd(), name) {
+        match sys::fstatat(d.as_fd(), name) {
             Ok(st) if stack.marks(l).is_whiteout(d.as_fd(), name, &st)? => {
-                Err(resolve::err(libc::ENOENT))
+                Err(sys::err(libc::ENOENT))
             }
             Ok(st) => Ok(Some((st, d))),
-            Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => Ok(None),
+            Err(e) if matches!(sys::errno(&e), libc::ENOENT | libc::ENOTDIR) => Ok(None),
             Err(e) => Err(e),
         }
     };
@@ -213,17 +205,17 @@ pub fn known(
         st,
         layers,
         opaque: false,
-        ino: stack.ino_at(l, &child_path(parent.path, name), &st),
+        ino: stack.inos.ino_at(l, &child_path(parent.path, name), &st),
     };
     if stack.has_upper {
         match at(0) {
-            Ok(Some((st, d))) if resolve::is_dir(&st) || lowers.is_empty() => {
+            Ok(Some((st, d))) if sys::is_dir(&st) || lowers.is_empty() => {
                 let layers = std::iter::once(0).chain(lowers.iter().copied());
                 return Ok(Some((entry(0, st, layers.collect()), d)));
             }
             Ok(Some(_)) => return Ok(None),
             Ok(None) => {}
-            Err(e) if resolve::errno(&e) == libc::ENOENT => return Ok(None),
+            Err(e) if sys::errno(&e) == libc::ENOENT => return Ok(None),
             Err(e) => return Err(e),
         }
     }
@@ -231,9 +223,9 @@ pub fn known(
         return Ok(None);
     };
     match at(top) {
-        Ok(Some((st, d))) if resolve::is_dir(&st) => Ok(Some((entry(top, st, lowers.to_vec()), d))),
+        Ok(Some((st, d))) if sys::is_dir(&st) => Ok(Some((entry(top, st, lowers.to_vec()), d))),
         Ok(_) => Ok(None),
-        Err(e) if resolve::errno(&e) == libc::ENOENT => Ok(None),
+        Err(e) if sys::errno(&e) == libc::ENOENT => Ok(None),
         Err(e) => Err(e),
     }
 }
@@ -254,10 +246,10 @@ fn lookup_in(
     dir: &DirRef,
     name: &OsStr,
     order: impl IntoIterator<Item = usize>,
-    layer_dir: &mut dyn FnMut(usize) -> io::Result<crate::stack::DirFd>,
+    layer_dir: &mut dyn FnMut(usize) -> io::Result<DirFd>,
 ) -> io::Result<Option<Entry>> {
     if name.as_bytes().len() > 255 {
-        return Err(resolve::err(libc::ENAMETOOLONG));
+        return Err(sys::err(libc::ENAMETOOLONG));
     }
     if name.is_empty() {
         // The name of a node that has none yet (an O_TMPFILE file).
@@ -266,12 +258,18 @@ fn lookup_in(
     if name == "." || name == ".." || name.as_bytes().contains(&b'/') {
         // One component only: `..` of a layer's top directory is outside
         // the layer, and `.`/`..` would be remembered as names of new nodes.
-        return Err(resolve::err(libc::EINVAL));
+        return Err(sys::err(libc::EINVAL));
     }
     let mut found: Option<Entry> = None;
     for l in order {
         if !stack.is_upper(l) {
-            match stack.lower_listed(l, dir.path, name) {
+            match stack.dirs.listed(
+                stack.layers[l].root.as_fd(),
+                l,
+                dir.path,
+                name,
+                stack.marks(l),
+            ) {
                 Listed::Absent => continue,
                 Listed::WhitedOut => break,
                 Listed::Unknown => {}
@@ -279,7 +277,7 @@ fn lookup_in(
         }
         let dfd = match layer_dir(l) {
             Ok(d) => d,
-            Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => continue,
+            Err(e) if matches!(sys::errno(&e), libc::ENOENT | libc::ENOTDIR) => continue,
             Err(e) => return Err(e),
         };
         let upper = stack.is_upper(l);
@@ -287,12 +285,14 @@ fn lookup_in(
             // The AUFS markers themselves never show.
             continue;
         }
-        let st = match resolve::fstatat(dfd.as_fd(), name) {
+        let st = match sys::fstatat(dfd.as_fd(), name) {
             Ok(st) => st,
-            Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => {
+            Err(e) if matches!(sys::errno(&e), libc::ENOENT | libc::ENOTDIR) => {
                 if !upper
                     && stack.marks(l).aufs()
-                    && stack.lower_may_have_aufs(l, dir.path)
+                    && stack
+                        .dirs
+                        .may_have_aufs(stack.layers[l].root.as_fd(), l, dir.path)
                     && stack.marks(l).aufs_whiteout(dfd.as_fd(), name)?
                 {
                     break;
@@ -304,7 +304,7 @@ fn lookup_in(
         if stack.marks(l).is_whiteout(dfd.as_fd(), name, &st)? {
             break;
         }
-        let is_dir = resolve::is_dir(&st);
+        let is_dir = sys::is_dir(&st);
         match &mut found {
             None => {
                 let opaque = is_dir && stack.is_opaque(l, dfd.as_fd(), dir.path, name)?;
@@ -313,7 +313,7 @@ fn lookup_in(
                     st,
                     layers: vec![l],
                     opaque,
-                    ino: stack.ino_at(l, &child_path(dir.path, name), &st),
+                    ino: stack.inos.ino_at(l, &child_path(dir.path, name), &st),
                 });
                 if !is_dir || opaque {
                     break;
@@ -337,7 +337,7 @@ fn lookup_in(
 /// The root of the overlay: the upper root (or top lower) with every lower
 /// merged beneath.
 pub fn root(stack: &Stack) -> io::Result<Entry> {
-    let st = resolve::fstat(stack.layers[0].root.as_fd())?;
+    let st = sys::fstat(stack.layers[0].root.as_fd())?;
     Ok(Entry {
         layer: 0,
         st,
@@ -359,7 +359,7 @@ pub fn resolve_path(stack: &Stack, path: &Path) -> io::Result<Option<(Entry, Vec
             continue;
         }
         if !cur.is_dir() {
-            return Err(resolve::err(libc::ENOTDIR));
+            return Err(sys::err(libc::ENOTDIR));
         }
         let d = DirRef {
             path: &cur_path,

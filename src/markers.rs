@@ -15,12 +15,30 @@
 //! mount's namespace. A failure to read a mark is an error, never "no mark".
 
 use crate::options::Marks;
-use crate::resolve::{self, Stat, XTarget};
-use crate::stack::{Stack, XattrNs};
+use crate::sys::{self, Stat, XTarget};
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::ffi::{OsStrExt, OsStringExt};
+
+/// Which xattr namespace carries the overlay's private marks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum XattrNs {
+    Trusted,
+    User,
+}
+
+impl XattrNs {
+    pub fn prefix(self) -> &'static str {
+        match self {
+            XattrNs::Trusted => "trusted.overlay.",
+            XattrNs::User => "user.overlay.",
+        }
+    }
+    pub fn name(self, suffix: &str) -> OsString {
+        OsString::from(format!("{}{}", self.prefix(), suffix))
+    }
+}
 
 pub const AUFS_PREFIX: &[u8] = b".wh.";
 pub const AUFS_OPAQUE: &str = ".wh..wh..opq";
@@ -65,7 +83,7 @@ impl MarkPolicy {
         MarkPolicy {
             ns: XattrNs::User,
             foreign: true,
-            unprivileged: resolve::geteuid() != 0,
+            unprivileged: sys::geteuid() != 0,
         }
     }
 
@@ -130,7 +148,7 @@ impl MarkPolicy {
     /// read, see readdir.rs); for root it is a real refusal. Anything else
     /// (EIO, EMFILE...) is not an answer and must not reveal lower names.
     pub fn absent(&self, e: &io::Error) -> bool {
-        match resolve::errno(e) {
+        match sys::errno(e) {
             libc::ENODATA | libc::ENOENT | libc::ENOTSUP | libc::ENOTDIR => true,
             libc::EACCES => self.unprivileged,
             _ => false,
@@ -153,7 +171,7 @@ impl MarkPolicy {
 
     fn has_any_xattr(&self, t: XTarget, names: &[OsString]) -> io::Result<bool> {
         for n in names {
-            match resolve::getxattr(t, n) {
+            match sys::getxattr(t, n) {
                 Ok(_) => return Ok(true),
                 Err(e) if self.absent(&e) => {}
                 Err(e) => return Err(e),
@@ -168,7 +186,7 @@ impl MarkPolicy {
         if !self.aufs() || w.as_bytes().len() > 255 {
             return Ok(false);
         }
-        match resolve::fstatat(dir, &w) {
+        match sys::fstatat(dir, &w) {
             Ok(_) => Ok(true),
             Err(e) if self.absent(&e) => Ok(false),
             Err(e) => Err(e),
@@ -180,11 +198,11 @@ impl MarkPolicy {
     pub fn is_opaque(&self, dir: BorrowedFd, name: &OsStr) -> io::Result<bool> {
         let t = XTarget::At(dir, name);
         // One listxattr answers "no" for the common, unmarked directory.
-        match resolve::listxattr(t) {
+        match sys::listxattr(t) {
             Ok(names) => {
                 let obeyed = self.opaque_names();
                 for n in names.iter().filter(|n| obeyed.contains(n)) {
-                    match resolve::getxattr(t, n) {
+                    match sys::getxattr(t, n) {
                         Ok(v) if v == b"y" => return Ok(true),
                         Ok(_) => {}
                         Err(e) if self.absent(&e) => {}
@@ -199,8 +217,8 @@ impl MarkPolicy {
         if !self.aufs() {
             return Ok(false);
         }
-        let d = resolve::openat(dir, name, libc::O_PATH | libc::O_DIRECTORY, 0)?;
-        match resolve::fstatat(d.as_fd(), OsStr::new(AUFS_OPAQUE)) {
+        let d = sys::openat(dir, name, libc::O_PATH | libc::O_DIRECTORY, 0)?;
+        match sys::fstatat(d.as_fd(), OsStr::new(AUFS_OPAQUE)) {
             Ok(_) => Ok(true),
             Err(e) if self.absent(&e) => Ok(false),
             Err(e) => Err(e),
@@ -211,7 +229,7 @@ impl MarkPolicy {
     /// The kernel looks for them only there; so do we, to keep listing cheap.
     pub fn holds_xattr_whiteouts(&self, dir: BorrowedFd) -> io::Result<bool> {
         for ns in self.namespaces() {
-            match resolve::getxattr(XTarget::Fd(dir), &ns.name("opaque")) {
+            match sys::getxattr(XTarget::Fd(dir), &ns.name("opaque")) {
                 Ok(v) if v == b"x" => return Ok(true),
                 Ok(_) => {}
                 Err(e) if self.absent(&e) => {}
@@ -284,51 +302,62 @@ pub fn is_aufs_marker(name: &OsStr) -> bool {
     name.as_bytes().starts_with(AUFS_PREFIX)
 }
 
+/// What writing a mark needs of the mount: its work directory, fresh
+/// names there, its namespace, and the count of whiteouts made. The stack
+/// provides it; a trait, so that this module sits below the stack, whose
+/// lookups obey the marks.
+pub trait Workdir {
+    fn work(&self) -> io::Result<BorrowedFd<'_>>;
+    fn tmp_name(&self) -> OsString;
+    fn xattr_ns(&self) -> XattrNs;
+    fn whiteout_made(&self);
+}
+
 /// The whiteout in workdir/work that every new whiteout is a link to.
 const SHARED_WHITEOUT: &str = "#whiteout";
 
 /// Make a 0/0 character device `name` in `dir`: a hard link to one shared
 /// whiteout in work, as the kernel overlayfs does (a link costs a tenth of
 /// a new inode here), or a mknod of its own where linking fails.
-fn mknod_whiteout(stack: &Stack, dir: BorrowedFd, name: &OsStr) -> io::Result<()> {
+fn mknod_whiteout(stack: &impl Workdir, dir: BorrowedFd, name: &OsStr) -> io::Result<()> {
     if let Ok(work) = stack.work() {
         let shared = OsStr::new(SHARED_WHITEOUT);
         for _ in 0..2 {
-            match resolve::linkat(work, shared, dir, name) {
+            match sys::linkat(work, shared, dir, name) {
                 Ok(()) => return Ok(()),
-                Err(e) if resolve::errno(&e) == libc::EEXIST => return Err(e),
-                Err(e) if resolve::errno(&e) == libc::ENOENT => {
-                    let _ = resolve::mknodat(work, shared, libc::S_IFCHR, 0);
+                Err(e) if sys::errno(&e) == libc::EEXIST => return Err(e),
+                Err(e) if sys::errno(&e) == libc::ENOENT => {
+                    let _ = sys::mknodat(work, shared, libc::S_IFCHR, 0);
                 }
-                Err(e) if resolve::errno(&e) == libc::EMLINK => {
+                Err(e) if sys::errno(&e) == libc::EMLINK => {
                     // Full: a fresh shared whiteout replaces it.
                     let tmp = stack.tmp_name();
-                    if resolve::mknodat(work, &tmp, libc::S_IFCHR, 0).is_ok()
-                        && resolve::renameat2(work, &tmp, work, shared, 0).is_err()
+                    if sys::mknodat(work, &tmp, libc::S_IFCHR, 0).is_ok()
+                        && sys::renameat2(work, &tmp, work, shared, 0).is_err()
                     {
-                        let _ = resolve::unlinkat(work, &tmp, false);
+                        let _ = sys::unlinkat(work, &tmp, false);
                     }
                 }
                 Err(_) => break,
             }
         }
     }
-    resolve::mknodat(dir, name, libc::S_IFCHR, 0)
+    sys::mknodat(dir, name, libc::S_IFCHR, 0)
 }
 
 /// Build a whiteout under workdir/work and return its temporary name. The
 /// caller renames it into place, so the upper layer never shows a half-made
 /// one.
-pub fn make_tmp_whiteout(stack: &Stack) -> io::Result<OsString> {
+pub fn make_tmp_whiteout(stack: &impl Workdir) -> io::Result<OsString> {
     let work = stack.work()?;
     let tmp = stack.tmp_name();
     match mknod_whiteout(stack, work, &tmp) {
         Ok(()) => Ok(tmp),
-        Err(e) if matches!(resolve::errno(&e), libc::EPERM | libc::EOPNOTSUPP) => {
+        Err(e) if matches!(sys::errno(&e), libc::EPERM | libc::EOPNOTSUPP) => {
             // Fallback where a 0/0 device is refused: the kernel's xattr form.
-            let fd = resolve::openat(work, &tmp, libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY, 0)?;
-            let name = stack.xattr_ns.name("whiteout");
-            resolve::setxattr(XTarget::Fd(fd.as_fd()), &name, b"y", 0)?;
+            let fd = sys::openat(work, &tmp, libc::O_CREAT | libc::O_EXCL | libc::O_WRONLY, 0)?;
+            let name = stack.xattr_ns().name("whiteout");
+            sys::setxattr(XTarget::Fd(fd.as_fd()), &name, b"y", 0)?;
             Ok(tmp)
         }
         Err(e) => Err(e),
@@ -339,33 +368,37 @@ pub fn make_tmp_whiteout(stack: &Stack) -> io::Result<OsString> {
 /// overlay's whiteout, so that we show it rather than obey it. Only the
 /// mount's own namespace can hold it: `user.*` xattrs are refused on
 /// devices, so a `userxattr` mount answers EPERM, as before.
-pub fn mark_nested_whiteout(stack: &Stack, dir: BorrowedFd, name: &OsStr) -> io::Result<()> {
-    let n = stack.xattr_ns.name("overlay.whiteout");
-    resolve::setxattr(XTarget::At(dir, name), &n, b"y", 0).map_err(|e| match resolve::errno(&e) {
-        libc::EPERM | libc::EOPNOTSUPP | libc::EACCES => resolve::err(libc::EPERM),
+pub fn mark_nested_whiteout(stack: &impl Workdir, dir: BorrowedFd, name: &OsStr) -> io::Result<()> {
+    let n = stack.xattr_ns().name("overlay.whiteout");
+    sys::setxattr(XTarget::At(dir, name), &n, b"y", 0).map_err(|e| match sys::errno(&e) {
+        libc::EPERM | libc::EOPNOTSUPP | libc::EACCES => sys::err(libc::EPERM),
         _ => e,
     })
 }
 
 /// After an xattr whiteout lands in `dir`, the kernel wants the parent to
 /// say so (`overlay.opaque=x`), or it ignores the whiteout.
-pub fn note_xattr_whiteout(stack: &Stack, parent: BorrowedFd, name: &OsStr) -> io::Result<()> {
-    let st = resolve::fstatat(parent, name)?;
-    if resolve::is_reg(&st) {
-        let n = stack.xattr_ns.name("opaque");
+pub fn note_xattr_whiteout(
+    stack: &impl Workdir,
+    parent: BorrowedFd,
+    name: &OsStr,
+) -> io::Result<()> {
+    let st = sys::fstatat(parent, name)?;
+    if sys::is_reg(&st) {
+        let n = stack.xattr_ns().name("opaque");
         let t = XTarget::Fd(parent);
-        if resolve::getxattr(t, &n).is_err() {
-            resolve::setxattr(t, &n, b"x", 0)?;
+        if sys::getxattr(t, &n).is_err() {
+            sys::setxattr(t, &n, b"x", 0)?;
         }
     }
     Ok(())
 }
 
 /// Mark an upper directory opaque.
-pub fn set_opaque(stack: &Stack, dir: XTarget) -> io::Result<()> {
-    resolve::setxattr(dir, &stack.xattr_ns.name("opaque"), b"y", 0)?;
+pub fn set_opaque(stack: &impl Workdir, dir: XTarget) -> io::Result<()> {
+    sys::setxattr(dir, &stack.xattr_ns().name("opaque"), b"y", 0)?;
     tracing::debug!(
-        xattr = ?stack.xattr_ns.name("opaque"),
+        xattr = ?stack.xattr_ns().name("opaque"),
         "opaque mark set: no lower directory of this name may merge into it"
     );
     Ok(())
@@ -373,7 +406,7 @@ pub fn set_opaque(stack: &Stack, dir: XTarget) -> io::Result<()> {
 
 /// Put a whiteout at `name` in the upper directory `parent`, atomically
 /// replacing whatever non-directory is there.
-pub fn whiteout_at(stack: &Stack, parent: BorrowedFd, name: &OsStr) -> io::Result<()> {
+pub fn whiteout_at(stack: &impl Workdir, parent: BorrowedFd, name: &OsStr) -> io::Result<()> {
     // Where the name is free in the upper, one mknod makes the whiteout
     // whole or not at all. Replacing an upper object, or the xattr form,
     // is built in work first and renamed over.
@@ -381,21 +414,21 @@ pub fn whiteout_at(stack: &Stack, parent: BorrowedFd, name: &OsStr) -> io::Resul
         Ok(()) => {}
         Err(e)
             if matches!(
-                resolve::errno(&e),
+                sys::errno(&e),
                 libc::EEXIST | libc::EPERM | libc::EOPNOTSUPP
             ) =>
         {
             let tmp = make_tmp_whiteout(stack)?;
             let work = stack.work()?;
-            if let Err(e) = resolve::renameat2(work, &tmp, parent, name, 0) {
-                let _ = resolve::unlinkat(work, &tmp, false);
+            if let Err(e) = sys::renameat2(work, &tmp, parent, name, 0) {
+                let _ = sys::unlinkat(work, &tmp, false);
                 return Err(e);
             }
             note_xattr_whiteout(stack, parent, name)?;
         }
         Err(e) => return Err(e),
     }
-    stack.stats.whiteout();
+    stack.whiteout_made();
     tracing::debug!(name = ?name, "whiteout created: a lower layer still has this name, so removing it must hide it");
     Ok(())
 }

@@ -147,6 +147,9 @@ fn map_code_in() {
         };
         if let (Ok(a), Ok(b)) = (usize::from_str_radix(a, 16), usize::from_str_radix(b, 16)) {
             // Linux 5.14+; older kernels say EINVAL and nothing changes.
+            // SAFETY: the range is a mapping of our own executable, read from
+            // /proc/self/maps; MADV_POPULATE_READ only faults its pages in and
+            // changes no memory.
             unsafe { libc::madvise(a as *mut libc::c_void, b - a, libc::MADV_POPULATE_READ) };
         }
     }
@@ -163,8 +166,9 @@ fn detect_cpu_features() {
 /// Detach a dead FUSE mount (daemon killed): as root directly, otherwise
 /// through fusermount3.
 fn detach(mp: &Path) -> bool {
-    if crate::resolve::geteuid() == 0 {
+    if crate::sys::geteuid() == 0 {
         if let Ok(c) = std::ffi::CString::new(mp.as_os_str().as_encoded_bytes()) {
+            // SAFETY: `c` is a NUL-terminated path that outlives the call.
             return unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } == 0;
         }
         return false;
@@ -177,9 +181,13 @@ fn detach(mp: &Path) -> bool {
 }
 
 /// A FUSE mount whose daemon is gone answers ENOTCONN; a request caught
-/// in the abort itself (the daemon has just died) ECONNABORTED.
+/// in the abort itself (the daemon has just died) ECONNABORTED, or
+/// ECANCELED when it was on its way to the dead daemon's io_uring.
 fn dead_mount(e: &std::io::Error) -> bool {
-    matches!(e.raw_os_error(), Some(libc::ENOTCONN | libc::ECONNABORTED))
+    matches!(
+        e.raw_os_error(),
+        Some(libc::ENOTCONN | libc::ECONNABORTED | libc::ECANCELED)
+    )
 }
 
 /// Check the mount point; recover a dead mount of ours.
@@ -201,7 +209,7 @@ pub fn check_mountpoint(mp: &Path) -> Result<PathBuf, String> {
     if mounted_fstype(&canon).as_deref() == Some(FSTYPE) {
         // stat may answer from the attribute cache of a dead mount; statfs
         // always asks the daemon.
-        if crate::resolve::statfs_path(&canon).is_err_and(|e| dead_mount(&e)) {
+        if crate::sys::statfs_path(&canon).is_err_and(|e| dead_mount(&e)) {
             return recover_dead(&canon);
         }
         return Err(format!(
@@ -385,7 +393,7 @@ fn root_defaults(o: &mut MountOptions) {
 /// `mount -o remount,...`: mount.fuse3 runs us again with `remount`; the
 /// running mount's flags change and no second daemon starts.
 fn remount(o: &MountOptions, mp: &Path) -> Result<(), String> {
-    if crate::resolve::geteuid() != 0 {
+    if crate::sys::geteuid() != 0 {
         return Err("remount needs root (fusermount3 cannot remount)".into());
     }
     let canon = mp
@@ -405,9 +413,9 @@ fn remount(o: &MountOptions, mp: &Path) -> Result<(), String> {
         | libc::MS_NODIRATIME
         | libc::MS_RELATIME
         | libc::MS_NOSYMFOLLOW;
-    let dir = crate::resolve::open_path(&canon, libc::O_RDONLY | libc::O_DIRECTORY)
+    let dir = crate::sys::open_path(&canon, libc::O_RDONLY | libc::O_DIRECTORY)
         .map_err(|e| format!("remount {}: {e}", canon.display()))?;
-    let cur = crate::resolve::fstatvfs(dir.as_fd())
+    let cur = crate::sys::fstatvfs(dir.as_fd())
         .map_err(|e| format!("remount {}: {e}", canon.display()))?
         .f_flag;
     drop(dir);
@@ -429,20 +437,22 @@ fn remount(o: &MountOptions, mp: &Path) -> Result<(), String> {
     // A mount made ro has a read-only superblock too: rw needs the
     // superblock's remount as well as the mount's.
     if o.rw {
-        let _ = crate::resolve::remount(&canon, libc::MS_REMOUNT);
+        let _ = crate::sys::remount(&canon, libc::MS_REMOUNT);
     }
     // The per-mount flags (MS_BIND), which mount -o remount shows. Access
     // time flags keep what the mount has: the daemon's own rule for them
     // (its upper clone, O_NOATIME) is fixed at mount.
-    crate::resolve::remount(&canon, flags | libc::MS_REMOUNT | libc::MS_BIND)
+    crate::sys::remount(&canon, flags | libc::MS_REMOUNT | libc::MS_BIND)
         .map_err(|e| format!("remount {}: {e}", canon.display()))
 }
 
 /// Unmount what we mounted as root; lazily if something still holds it.
 fn unmount_path(mp: &Path) {
     if let Ok(c) = std::ffi::CString::new(mp.as_os_str().as_encoded_bytes())
+        // SAFETY: `c` is a NUL-terminated path that outlives the call.
         && unsafe { libc::umount2(c.as_ptr(), 0) } != 0
     {
+        // SAFETY: as above.
         unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) };
     }
 }
@@ -452,13 +462,15 @@ fn unmount_path(mp: &Path) {
 fn mount_as_root(r: &MountRequest, mp: &Path) -> std::io::Result<OwnedFd> {
     use std::os::fd::AsRawFd;
     let o = &r.options;
-    let dev = crate::resolve::open_path(Path::new("/dev/fuse"), libc::O_RDWR)?;
-    let st = crate::resolve::fstat(crate::resolve::open_path(mp, libc::O_PATH)?.as_fd())?;
+    let dev = crate::sys::open_path(Path::new("/dev/fuse"), libc::O_RDWR)?;
+    let st = crate::sys::fstat(crate::sys::open_path(mp, libc::O_PATH)?.as_fd())?;
     let mut data = format!(
         "fd={},rootmode={:o},user_id={},group_id={},default_permissions",
         dev.as_raw_fd(),
         st.st_mode & libc::S_IFMT,
+        // SAFETY: getuid cannot fail and touches no memory.
         unsafe { libc::getuid() },
+        // SAFETY: getgid cannot fail and touches no memory.
         unsafe { libc::getgid() }
     );
     if o.allow_other || o.allow_root {
@@ -506,6 +518,7 @@ fn mount_as_root(r: &MountRequest, mp: &Path) -> std::io::Result<OwnedFd> {
         cstr(format!("fuse.{}", o.subtype.as_deref().unwrap_or("ovlfuse")).as_bytes())?,
         cstr(data.as_bytes())?,
     );
+    // SAFETY: every pointer is a NUL-terminated string that outlives the call.
     let rc = unsafe {
         libc::mount(
             src.as_ptr(),
@@ -523,15 +536,19 @@ fn mount_as_root(r: &MountRequest, mp: &Path) -> std::io::Result<OwnedFd> {
 
 fn pipe() -> std::io::Result<(OwnedFd, OwnedFd)> {
     let mut fds = [0; 2];
+    // SAFETY: `fds` has room for the two fds pipe2 writes.
     if unsafe { libc::pipe2(fds.as_mut_ptr(), libc::O_CLOEXEC) } != 0 {
         return Err(std::io::Error::last_os_error());
     }
+    // SAFETY: pipe2 succeeded: both fds are new and owned by nothing else.
     Ok(unsafe { (OwnedFd::from_raw_fd(fds[0]), OwnedFd::from_raw_fd(fds[1])) })
 }
 
 /// Block SIGTERM/SIGINT/SIGHUP in every thread; one thread waits for them
 /// and unmounts, which ends the event loops.
 fn block_signals() -> libc::sigset_t {
+    // SAFETY: `set` is initialised by sigemptyset before use; the calls only read
+    // and write it and this thread's mask.
     unsafe {
         let mut set: libc::sigset_t = std::mem::zeroed();
         libc::sigemptyset(&mut set);
@@ -555,7 +572,7 @@ pub fn run(mut r: MountRequest) -> i32 {
             Err(e) => fail(e),
         };
     }
-    if crate::resolve::geteuid() == 0 {
+    if crate::sys::geteuid() == 0 {
         root_defaults(&mut r.options);
     }
     let mp = match check_mountpoint(&r.mountpoint) {
@@ -565,7 +582,7 @@ pub fn run(mut r: MountRequest) -> i32 {
     if let Err(e) = crate::stack::check_mountpoint(&r.options, &mp) {
         return fail(e);
     }
-    let root = crate::resolve::geteuid() == 0;
+    let root = crate::sys::geteuid() == 0;
     if !root && !fusermount_available() {
         return fail(format!(
             "cannot mount on {} as an ordinary user: fusermount3 is not installed \
@@ -586,8 +603,9 @@ pub fn run(mut r: MountRequest) -> i32 {
     }
     // Exact modes for what we create: the kernel already applied the
     // caller's umask.
+    // SAFETY: umask cannot fail and touches no memory.
     unsafe { libc::umask(0) };
-    crate::resolve::raise_nofile();
+    crate::sys::raise_nofile();
     let mut ready: Option<OwnedFd> = None;
     if !r.foreground {
         let (rd, wr) = match pipe() {
@@ -595,10 +613,12 @@ pub fn run(mut r: MountRequest) -> i32 {
             Err(e) => return fail(format!("pipe: {e}")),
         };
         // Fork before any thread exists; the parent only waits for word.
+        // SAFETY: no other thread exists yet (see above), so the child may go on running Rust code.
         match unsafe { libc::fork() } {
             -1 => return fail(format!("fork: {}", std::io::Error::last_os_error())),
             0 => {
                 drop(rd);
+                // SAFETY: setsid cannot fail in a fresh child and touches no memory.
                 unsafe { libc::setsid() };
                 ready = Some(wr);
             }
@@ -681,6 +701,7 @@ pub fn run(mut r: MountRequest) -> i32 {
     let mp2 = mp.clone();
     std::thread::spawn(move || {
         let mut sig: libc::c_int = 0;
+        // SAFETY: `sigs` and `sig` are valid for the call; sigwait only reads and writes them.
         unsafe { libc::sigwait(&sigs, &mut sig) };
         tracing::info!(sig, "signal: unmounting");
         if root {
@@ -707,6 +728,8 @@ pub fn run(mut r: MountRequest) -> i32 {
         {
             use std::os::fd::AsRawFd;
             for fd in 0..3 {
+                // SAFETY: `null` is open; dup2 onto 0..3 replaces the standard
+                // streams, which std reaches by number and no OwnedFd holds.
                 unsafe { libc::dup2(null.as_raw_fd(), fd) };
             }
         }

@@ -5,10 +5,11 @@
 //! the name; an opaque directory stops the merge (its lowers are already cut
 //! by lookup); markers never show; `d_ino` is the `st_ino` stat reports.
 
-use crate::lookup::{DirRef, child_path, visit_order};
+use crate::lookup::{DirRef, visit_order};
 use crate::markers;
-use crate::resolve;
 use crate::stack::Stack;
+use crate::stack::child_path;
+use crate::sys;
 use std::collections::HashSet;
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -32,7 +33,7 @@ pub fn read_merged(stack: &Stack, dir: &DirRef) -> io::Result<Vec<MergedEntry>> 
     for l in visit_order(stack, dir) {
         let dfd = match stack.dir(l, dir.path) {
             Ok(d) => d,
-            Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => continue,
+            Err(e) if matches!(sys::errno(&e), libc::ENOENT | libc::ENOTDIR) => continue,
             Err(e) => return Err(e),
         };
         let rd = open_listing(stack, l, dfd.as_fd(), dir.path)?;
@@ -40,7 +41,7 @@ pub fn read_merged(stack: &Stack, dir: &DirRef) -> io::Result<Vec<MergedEntry>> 
         // it holds some (overlay.opaque=x); so do we, to keep listing cheap.
         let xattr_wh = stack.marks(l).holds_xattr_whiteouts(dfd.as_fd())?;
         let mut aufs_hidden = Vec::new();
-        for e in resolve::read_dir_fd(rd)? {
+        for e in sys::read_dir_fd(rd)? {
             if stack.marks(l).is_marker_in(&e.name, stack.is_upper(l)) {
                 if let Some(t) = markers::aufs_target(&e.name) {
                     aufs_hidden.push(t.to_os_string());
@@ -65,15 +66,13 @@ pub fn read_merged(stack: &Stack, dir: &DirRef) -> io::Result<Vec<MergedEntry>> 
             // a character device, taken for the whiteout it almost always
             // is (the kernel, checking with the mounter's rights, hides it).
             let st = if needs_stat {
-                match resolve::fstatat(dfd.as_fd(), &e.name) {
+                match sys::fstatat(dfd.as_fd(), &e.name) {
                     Ok(st) => Some(st),
-                    Err(err)
-                        if resolve::errno(&err) == libc::EACCES && stack.marks(l).unprivileged =>
-                    {
+                    Err(err) if sys::errno(&err) == libc::EACCES && stack.marks(l).unprivileged => {
                         None
                     }
                     // Gone since the listing: left out.
-                    Err(err) if resolve::errno(&err) == libc::ENOENT => continue,
+                    Err(err) if sys::errno(&err) == libc::ENOENT => continue,
                     // Unknown: it may be a whiteout, so dropping the name
                     // could let a lower one show. The listing fails instead.
                     Err(err) => return Err(err),
@@ -92,11 +91,11 @@ pub fn read_merged(stack: &Stack, dir: &DirRef) -> io::Result<Vec<MergedEntry>> 
                 }
                 dtype = dtype_of(st.st_mode);
                 real_ino = st.st_ino;
-                ino = Some(stack.ino_at(l, &child_path(dir.path, &e.name), &st));
+                ino = Some(stack.inos.ino_at(l, &child_path(dir.path, &e.name), &st));
             }
             seen.insert(e.name.clone());
             out.push(MergedEntry {
-                ino: ino.unwrap_or_else(|| stack.ino(l, real_ino)),
+                ino: ino.unwrap_or_else(|| stack.inos.ino(l, real_ino)),
                 name: e.name,
                 dtype,
                 layer: l,
@@ -117,14 +116,14 @@ pub fn accessed(stack: &Stack, dir: &DirRef) -> io::Result<bool> {
     }
     let dfd = match stack.dir(0, dir.path) {
         Ok(d) => d,
-        Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => return Ok(false),
+        Err(e) if matches!(sys::errno(&e), libc::ENOENT | libc::ENOTDIR) => return Ok(false),
         Err(e) => return Err(e),
     };
     let flags = libc::O_RDONLY | libc::O_DIRECTORY;
-    let fd = resolve::openat(dfd.as_fd(), OsStr::new("."), flags, 0)?;
-    let before = resolve::fstat(fd.as_fd())?;
-    resolve::touch_listing(fd.as_fd())?;
-    let after = resolve::fstat(fd.as_fd())?;
+    let fd = sys::openat(dfd.as_fd(), OsStr::new("."), flags, 0)?;
+    let before = sys::fstat(fd.as_fd())?;
+    sys::touch_listing(fd.as_fd())?;
+    let after = sys::fstat(fd.as_fd())?;
     Ok((before.st_atime, before.st_atime_nsec) != (after.st_atime, after.st_atime_nsec))
 }
 
@@ -155,15 +154,13 @@ fn open_listing(
     path: &std::path::Path,
 ) -> io::Result<std::os::fd::OwnedFd> {
     let flags = libc::O_RDONLY | libc::O_DIRECTORY;
-    match resolve::open_noatime(dfd, OsStr::new("."), flags) {
+    match sys::open_noatime(dfd, OsStr::new("."), flags) {
         // No search permission (a 0600 directory, an unprivileged daemon):
         // still listable, opened by its path from the layer root.
-        Err(e) if resolve::errno(&e) == libc::EACCES => {
+        Err(e) if sys::errno(&e) == libc::EACCES => {
             let root = stack.layers[layer].root.as_fd();
-            match resolve::open_beneath(root, path, flags | libc::O_NOATIME) {
-                Err(e) if resolve::errno(&e) == libc::EPERM => {
-                    resolve::open_beneath(root, path, flags)
-                }
+            match sys::open_beneath(root, path, flags | libc::O_NOATIME) {
+                Err(e) if sys::errno(&e) == libc::EPERM => sys::open_beneath(root, path, flags),
                 r => r,
             }
         }

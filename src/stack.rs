@@ -3,16 +3,20 @@
 //! Rules served (docs/semantics.md "Layers and options", "Inode numbers, attributes, statfs"):
 //! upper above all lowers, lowers top to bottom; no upper means read-only;
 //! workdir on the upper's filesystem, layers not overlapping, one mount per
-//! upper/workdir (flock); leftovers in workdir cleared at mount; `st_ino`
-//! unique and stable for the mount's life, also across copy-up.
+//! upper/workdir (flock); leftovers in workdir cleared at mount. The
+//! stack holds, but does not decide, the mount's inode numbers
+//! ([`crate::ino`]) and lower-directory caches ([`crate::dircache`]).
 
-use crate::options::{Marks, MountOptions};
-use crate::resolve::{self, Stat};
-use dashmap::DashMap;
+use crate::dircache::{DirCache, DirFd};
+use crate::ino::Inos;
+use crate::markers::{MarkPolicy, XattrNs};
+use crate::options::{Atime, Marks, MountOptions};
+use crate::stats::Stats;
+use crate::sys::{self, Stat};
+use crate::view::View;
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::sync::Mutex;
@@ -28,30 +32,8 @@ pub struct Layer {
     pub is_upper: bool,
 }
 
-/// Which xattr namespace carries the overlay's private marks.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum XattrNs {
-    Trusted,
-    User,
-}
-
-impl XattrNs {
-    pub fn prefix(self) -> &'static str {
-        match self {
-            XattrNs::Trusted => "trusted.overlay.",
-            XattrNs::User => "user.overlay.",
-        }
-    }
-    pub fn name(self, suffix: &str) -> OsString {
-        OsString::from(format!("{}{}", self.prefix(), suffix))
-    }
-}
-
 /// Number of copy-up lock stripes: racing copy-ups of one path serialise.
 const STRIPES: usize = 64;
-/// Overlay inode numbers: (layer index + 1) in the top bits, the real inode
-/// below, so lookups compute them without a table (the idea of xino).
-const INO_SHIFT: u32 = 48;
 
 /// The ordered layers plus the workdir: everything one mount stands on.
 #[derive(Debug)]
@@ -65,154 +47,41 @@ pub struct Stack {
     pub xattr_ns: XattrNs,
     /// Which marks on disk this mount obeys (decided once, at mount; see
     /// [`Stack::marks`]).
-    mark_policy: crate::markers::MarkPolicy,
+    mark_policy: MarkPolicy,
     /// Per layer: are its foreign marks (the other namespace, AUFS files)
     /// obeyed? Where the option leaves it open, only in a layer that no one
     /// but the mounter can reach.
     foreign_marks: Vec<bool>,
     pub volatile: bool,
     /// How the mount shows attributes (id mapping, static_nlink, ...).
-    pub view: crate::attr::View,
+    pub view: View,
     /// The mount's atime rule (see [`Stack::atime_never`]).
-    atime: crate::options::Atime,
+    atime: Atime,
     nodiratime: bool,
     /// Keeps the flocks on upperdir and workdir for the life of the mount.
     _locks: Vec<OwnedFd>,
     tmp_counter: AtomicU64,
-    /// Upper real inode -> overlay inode, for objects whose overlay inode was
-    /// fixed before they reached the upper layer (copy-up keeps st_ino).
-    upper_ino: DashMap<u64, u64>,
-    /// Overlay inodes that could not be encoded (huge real inodes).
-    spill: DashMap<(usize, u64), u64>,
-    spill_next: AtomicU64,
-    /// Per-path numbers for hard-linked lower files (see [`Stack::lower_link_ino`]).
-    link_ino: DashMap<(usize, PathBuf), u64>,
-    /// The one st_ino all names of a hard-linked lower file show, by node.
-    link_shown: DashMap<u64, u64>,
+    /// The overlay's inode numbers (`st_ino`).
+    pub inos: Inos,
     stripes: Vec<Mutex<()>>,
     /// Bumped by every file copy-up: lets open lower handles notice one.
     pub copyup_gen: AtomicU64,
-    pub stats: crate::stats::Stats,
-    /// Lower directories never change, so their fds (None: no such
-    /// directory in that layer) are kept instead of re-resolving the path
-    /// beneath the layer root on every request.
-    lower_dirs: DashMap<(usize, PathBuf), Option<Arc<LowerDir>>>,
-    /// Opaque marks of lower directories, by (layer, path): they never
-    /// change, and a merged directory's getattr would re-read them.
-    lower_opaque: DashMap<(usize, PathBuf), bool>,
-    /// Bytes of names held by the listings in `lower_dirs` (see
-    /// [`LISTED_NAMES_MAX`]).
-    listed_bytes: std::sync::atomic::AtomicUsize,
+    pub stats: Stats,
+    /// Lower directories, cached.
+    pub dirs: DirCache,
     /// The upper root, shared: it never moves, so a request in a top-level
     /// directory needs no `openat2` to reach it.
     upper_root: Option<DirFd>,
 }
 
-/// A cached lower directory.
-#[derive(Debug)]
-struct LowerDir {
-    fd: DirFd,
-    /// What one listing of it taught (lowers never change, so it stays
-    /// true): made at mount for the layer roots, elsewhere once
-    /// [`LIST_AFTER_MISSES`] negative lookups have been seen here.
-    listing: std::sync::OnceLock<Listing>,
-    /// Negative lookups here so far: the listing waits for
-    /// [`LIST_AFTER_MISSES`] of them, so that a directory looked into once
-    /// or twice pays a probe each, not a listing.
-    misses: std::sync::atomic::AtomicU32,
-}
-
-#[derive(Debug)]
-struct Listing {
-    /// Does the directory hold any `.wh.*` entry? If not, a name missing
-    /// from it needs no `.wh.NAME` probe.
-    aufs: bool,
-    /// Its names, while they fit in [`LISTED_NAMES_MAX`]: a name not among
-    /// them needs no probe at all.
-    names: Option<Names>,
-}
-
-/// The names of a directory, sorted and packed into one buffer (a few
-/// bytes each above the name itself, where a set of strings costs ~50).
-#[derive(Debug)]
-pub struct Names {
-    bytes: Box<[u8]>,
-    /// End of each name in `bytes`.
-    ends: Box<[u32]>,
-}
-
-impl Names {
-    /// Names of at most 4 GiB in all (offsets are u32).
-    pub fn new(mut names: Vec<OsString>) -> Names {
-        names.sort_unstable();
-        let mut bytes = Vec::with_capacity(names.iter().map(|n| n.len()).sum());
-        let mut ends = Vec::with_capacity(names.len());
-        for n in &names {
-            bytes.extend_from_slice(n.as_bytes());
-            ends.push(bytes.len() as u32);
-        }
-        Names {
-            bytes: bytes.into(),
-            ends: ends.into(),
-        }
-    }
-
-    fn at(&self, i: usize) -> &[u8] {
-        let start = if i == 0 { 0 } else { self.ends[i - 1] as usize };
-        &self.bytes[start..self.ends[i] as usize]
-    }
-
-    pub fn contains(&self, name: &[u8]) -> bool {
-        let (mut lo, mut hi) = (0, self.ends.len());
-        while lo < hi {
-            let mid = (lo + hi) / 2;
-            match self.at(mid).cmp(name) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return true,
-            }
-        }
-        false
-    }
-
-    /// Memory held by names of these lengths, roughly.
-    fn size_of(lens: impl Iterator<Item = usize>) -> usize {
-        lens.map(|n| n + 4).sum()
+/// `parent/name` as one relative path ("" parent for the root's children).
+pub fn child_path(parent: &Path, name: &OsStr) -> PathBuf {
+    if parent.as_os_str().is_empty() {
+        PathBuf::from(name)
+    } else {
+        parent.join(name)
     }
 }
-
-/// What a lower directory's listing says of one name.
-#[derive(Debug, PartialEq, Eq)]
-pub enum Listed {
-    /// Not there, and no AUFS whiteout for it: the layer can be skipped.
-    Absent,
-    /// Not there, but a `.wh.NAME` whiteout is: the lookup ends here.
-    WhitedOut,
-    /// There, or not known: stat it.
-    Unknown,
-}
-
-/// Listing a small directory costs about as many syscalls (open, getdents
-/// twice, close) as this many `.wh.NAME` probes; a large one costs more,
-/// and is listed only once it is clearly being looked into.
-const LIST_AFTER_MISSES: u32 = 8;
-
-/// Bound on the memory the kept listings hold, all directories together
-/// (a listing past it keeps only its AUFS answer).
-const LISTED_NAMES_MAX: usize = 16 << 20;
-
-/// A directory fd of one layer; shared when it comes from the cache.
-pub type DirFd = Arc<OwnedFd>;
-
-/// Bound on cached lower directory fds (each is one O_PATH fd): at most a
-/// quarter of the open-file limit, so the cache never causes EMFILE.
-fn lower_dir_cache_max() -> usize {
-    static MAX: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-    *MAX.get_or_init(|| (resolve::nofile_limit() / 4).clamp(64, 16384) as usize)
-}
-
-/// Bound on remembered opaque marks (no fds: just memory).
-const LOWER_OPAQUE_CACHE: usize = 65536;
 
 fn is_within(a: &Path, b: &Path) -> bool {
     a != b && a.starts_with(b)
@@ -263,15 +132,22 @@ fn private_upper_work(
         .collect();
     // The clone carries the mount's atime rule, as the kernel's upper
     // clone carries the overlay's; without mount_setattr, a plain clone.
-    let clone = resolve::open_atime_tree(&common, o.atime, o.nodiratime)
-        .or_else(|_| resolve::open_tree_clone(&common));
+    let mut atime = match o.atime {
+        Atime::Relative => sys::MOUNT_ATTR_RELATIME,
+        Atime::Strict => sys::MOUNT_ATTR_STRICTATIME,
+        Atime::Never => sys::MOUNT_ATTR_NOATIME,
+    };
+    if o.nodiratime {
+        atime |= sys::MOUNT_ATTR_NODIRATIME;
+    }
+    let clone = sys::open_atime_tree(&common, atime).or_else(|_| sys::open_tree_clone(&common));
     let Ok(clone) = clone else {
         return Ok(None);
     };
     let open = |p: &Path, want: &Stat| {
         let rel = p.strip_prefix(&common).unwrap_or(p);
-        resolve::open_dir(clone.as_fd(), rel).ok().filter(|fd| {
-            resolve::fstat(fd.as_fd())
+        sys::open_dir(clone.as_fd(), rel).ok().filter(|fd| {
+            sys::fstat(fd.as_fd())
                 .is_ok_and(|st| st.st_dev == want.st_dev && st.st_ino == want.st_ino)
         })
     };
@@ -362,16 +238,16 @@ impl Stack {
         let mut work = None;
         let mut workdir = None;
         let open_root = |p: &Path| -> Result<(OwnedFd, Stat), String> {
-            let fd = resolve::open_path(p, libc::O_PATH | libc::O_DIRECTORY)
+            let fd = sys::open_path(p, libc::O_PATH | libc::O_DIRECTORY)
                 .map_err(|e| format!("cannot open {}: {e}", p.display()))?;
-            let st = resolve::fstat(fd.as_fd()).map_err(|e| format!("{}: {e}", p.display()))?;
+            let st = sys::fstat(fd.as_fd()).map_err(|e| format!("{}: {e}", p.display()))?;
             Ok((fd, st))
         };
         let lock = |role: &str, p: &Path| -> Result<OwnedFd, String> {
-            let fd = resolve::open_path(p, libc::O_RDONLY | libc::O_DIRECTORY)
+            let fd = sys::open_path(p, libc::O_RDONLY | libc::O_DIRECTORY)
                 .map_err(|e| format!("cannot open {role} {}: {e}", p.display()))?;
-            resolve::flock(fd.as_fd(), libc::LOCK_EX | libc::LOCK_NB).map_err(|_| {
-                let holder = resolve::fstat(fd.as_fd())
+            sys::flock(fd.as_fd(), libc::LOCK_EX | libc::LOCK_NB).map_err(|_| {
+                let holder = sys::fstat(fd.as_fd())
                     .ok()
                     .and_then(|st| lock_holder(&st))
                     .map_or_else(String::new, |h| format!(" ({h} holds its lock)"));
@@ -407,7 +283,7 @@ impl Stack {
             // a cloned upper.
             drop(visible_work);
             work = Some(
-                resolve::open_dir(wfd.as_fd(), Path::new("work"))
+                sys::open_dir(wfd.as_fd(), Path::new("work"))
                     .map_err(|e| format!("workdir {}/work: {e}", w.display()))?,
             );
             workdir = Some(w);
@@ -423,8 +299,8 @@ impl Stack {
             let (mut fd, st) = open_root(&l)?;
             // Where we may (root), read lowers through a read-only, noatime
             // clone of their mount; else the O_NOATIME opens do their best.
-            if let Ok(frozen) = resolve::open_frozen_tree(&l)
-                && resolve::fstat(frozen.as_fd()).is_ok_and(|f| f.st_ino == st.st_ino)
+            if let Ok(frozen) = sys::open_frozen_tree(&l)
+                && sys::fstat(frozen.as_fd()).is_ok_and(|f| f.st_ino == st.st_ino)
             {
                 fd = frozen;
             }
@@ -436,7 +312,7 @@ impl Stack {
             });
         }
         let xattr_ns = if o.userxattr
-            || resolve::geteuid() != 0
+            || sys::geteuid() != 0
             || work
                 .as_ref()
                 .is_some_and(|w| !takes_trusted_xattrs(w.as_fd()))
@@ -447,8 +323,8 @@ impl Stack {
         };
         // Root of a user namespace (rootless Podman's mount program) mounts
         // what its user owns: the user's own mount, for the marks it obeys.
-        let own = resolve::geteuid() != 0 || !resolve::in_initial_user_ns();
-        let marks = crate::markers::MarkPolicy::new(xattr_ns, o.marks, own);
+        let own = sys::geteuid() != 0 || !sys::in_initial_user_ns();
+        let marks = MarkPolicy::new(xattr_ns, o.marks, own);
         let foreign_marks = layers
             .iter()
             .map(|l| match o.marks {
@@ -458,10 +334,11 @@ impl Stack {
             .collect();
         let upper_root = match work {
             Some(_) => Some(Arc::new(
-                resolve::dup(layers[0].root.as_fd()).map_err(|e| format!("upperdir: {e}"))?,
+                sys::dup(layers[0].root.as_fd()).map_err(|e| format!("upperdir: {e}"))?,
             )),
             None => None,
         };
+        let inos = Inos::new(work.is_some());
         Ok(Stack {
             upper_root,
             layers,
@@ -472,22 +349,16 @@ impl Stack {
             mark_policy: marks,
             foreign_marks,
             volatile: o.volatile,
-            view: crate::attr::View::from_options(o),
+            view: View::from_options(o),
             atime: o.atime,
             nodiratime: o.nodiratime,
             _locks: locks,
             tmp_counter: AtomicU64::new(0),
-            upper_ino: DashMap::new(),
-            spill: DashMap::new(),
-            spill_next: AtomicU64::new(2),
-            link_ino: DashMap::new(),
-            link_shown: DashMap::new(),
+            inos,
             stripes: (0..STRIPES).map(|_| Mutex::new(())).collect(),
             copyup_gen: AtomicU64::new(0),
             stats: Default::default(),
-            lower_dirs: DashMap::new(),
-            lower_opaque: DashMap::new(),
-            listed_bytes: Default::default(),
+            dirs: DirCache::default(),
         })
     }
 
@@ -522,14 +393,14 @@ impl Stack {
 
     /// The upper layer, or EROFS for a read-only stack.
     pub fn upper_or_erofs(&self) -> io::Result<&Layer> {
-        self.upper().ok_or_else(|| resolve::err(libc::EROFS))
+        self.upper().ok_or_else(|| sys::err(libc::EROFS))
     }
 
     pub fn work(&self) -> io::Result<BorrowedFd<'_>> {
         self.work
             .as_ref()
             .map(|w| w.as_fd())
-            .ok_or_else(|| resolve::err(libc::EROFS))
+            .ok_or_else(|| sys::err(libc::EROFS))
     }
 
     /// Index of the first lower layer.
@@ -545,91 +416,13 @@ impl Stack {
     /// for a directory) never moves its atime: then it is opened O_NOATIME,
     /// which also holds where the upper could not be cloned (not root).
     pub fn atime_never(&self, dir: bool) -> bool {
-        self.atime == crate::options::Atime::Never || (dir && self.nodiratime)
+        self.atime == Atime::Never || (dir && self.nodiratime)
     }
 
     /// A fresh name for a temporary object under workdir/work.
     pub fn tmp_name(&self) -> OsString {
         let n = self.tmp_counter.fetch_add(1, Ordering::Relaxed);
         OsString::from(format!("#ovl{:x}.{n:x}", std::process::id()))
-    }
-
-    /// The overlay inode number of the object with real inode `ino` found in
-    /// `layer`.
-    pub fn ino(&self, layer: usize, ino: u64) -> u64 {
-        if self.is_upper(layer)
-            && let Some(v) = self.upper_ino.get(&ino)
-        {
-            return *v;
-        }
-        let tag = layer as u64 + 1;
-        if ino < (1 << INO_SHIFT) && tag < (1 << (64 - INO_SHIFT)) {
-            return (tag << INO_SHIFT) | ino;
-        }
-        *self
-            .spill
-            .entry((layer, ino))
-            .or_insert_with(|| self.spill_next.fetch_add(1, Ordering::Relaxed))
-    }
-
-    /// A hard-linked file in a lower layer: each of its names is a separate
-    /// overlay inode (as in the kernel without `index`), so each path gets
-    /// its own number; sharing one would let a chmod or copy-up of one name
-    /// show through the others.
-    pub fn lower_link_ino(&self, layer: usize, path: &Path) -> u64 {
-        *self
-            .link_ino
-            .entry((layer, path.to_path_buf()))
-            .or_insert_with(|| self.spill_next.fetch_add(1, Ordering::Relaxed))
-    }
-
-    /// The overlay inode of a non-directory found at `path` in `layer`.
-    pub fn ino_at(&self, layer: usize, path: &Path, st: &Stat) -> u64 {
-        if !self.is_upper(layer) && st.st_nlink > 1 && !resolve::is_dir(st) {
-            let node = self.lower_link_ino(layer, path);
-            // Its names show one st_ino, as the kernel overlayfs shows them
-            // (xino off, one filesystem): the number of the shared inode.
-            self.link_shown
-                .entry(node)
-                .or_insert_with(|| self.ino(layer, st.st_ino));
-            node
-        } else {
-            self.ino(layer, st.st_ino)
-        }
-    }
-
-    /// The st_ino the object with overlay inode `node` shows: its own,
-    /// but for the names of a hard-linked lower file, which share one until
-    /// a name is copied up.
-    pub fn shown_ino(&self, node: u64) -> u64 {
-        self.link_shown.get(&node).map_or(node, |v| *v)
-    }
-
-    /// Remember that an upper object carries an existing overlay inode.
-    /// Called before the object gets its upper name, so no lookup ever
-    /// sees it under its own number.
-    pub fn keep_ino(&self, upper_real: u64, overlay_ino: u64) {
-        // A copied-up name of a lower hard link is a file of its own now:
-        // the kernel then shows it its own st_ino too.
-        self.link_shown.remove(&overlay_ino);
-        self.upper_ino.remove(&upper_real);
-        if self.ino(0, upper_real) != overlay_ino {
-            self.upper_ino.insert(upper_real, overlay_ino);
-        }
-    }
-
-    /// A new upper object has no origin: forget what a previous owner of
-    /// its real inode number left.
-    pub fn new_upper_ino(&self, upper_real: u64) {
-        self.upper_ino.remove(&upper_real);
-    }
-
-    /// The upper object that carried `overlay_ino` is gone for good. Only
-    /// that mapping goes: the freed real inode may already belong to a
-    /// concurrent copy-up, which mapped it afresh.
-    pub fn drop_upper_ino(&self, upper_real: u64, overlay_ino: u64) {
-        self.upper_ino
-            .remove_if(&upper_real, |_, v| *v == overlay_ino);
     }
 
     /// Serialise copy-ups of one path.
@@ -643,14 +436,14 @@ impl Stack {
 
     /// statfs of the upper layer, or of the top lower on a read-only stack.
     pub fn statfs(&self) -> io::Result<libc::statvfs> {
-        resolve::fstatvfs(self.layers[0].root.as_fd())
+        sys::fstatvfs(self.layers[0].root.as_fd())
     }
 
     /// Open a directory of the upper layer by its path inside the overlay.
     pub fn upper_dir(&self, rel: &Path) -> io::Result<DirFd> {
         match &self.upper_root {
             Some(r) if rel.as_os_str().is_empty() => Ok(r.clone()),
-            _ => resolve::open_dir(self.layers[0].root.as_fd(), rel).map(Arc::new),
+            _ => sys::open_dir(self.layers[0].root.as_fd(), rel).map(Arc::new),
         }
     }
 
@@ -660,7 +453,7 @@ impl Stack {
             // The upper changes under renames: resolved afresh each time.
             return self.upper_dir(rel);
         }
-        self.lower_dir(layer, rel).map(|d| d.fd.clone())
+        self.dirs.dir(self.layers[layer].root.as_fd(), layer, rel)
     }
 
     /// Open and list every lower root into the directory cache now,
@@ -669,37 +462,10 @@ impl Stack {
     /// name in every one while a caller waits.
     pub fn warm_root(&self) {
         for l in 0..self.layers.len() {
-            if !self.is_upper(l)
-                && let Ok(d) = self.lower_dir(l, Path::new(""))
-            {
-                self.listing(l, Path::new(""), &d);
+            if !self.is_upper(l) {
+                self.dirs.warm(self.layers[l].root.as_fd(), l);
             }
         }
-    }
-
-    fn lower_dir(&self, layer: usize, rel: &Path) -> io::Result<Arc<LowerDir>> {
-        let key = (layer, rel.to_path_buf());
-        if let Some(d) = self.lower_dirs.get(&key) {
-            return d.clone().ok_or_else(|| resolve::err(libc::ENOENT));
-        }
-        let r = match resolve::open_dir(self.layers[layer].root.as_fd(), rel) {
-            Ok(fd) => Some(Arc::new(LowerDir {
-                fd: Arc::new(fd),
-                listing: Default::default(),
-                misses: Default::default(),
-            })),
-            Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => None,
-            // EACCES and the like may pass: not cached.
-            Err(e) => return Err(e),
-        };
-        if self.lower_dirs.len() >= lower_dir_cache_max() {
-            self.lower_dirs.clear();
-            // Listings still held by requests in flight go with them.
-            self.listed_bytes
-                .store(0, std::sync::atomic::Ordering::Relaxed);
-        }
-        self.lower_dirs.insert(key, r.clone());
-        r.ok_or_else(|| resolve::err(libc::ENOENT))
     }
 
     /// Is the directory `name` in `dir` (open as `dfd`, in `layer`) opaque?
@@ -716,94 +482,31 @@ impl Stack {
         if self.is_upper(layer) {
             return self.marks(layer).is_opaque(dfd, name);
         }
-        let key = (layer, crate::lookup::child_path(dir, name));
-        if let Some(o) = self.lower_opaque.get(&key) {
-            return Ok(*o);
-        }
-        let o = self.marks(layer).is_opaque(dfd, name)?;
-        if self.lower_opaque.len() >= LOWER_OPAQUE_CACHE {
-            self.lower_opaque.clear();
-        }
-        self.lower_opaque.insert(key, o);
-        Ok(o)
+        self.dirs.opaque((layer, child_path(dir, name)), || {
+            self.marks(layer).is_opaque(dfd, name)
+        })
     }
 
     /// The marks this mount obeys in `layer`.
-    pub fn marks(&self, layer: usize) -> crate::markers::MarkPolicy {
+    pub fn marks(&self, layer: usize) -> MarkPolicy {
         let mut m = self.mark_policy;
         m.foreign = self.foreign_marks.get(layer).copied().unwrap_or(m.foreign);
         m
     }
+}
 
-    /// What the listing of the lower directory `rel`, if made, says of
-    /// `name` (a lookup asks before probing the layer).
-    pub fn lower_listed(&self, layer: usize, rel: &Path, name: &OsStr) -> Listed {
-        let Ok(d) = self.lower_dir(layer, rel) else {
-            return Listed::Unknown;
-        };
-        let Some(Listing {
-            aufs,
-            names: Some(names),
-        }) = d.listing.get()
-        else {
-            return Listed::Unknown;
-        };
-        if names.contains(name.as_bytes()) {
-            return Listed::Unknown;
-        }
-        if *aufs
-            && self.marks(layer).aufs()
-            && names.contains(crate::markers::aufs_whiteout_name(name).as_bytes())
-        {
-            return Listed::WhitedOut;
-        }
-        Listed::Absent
+impl crate::markers::Workdir for Stack {
+    fn work(&self) -> io::Result<BorrowedFd<'_>> {
+        Stack::work(self)
     }
-
-    /// May the lower directory hold AUFS `.wh.*` markers, so that a name
-    /// missing from it needs a `.wh.NAME` probe? (true when unsure). After
-    /// a few misses, answered from one listing kept with the cached fd.
-    pub fn lower_may_have_aufs(&self, layer: usize, rel: &Path) -> bool {
-        let Ok(d) = self.lower_dir(layer, rel) else {
-            return true;
-        };
-        if let Some(l) = d.listing.get() {
-            return l.aufs;
-        }
-        if d.misses.fetch_add(1, std::sync::atomic::Ordering::Relaxed) < LIST_AFTER_MISSES {
-            return true;
-        }
-        self.listing(layer, rel, &d).aufs
+    fn tmp_name(&self) -> OsString {
+        Stack::tmp_name(self)
     }
-
-    /// The listing of a cached lower directory, made on first use.
-    fn listing<'d>(&self, layer: usize, rel: &Path, d: &'d LowerDir) -> &'d Listing {
-        use std::sync::atomic::Ordering::Relaxed;
-        d.listing.get_or_init(|| {
-            let flags = libc::O_RDONLY | libc::O_DIRECTORY | libc::O_NOATIME;
-            let root = self.layers[layer].root.as_fd();
-            let listing = resolve::open_beneath(root, rel, flags)
-                .or_else(|_| resolve::open_beneath(root, rel, flags & !libc::O_NOATIME))
-                .and_then(resolve::read_dir_fd);
-            let Ok(v) = listing else {
-                return Listing {
-                    aufs: true,
-                    names: None,
-                };
-            };
-            let aufs = v.iter().any(|e| crate::markers::is_aufs_marker(&e.name));
-            // Room is reserved before packing: a listing past the bound is
-            // never packed (and so never overflows `Names`' u32 offsets).
-            let size = Names::size_of(v.iter().map(|e| e.name.len()));
-            let kept = self.listed_bytes.fetch_add(size, Relaxed) + size <= LISTED_NAMES_MAX;
-            if !kept {
-                self.listed_bytes.fetch_sub(size, Relaxed);
-            }
-            Listing {
-                aufs,
-                names: kept.then(|| Names::new(v.into_iter().map(|e| e.name).collect())),
-            }
-        })
+    fn xattr_ns(&self) -> XattrNs {
+        self.xattr_ns
+    }
+    fn whiteout_made(&self) {
+        self.stats.whiteout();
     }
 }
 
@@ -814,7 +517,7 @@ impl Stack {
 /// with its consent), so obeying them hides nothing it did not choose; the
 /// layers are held by fd from here on, so a later rename changes nothing.
 fn private_to_mounter(path: &Path) -> bool {
-    let me = resolve::geteuid();
+    let me = sys::geteuid();
     path.ancestors().any(|a| {
         std::fs::symlink_metadata(a).is_ok_and(|m| {
             use std::os::unix::fs::MetadataExt;
@@ -829,26 +532,26 @@ fn private_to_mounter(path: &Path) -> bool {
 /// `user.overlay.*`, which the kernel reads with `userxattr`.
 fn takes_trusted_xattrs(work: BorrowedFd) -> bool {
     let name = OsStr::new("trusted.overlay.ovlfuse-probe");
-    match resolve::setxattr(resolve::XTarget::Fd(work), name, b"", 0) {
+    match sys::setxattr(sys::XTarget::Fd(work), name, b"", 0) {
         Ok(()) => {
-            let _ = resolve::removexattr(resolve::XTarget::Fd(work), name);
+            let _ = sys::removexattr(sys::XTarget::Fd(work), name);
             true
         }
         // Only a refusal says so; a full disk or a quota must not switch an
         // existing upper's marks to another namespace.
-        Err(e) => resolve::errno(&e) != libc::EPERM,
+        Err(e) => sys::errno(&e) != libc::EPERM,
     }
 }
 
 /// Create (or empty) workdir/work, clearing what a crashed mount left.
 fn prepare_work(wfd: BorrowedFd, w: &Path) -> Result<OwnedFd, String> {
     let name = OsStr::new("work");
-    match resolve::mkdirat(wfd, name, 0o700) {
+    match sys::mkdirat(wfd, name, 0o700) {
         Ok(()) => {}
         Err(e) if e.raw_os_error() == Some(libc::EEXIST) => {}
         Err(e) => return Err(format!("cannot create {}/work: {e}", w.display())),
     }
-    let work = resolve::open_dir(wfd, Path::new("work"))
+    let work = sys::open_dir(wfd, Path::new("work"))
         .map_err(|e| format!("workdir {}/work: {e}", w.display()))?;
     // Clearing never crosses a mount; one inside is named, and left alone,
     // as the kernel leaves it.
@@ -860,8 +563,8 @@ fn prepare_work(wfd: BorrowedFd, w: &Path) -> Result<OwnedFd, String> {
         ));
     }
     clear_dir(work.as_fd()).map_err(|e| {
-        let uid = resolve::geteuid();
-        match resolve::fstat(work.as_fd()) {
+        let uid = sys::geteuid();
+        match sys::fstat(work.as_fd()) {
             // The kernel overlayfs leaves workdir/work (root's, mode 000)
             // behind; a user cannot empty it and should be told why.
             Ok(st) if st.st_uid != uid => format!(
@@ -879,13 +582,13 @@ fn prepare_work(wfd: BorrowedFd, w: &Path) -> Result<OwnedFd, String> {
 
 /// The first mount point found beneath `dir` (`rel` is its path so far).
 fn mount_inside(dir: BorrowedFd, rel: &Path) -> Option<PathBuf> {
-    let rd = resolve::openat(dir, OsStr::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0).ok()?;
-    for e in resolve::read_dir_fd(rd).ok()? {
-        if resolve::is_mount_root(dir, &e.name).unwrap_or(false) {
+    let rd = sys::openat(dir, OsStr::new("."), libc::O_RDONLY | libc::O_DIRECTORY, 0).ok()?;
+    for e in sys::read_dir_fd(rd).ok()? {
+        if sys::is_mount_root(dir, &e.name).unwrap_or(false) {
             return Some(rel.join(&e.name));
         }
         if e.dtype == libc::DT_DIR
-            && let Ok(sub) = resolve::openat(dir, &e.name, libc::O_PATH | libc::O_DIRECTORY, 0)
+            && let Ok(sub) = sys::openat(dir, &e.name, libc::O_PATH | libc::O_DIRECTORY, 0)
             && let Some(found) = mount_inside(sub.as_fd(), &rel.join(&e.name))
         {
             return Some(found);
@@ -899,23 +602,23 @@ fn mount_inside(dir: BorrowedFd, rel: &Path) -> Option<PathBuf> {
 pub fn clear_dir(dir: BorrowedFd) -> io::Result<()> {
     let dot = OsStr::new(".");
     let flags = libc::O_RDONLY | libc::O_DIRECTORY;
-    let rd = match resolve::openat(dir, dot, flags, 0) {
+    let rd = match sys::openat(dir, dot, flags, 0) {
         // A directory made 0600 (say) by its owner, about to go: an
         // unprivileged daemon must give itself search rights to empty it,
         // where the kernel would use the mounter's rights.
-        Err(e) if resolve::errno(&e) == libc::EACCES => {
-            resolve::chmod_fd(dir, 0o700)?;
-            resolve::openat(dir, dot, flags, 0)?
+        Err(e) if sys::errno(&e) == libc::EACCES => {
+            sys::chmod_fd(dir, 0o700)?;
+            sys::openat(dir, dot, flags, 0)?
         }
         r => r?,
     };
-    for e in resolve::read_dir_fd(rd)? {
-        let st = resolve::fstatat(dir, &e.name)?;
-        if resolve::is_dir(&st) {
-            let sub = resolve::openat(dir, &e.name, libc::O_PATH | libc::O_DIRECTORY, 0)?;
+    for e in sys::read_dir_fd(rd)? {
+        let st = sys::fstatat(dir, &e.name)?;
+        if sys::is_dir(&st) {
+            let sub = sys::openat(dir, &e.name, libc::O_PATH | libc::O_DIRECTORY, 0)?;
             clear_dir(sub.as_fd())?;
         }
-        resolve::unlinkat(dir, &e.name, resolve::is_dir(&st))?;
+        sys::unlinkat(dir, &e.name, sys::is_dir(&st))?;
     }
     Ok(())
 }

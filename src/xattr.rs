@@ -9,10 +9,11 @@
 //! the topmost object's xattrs show.
 
 use crate::copy_up::{self, CopyUp};
+use crate::dircache::DirFd;
 use crate::lookup::{Entry, split};
 use crate::markers::{xattr_in_layer, xattr_in_view};
-use crate::resolve::{self, XTarget, err};
-use crate::stack::{DirFd, Stack};
+use crate::stack::Stack;
+use crate::sys::{self, XTarget, err};
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -33,6 +34,15 @@ fn nested_mark(stack: &Stack, entry: &Entry, real: &OsStr) -> bool {
         && real == stack.xattr_ns.name("overlay.whiteout")
 }
 
+/// Whether the mount serves extended attributes at all: with `noxattrs`,
+/// every xattr request answers EOPNOTSUPP before anything is looked up.
+pub fn enabled(stack: &Stack) -> io::Result<()> {
+    if stack.view.noxattrs {
+        return Err(err(libc::EOPNOTSUPP));
+    }
+    Ok(())
+}
+
 /// `dir`: the directory holding the object in its layer, if the caller
 /// has it open already.
 pub fn get(
@@ -47,7 +57,7 @@ pub fn get(
         .ok_or_else(|| err(HIDDEN))?;
     let (parent, n) = split(path);
     let dir = dir.map_or_else(|| stack.dir(entry.layer, &parent), Ok)?;
-    resolve::getxattr(XTarget::At(dir.as_fd(), &n), &real)
+    sys::getxattr(XTarget::At(dir.as_fd(), &n), &real)
 }
 
 pub fn list(
@@ -58,7 +68,7 @@ pub fn list(
 ) -> io::Result<Vec<OsString>> {
     let (parent, n) = split(path);
     let dir = dir.map_or_else(|| stack.dir(entry.layer, &parent), Ok)?;
-    Ok(resolve::listxattr(XTarget::At(dir.as_fd(), &n))?
+    Ok(sys::listxattr(XTarget::At(dir.as_fd(), &n))?
         .into_iter()
         .filter(|x| !nested_mark(stack, entry, x))
         .filter_map(|x| xattr_in_view(stack.xattr_ns, &x))
@@ -79,8 +89,8 @@ pub fn set(
         .ok_or_else(|| err(REFUSED))?;
     let up = copy_up::copy_up(stack, path, entry, CopyUp { data: true })?;
     let (_, n) = split(path);
-    let obj = resolve::Pinned::expect(up.as_fd(), &n, entry.st.st_mode)?;
-    resolve::setxattr(obj.xattrs(up.as_fd(), &n), &real, value, flags)
+    let obj = sys::Pinned::expect(up.as_fd(), &n, entry.st.st_mode)?;
+    sys::setxattr(obj.xattrs(up.as_fd(), &n), &real, value, flags)
 }
 
 pub fn remove(stack: &Stack, path: &Path, entry: &Entry, name: &OsStr) -> io::Result<()> {
@@ -94,8 +104,8 @@ pub fn remove(stack: &Stack, path: &Path, entry: &Entry, name: &OsStr) -> io::Re
     }
     let up = copy_up::copy_up(stack, path, entry, CopyUp { data: true })?;
     let (_, n) = split(path);
-    let obj = resolve::Pinned::expect(up.as_fd(), &n, entry.st.st_mode)?;
-    resolve::removexattr(obj.xattrs(up.as_fd(), &n), &real)
+    let obj = sys::Pinned::expect(up.as_fd(), &n, entry.st.st_mode)?;
+    sys::removexattr(obj.xattrs(up.as_fd(), &n), &real)
 }
 
 /// The same calls on an object known only by an open fd on its upper file
@@ -103,11 +113,11 @@ pub fn remove(stack: &Stack, path: &Path, entry: &Entry, name: &OsStr) -> io::Re
 /// overlay's copy-up marks its tmpfile before it links it in.
 pub fn get_fd(stack: &Stack, fd: BorrowedFd, name: &OsStr) -> io::Result<Vec<u8>> {
     let real = xattr_in_layer(stack.xattr_ns, name).ok_or_else(|| err(HIDDEN))?;
-    resolve::getxattr(XTarget::Fd(fd), &real)
+    sys::getxattr(XTarget::Fd(fd), &real)
 }
 
 pub fn list_fd(stack: &Stack, fd: BorrowedFd) -> io::Result<Vec<OsString>> {
-    Ok(resolve::listxattr(XTarget::Fd(fd))?
+    Ok(sys::listxattr(XTarget::Fd(fd))?
         .into_iter()
         .filter_map(|x| xattr_in_view(stack.xattr_ns, &x))
         .collect())
@@ -122,11 +132,11 @@ pub fn set_fd(
 ) -> io::Result<()> {
     stack.upper_or_erofs()?;
     let real = xattr_in_layer(stack.xattr_ns, name).ok_or_else(|| err(REFUSED))?;
-    resolve::setxattr(XTarget::Fd(fd), &real, value, flags)
+    sys::setxattr(XTarget::Fd(fd), &real, value, flags)
 }
 
 pub fn remove_fd(stack: &Stack, fd: BorrowedFd, name: &OsStr) -> io::Result<()> {
     stack.upper_or_erofs()?;
     let real = xattr_in_layer(stack.xattr_ns, name).ok_or_else(|| err(HIDDEN))?;
-    resolve::removexattr(XTarget::Fd(fd), &real)
+    sys::removexattr(XTarget::Fd(fd), &real)
 }

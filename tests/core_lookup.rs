@@ -42,7 +42,7 @@ fn check_dir(stack: &Stack, path: &Path, lowers: &[usize]) -> usize {
         check_known(stack, &d, &m.name, &full);
         n += 1;
         if full.is_dir() {
-            let sub = lookup::child_path(path, &m.name);
+            let sub = ovlfuse::stack::child_path(path, &m.name);
             n += check_dir(stack, &sub, &full.lowers(stack));
         }
     }
@@ -327,7 +327,7 @@ fn listed_names_answer_membership_exactly() {
         .map(|n| std::ffi::OsString::from(*n))
         .chain([std::ffi::OsString::from_vec(vec![0xff, 0x80])])
         .collect();
-    let set = ovlfuse::stack::Names::new(names.clone());
+    let set = ovlfuse::dircache::Names::new(names.clone());
     for n in &names {
         assert!(set.contains(n.as_encoded_bytes()), "{n:?} is listed");
     }
@@ -335,5 +335,5 @@ fn listed_names_answer_membership_exactly() {
         assert!(!set.contains(n.as_bytes()), "{n:?} is not listed");
     }
     assert!(!set.contains(&[0xff]));
-    assert!(!ovlfuse::stack::Names::new(Vec::new()).contains(b"a"));
+    assert!(!ovlfuse::dircache::Names::new(Vec::new()).contains(b"a"));
 }

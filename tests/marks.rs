@@ -264,7 +264,7 @@ fn an_error_reading_a_mark_is_an_error_not_no_mark() {
     })
     .unwrap();
     let dir = fs::File::open(&l).unwrap();
-    let st = ovlfuse::resolve::fstatat(dir.as_fd(), std::ffi::OsStr::new("empty")).unwrap();
+    let st = ovlfuse::sys::fstatat(dir.as_fd(), std::ffi::OsStr::new("empty")).unwrap();
     let long = std::ffi::OsString::from("n".repeat(300));
     let errno = |r: std::io::Result<bool>| r.map_err(|e| e.raw_os_error());
     for all in [false, true] {

@@ -1,25 +1,20 @@
 //! Open file and directory handles.
 //!
-//! A file handle holds the real fd in the layer that served the open. A
-//! read-only handle on a lower file follows a later copy-up (as the kernel's
-//! overlayfs does since 4.19): it notices the copy-up generation moved and
-//! reopens the upper copy. A directory handle holds a snapshot of the merged
+//! A file handle holds an [`OpenFile`] (the core's: its fd in the layer that
+//! served the open, and what following a copy-up needs) and the kernel's
+//! passthrough backing id. A directory handle holds a snapshot of the merged
 //! listing, so offsets stay valid until a rewind to 0 rebuilds it.
 
+use crate::file::OpenFile;
 use dashmap::DashMap;
 use std::ffi::OsString;
-use std::os::fd::OwnedFd;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex};
 
+/// An open file ([`OpenFile`]) and what the kernel was told of it.
 #[derive(Debug)]
 pub struct FileHandle {
-    pub ino: u64,
-    pub fd: RwLock<OwnedFd>,
-    pub in_upper: std::sync::atomic::AtomicBool,
-    /// Copy-up generation when the fd was (re)opened.
-    pub seen_gen: AtomicU64,
-    pub flags: i32,
+    pub file: OpenFile,
     /// Keeps the kernel's passthrough backing id alive.
     pub backing: Option<Arc<fuser::BackingId>>,
 }

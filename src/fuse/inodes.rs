@@ -6,7 +6,7 @@
 //! rename only touches one node.
 
 use crate::lookup::DirBuf;
-use crate::resolve::Stat;
+use crate::sys::Stat;
 use dashmap::DashMap;
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -165,7 +165,7 @@ impl Inodes {
                 .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             if f % 65536 == 65535 && self.map.len() * 4 < self.map.capacity() {
                 self.map.shrink_to_fit();
-                crate::resolve::trim_heap();
+                crate::sys::trim_heap();
             }
         }
     }
@@ -284,7 +284,7 @@ impl Inodes {
         let path = if ino == ROOT {
             PathBuf::new()
         } else {
-            crate::lookup::child_path(&parent_path, &name)
+            crate::stack::child_path(&parent_path, &name)
         };
         Ok(Place {
             path,

@@ -5,14 +5,15 @@
 pub mod handles;
 pub mod inodes;
 
-use crate::attr::{self, KillPrivs, SetAttr};
-use crate::copy_up::{self, CopyUp};
+use crate::attr::{self, KillPrivs, Requester, SetAttr, kill_for};
 use crate::dir_ops::{self, Caller, NewObject};
-use crate::idmap::{DiskId, IdMaps, ShownId};
+use crate::dircache::DirFd;
+use crate::file::{self, OpenFile};
+use crate::idmap::{IdMaps, ShownId};
 use crate::lookup::{self, DirRef, Entry};
 use crate::readdir;
-use crate::resolve::{self, Stat, errno};
-use crate::stack::{DirFd, Stack};
+use crate::stack::Stack;
+use crate::sys::{self, Stat, errno};
 use crate::xattr;
 use fuser::{
     AccessFlags, Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation,
@@ -119,7 +120,7 @@ fn eno(e: &io::Error) -> Errno {
     Errno::from_i32(errno(e))
 }
 
-fn time_set(t: Option<TimeOrNow>) -> resolve::TimeSet {
+fn time_set(t: Option<TimeOrNow>) -> sys::TimeSet {
     match t {
         None => None,
         Some(TimeOrNow::Now) => Some(None),
@@ -155,76 +156,11 @@ fn caller(ids: &IdMaps, req: &Request, umask: u32) -> Caller {
     }
 }
 
-/// What a write, truncate or chown by the caller of `req` clears on a file
-/// with `mode` and `gid`: a setgid bit without group execute only if the
-/// caller is neither in the group nor CAP_FSETID-capable (the kernel's
-/// setattr_should_drop_sgid). The kernel asks for writes and truncates
-/// only from callers without CAP_FSETID, but for every chown: root's
-/// chown keeps such a bit.
-fn kill_for(ids: &IdMaps, req: &Request, mode: u32, gid: u32) -> KillPrivs {
-    // The caller's groups are as the mount shows them; `gid` is stored.
-    let gid = ids.gid.shown(DiskId(gid)).0;
-    if KillPrivs::asks_group(mode) && !caller_in_group_or_capable(req, gid) {
-        KillPrivs::All
-    } else {
-        KillPrivs::Exec
-    }
-}
-
-/// CAP_FSETID's bit in a capability set.
-const CAP_FSETID: u64 = 1 << 4;
-
-/// Whether `gid` is the caller's group or one of its supplementary groups,
-/// or the caller has CAP_FSETID (the kernel's in_group_or_capable). FUSE
-/// sends the fsgid only; /proc/<tid>/status of the calling thread has the
-/// rest. Only a setgid file without group execute asks. If the thread is
-/// gone it counts as in the group: the bit stays, as it did before.
-fn caller_in_group_or_capable(req: &Request, gid: u32) -> bool {
-    if req.gid() == gid {
-        return true;
-    }
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{}/status", req.pid())) else {
-        return true;
-    };
-    let field = |name: &str| status.lines().find_map(|l| l.strip_prefix(name));
-    let in_group =
-        field("Groups:").is_some_and(|g| g.split_whitespace().any(|x| x.parse() == Ok(gid)));
-    // CapEff counts only in the daemon's own user namespace, where the
-    // files' ids live (the kernel asks capable_wrt_inode_uidgid): root of a
-    // container's namespace is no one special here.
-    let same_userns = || {
-        let ns = |pid: &str| std::fs::read_link(format!("/proc/{pid}/ns/user")).ok();
-        ns(&req.pid().to_string()).is_some_and(|n| Some(n) == ns("self"))
-    };
-    let capable = field("CapEff:")
-        .and_then(|c| u64::from_str_radix(c.trim(), 16).ok())
-        .is_some_and(|c| c & CAP_FSETID != 0)
-        && same_userns();
-    in_group || capable
-}
-
-/// Open the regular file `name` in `dir` for a FUSE OPEN (which the kernel
-/// sends for regular files only): pinned first, so a FIFO swapped in never
-/// blocks an event loop and a device is never opened (both: ESTALE); with
-/// `spare_atime`, O_NOATIME (lower files always, upper ones where the
-/// mount's rule says never, see [`OvlFs::spare_atime`]).
-/// `ino`: the real inode the lookup found there, where it is still the
-/// one to open (no copy-up since); another one answers ESTALE too.
-fn open_file(
-    dir: std::os::fd::BorrowedFd,
-    name: &OsStr,
-    flags: i32,
-    spare_atime: bool,
-    ino: Option<u64>,
-) -> io::Result<OwnedFd> {
-    let obj = resolve::Pinned::expect(dir, name, libc::S_IFREG)?;
-    if ino.is_some_and(|i| i != obj.st.st_ino) {
-        return Err(resolve::err(resolve::STALE));
-    }
-    if spare_atime {
-        obj.open_noatime(flags)
-    } else {
-        obj.open(flags)
+/// Who asks, as the kernel names the caller of `req`.
+fn requester(req: &Request) -> Requester {
+    Requester {
+        pid: req.pid(),
+        gid: req.gid(),
     }
 }
 
@@ -301,7 +237,7 @@ impl OvlFs {
         was: Option<u32>,
     ) -> io::Result<()> {
         let cleared = attr::kill_privs_fd(fd, |mode, gid| {
-            kill_for(&self.stack.view.ids, req, mode, gid)
+            kill_for(&self.stack.view.ids, requester(req), mode, gid)
         })?;
         let had = was.is_some_and(|m| m & (libc::S_ISUID | libc::S_ISGID) != 0);
         if cleared || had {
@@ -320,7 +256,7 @@ impl OvlFs {
     /// shared st_ino of a lower hard link); `st.st_ino` is the node id.
     fn attr(&self, st: Stat) -> FileAttr {
         let mut a = to_attr(&self.stack.view.shown(st));
-        let shown = self.stack.shown_ino(st.st_ino);
+        let shown = self.stack.inos.shown_ino(st.st_ino);
         a.st_ino = (shown != st.st_ino).then_some(shown);
         a
     }
@@ -372,7 +308,7 @@ impl OvlFs {
         match self.entry_at(place).and_then(|x| {
             (x.1.ino == ino)
                 .then_some(x)
-                .ok_or_else(|| resolve::err(resolve::STALE))
+                .ok_or_else(|| sys::err(sys::STALE))
         }) {
             Ok(x) => Ok(x),
             // A hard link may still be reachable by another name (this one
@@ -459,12 +395,12 @@ impl OvlFs {
     /// way to an O_TMPFILE file or an unlinked one, which have no name.
     fn handle_of(&self, ino: u64, fh: Option<FileHandle>) -> Option<Arc<handles::FileHandle>> {
         fh.and_then(|f| self.file(f).ok())
-            .filter(|h| h.ino == ino)
+            .filter(|h| h.file.ino == ino)
             .or_else(|| {
                 self.handles
                     .files
                     .iter()
-                    .find(|h| h.ino == ino)
+                    .find(|h| h.file.ino == ino)
                     .map(|h| h.value().clone())
             })
     }
@@ -478,47 +414,12 @@ impl OvlFs {
         f: impl FnOnce(BorrowedFd) -> io::Result<T>,
     ) -> io::Result<T> {
         match self.handle_of(ino, None) {
-            Some(h) if h.in_upper.load(Ordering::Acquire) => {
-                let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
+            Some(h) if h.file.in_upper.load(Ordering::Acquire) => {
+                let fd = h.file.fd.read().unwrap_or_else(|p| p.into_inner());
                 f(fd.as_fd())
             }
             _ => Err(err),
         }
-    }
-
-    /// setattr through an fd, for an object with no name.
-    fn setattr_unnamed(
-        &self,
-        req: &Request,
-        h: &handles::FileHandle,
-        mut sa: SetAttr,
-        kill: bool,
-    ) -> io::Result<Stat> {
-        self.stack.upper_or_erofs()?;
-        let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
-        if kill {
-            let st = resolve::fstat(fd.as_fd())?;
-            sa.kill_privs = kill_for(&self.stack.view.ids, req, st.st_mode, st.st_gid);
-        }
-        let sa = &sa;
-        if sa.size.is_some() && h.flags & libc::O_ACCMODE == libc::O_RDONLY {
-            // truncate(2) needs a writable file; the handle found may not be.
-            let w = resolve::reopen(fd.as_fd(), libc::O_WRONLY)?;
-            attr::setattr_fd(w.as_fd(), sa)?;
-        } else {
-            attr::setattr_fd(fd.as_fd(), sa)?;
-        }
-        let mut st = resolve::fstat(fd.as_fd())?;
-        st.st_ino = h.ino;
-        Ok(st)
-    }
-
-    /// Whether to open a layer file O_NOATIME: a lower one always (the
-    /// kernel never moves a lower's atime), an upper one where the mount's
-    /// rule says never; otherwise reads, passed through or not, and exec
-    /// move its atime as the mount's rule says.
-    fn spare_atime(&self, upper: bool) -> bool {
-        !upper || self.stack.atime_never(false)
     }
 
     /// Keep `fd` as a new handle on `ino`; an upper file is passed through
@@ -532,7 +433,7 @@ impl OvlFs {
         flags: i32,
         open_backing: impl FnOnce(&OwnedFd) -> io::Result<fuser::BackingId>,
     ) -> (FileHandle, Option<Arc<fuser::BackingId>>) {
-        let want = in_upper && self.passthrough.load(Ordering::Relaxed);
+        let want = file::may_pass_through(in_upper) && self.passthrough.load(Ordering::Relaxed);
         let backing = self
             .handles
             .io_open(ino, want, || self.backing(|| open_backing(&fd)));
@@ -540,11 +441,7 @@ impl OvlFs {
         self.handles.files.insert(
             id,
             Arc::new(handles::FileHandle {
-                ino,
-                fd: std::sync::RwLock::new(fd),
-                in_upper: AtomicBool::new(in_upper),
-                seen_gen: AtomicU64::new(self.stack.copyup_gen.load(Ordering::Acquire)),
-                flags,
+                file: OpenFile::new(&self.stack, ino, fd, in_upper, flags),
                 backing: backing.clone(),
             }),
         );
@@ -586,32 +483,13 @@ impl OvlFs {
             .ok_or_else(|| io::Error::from_raw_os_error(libc::EBADF))
     }
 
-    /// A read-only lower handle follows a copy-up made after it was opened.
-    fn follow_copy_up(&self, h: &handles::FileHandle) -> io::Result<()> {
-        if h.in_upper.load(Ordering::Acquire) {
-            return Ok(());
-        }
-        let g = self.stack.copyup_gen.load(Ordering::Acquire);
-        if h.seen_gen.swap(g, Ordering::AcqRel) == g {
-            return Ok(());
-        }
-        let (place, e) = match self.entry_of(h.ino) {
-            Ok(x) => x,
-            Err(_) => return Ok(()),
-        };
-        if e.in_upper(&self.stack) {
-            let dir = self.stack.dir(0, &place.parent_path)?;
-            let fd = open_file(
-                dir.as_fd(),
-                &place.name,
-                libc::O_RDONLY,
-                self.spare_atime(true),
-                Some(e.st.st_ino),
-            )?;
-            *h.fd.write().unwrap_or_else(|p| p.into_inner()) = fd;
-            h.in_upper.store(true, Ordering::Release);
-        }
-        Ok(())
+    /// Let a handle follow a copy-up of its file since it was opened.
+    fn follow_copy_up(&self, f: &OpenFile) -> io::Result<()> {
+        f.follow_copy_up(&self.stack, || {
+            self.entry_of(f.ino)
+                .ok()
+                .map(|(p, e)| (p.parent_path, p.name, e))
+        })
     }
 
     fn build_listing(&self, ino: u64) -> io::Result<Vec<DirItem>> {
@@ -765,6 +643,7 @@ impl Filesystem for OvlFs {
                 Ok(None) => {
                     tracing::debug!(op = "lookup", parent = parent.0, ?name, "negative");
                     // A negative entry (node id 0) the kernel may cache.
+                    // SAFETY: all-zero bytes are a valid `libc::stat` (integers only).
                     let mut a = to_attr(&unsafe { std::mem::zeroed::<Stat>() });
                     a.ino = INodeNo(0);
                     reply.entry(&self.stack.view.cache_ttl, &a, Generation(0));
@@ -789,8 +668,8 @@ impl Filesystem for OvlFs {
                 // An unlinked or unnamed but open file still answers
                 // through its fd (the kernel may not say which handle).
                 if let Some(h) = self.handle_of(ino.0, fh) {
-                    let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
-                    if let Ok(mut st) = resolve::fstat(fd.as_fd()) {
+                    let fd = h.file.fd.read().unwrap_or_else(|p| p.into_inner());
+                    if let Ok(mut st) = sys::fstat(fd.as_fd()) {
                         st.st_ino = ino.0;
                         return reply.attr(&self.stack.view.cache_ttl, &self.attr(st));
                     }
@@ -843,21 +722,29 @@ impl Filesystem for OvlFs {
             let (place, e) = match self.entry_of(ino.0) {
                 Ok(x) => x,
                 Err(err) => match self.handle_of(ino.0, fh) {
-                    Some(h) if h.in_upper.load(Ordering::Acquire) => {
-                        let st = try_reply!(reply, self.setattr_unnamed(req, &h, sa, kill));
+                    Some(h) if h.file.in_upper.load(Ordering::Acquire) => {
+                        let ids = &self.stack.view.ids;
+                        let ask = |mode, gid| kill_for(ids, requester(req), mode, gid);
+                        let kill = kill.then_some(&ask as &dyn Fn(u32, u32) -> KillPrivs);
+                        let st = try_reply!(reply, h.file.setattr_unnamed(&self.stack, sa, kill));
                         return reply.attr(&self.stack.view.cache_ttl, &self.attr(st));
                     }
                     _ => return reply.error(eno(&err)),
                 },
             };
             if kill {
-                sa.kill_privs = kill_for(&self.stack.view.ids, req, e.st.st_mode, e.st.st_gid);
+                sa.kill_privs = kill_for(
+                    &self.stack.view.ids,
+                    requester(req),
+                    e.st.st_mode,
+                    e.st.st_gid,
+                );
             }
             let h = fh.and_then(|f| self.file(f).ok());
             let guard = h
                 .as_ref()
-                .filter(|h| h.in_upper.load(Ordering::Acquire))
-                .map(|h| h.fd.read().unwrap_or_else(|p| p.into_inner()));
+                .filter(|h| h.file.in_upper.load(Ordering::Acquire))
+                .map(|h| h.file.fd.read().unwrap_or_else(|p| p.into_inner()));
             let r = attr::setattr(
                 &self.stack,
                 &place.path,
@@ -884,7 +771,7 @@ impl Filesystem for OvlFs {
             // the type the lookup found, as every other read of an object.
             let obj = try_reply!(
                 reply,
-                resolve::Pinned::expect(dir.as_fd(), &place.name, e.st.st_mode)
+                sys::Pinned::expect(dir.as_fd(), &place.name, e.st.st_mode)
             );
             let t = try_reply!(reply, obj.readlink());
             reply.data(std::os::unix::ffi::OsStrExt::as_bytes(t.as_os_str()));
@@ -1051,8 +938,8 @@ impl Filesystem for OvlFs {
                 Ok((place, e)) => dir_ops::link(&self.stack, &place.path, &e, &nd, newname),
                 // linkat() of an O_TMPFILE file: named through its fd.
                 Err(err) => match self.handle_of(ino.0, None) {
-                    Some(h) if h.in_upper.load(Ordering::Acquire) => {
-                        let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
+                    Some(h) if h.file.in_upper.load(Ordering::Acquire) => {
+                        let fd = h.file.fd.read().unwrap_or_else(|p| p.into_inner());
                         dir_ops::link_unnamed(&self.stack, fd.as_fd(), &nd, newname)
                     }
                     _ => Err(err),
@@ -1074,50 +961,35 @@ impl Filesystem for OvlFs {
         self.count_op("open");
         guarded("open", ino, || {
             let flags = flags.0;
-            let acc = flags & libc::O_ACCMODE;
-            let write = acc != libc::O_RDONLY || flags & libc::O_TRUNC != 0;
-            let keep = flags
-                & (libc::O_ACCMODE | libc::O_APPEND | libc::O_TRUNC | libc::O_SYNC | libc::O_DSYNC);
             let (place, e) = match self.entry_of(ino.0) {
                 Ok(x) => x,
                 // An unnamed or unlinked file, reopened through /proc.
                 Err(err) => match self.handle_of(ino.0, None) {
-                    Some(h) if h.in_upper.load(Ordering::Acquire) => {
-                        let fd = {
-                            let cur = h.fd.read().unwrap_or_else(|p| p.into_inner());
-                            resolve::reopen(cur.as_fd(), keep)
-                        };
-                        let fd = try_reply!(reply, fd);
+                    Some(h) if h.file.in_upper.load(Ordering::Acquire) => {
+                        let fd = try_reply!(reply, h.file.reopen(flags));
                         return self.reply_opened(ino.0, fd, true, flags, reply);
                     }
                     _ => return reply.error(eno(&err)),
                 },
             };
-            let (fd, in_upper) = if write {
-                let trunc = flags & libc::O_TRUNC != 0;
-                let up = try_reply!(
+            let o = file::open(
+                &self.stack,
+                &place.path,
+                &place.parent_path,
+                &place.name,
+                &e,
+                flags,
+            );
+            let o = try_reply!(reply, o);
+            // O_TRUNC by a caller without CAP_FSETID: we truncated, so
+            // the setuid/setgid bits are ours to clear (KILLPRIV_V2).
+            if o.truncated && kill_suidgid {
+                try_reply!(
                     reply,
-                    copy_up::copy_up(&self.stack, &place.path, &e, CopyUp { data: !trunc })
+                    self.kill_privs(req, ino.0, o.fd.as_fd(), Some(e.st.st_mode))
                 );
-                let was = e.in_upper(&self.stack).then_some(e.st.st_ino);
-                let spare = self.spare_atime(true);
-                let fd = try_reply!(reply, open_file(up.as_fd(), &place.name, keep, spare, was));
-                // O_TRUNC by a caller without CAP_FSETID: we truncated, so
-                // the setuid/setgid bits are ours to clear (KILLPRIV_V2).
-                if trunc && kill_suidgid {
-                    try_reply!(
-                        reply,
-                        self.kill_privs(req, ino.0, fd.as_fd(), Some(e.st.st_mode))
-                    );
-                }
-                (fd, true)
-            } else {
-                let dir = try_reply!(reply, self.stack.dir(e.layer, &place.parent_path));
-                let upper = e.in_upper(&self.stack);
-                let spare = self.spare_atime(upper);
-                let fd = open_file(dir.as_fd(), &place.name, keep, spare, Some(e.st.st_ino));
-                (try_reply!(reply, fd), upper)
-            };
+            }
+            let (fd, in_upper, write) = (o.fd, o.in_upper, o.write);
             tracing::debug!(
                 op = "open",
                 ino = ino.0,
@@ -1143,14 +1015,14 @@ impl Filesystem for OvlFs {
         self.count_op("read");
         guarded_io("read", ino, Some((offset, u64::from(size))), || {
             let h = try_reply!(reply, self.file(fh));
-            try_reply!(reply, self.follow_copy_up(&h));
-            let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
+            try_reply!(reply, self.follow_copy_up(&h.file));
+            let fd = h.file.fd.read().unwrap_or_else(|p| p.into_inner());
             // Straight into the reply's buffer (over io_uring, the ring
             // entry): no buffer of our own to allocate and fault in.
             reply.data_from(size as usize, |buf| {
                 let mut got = 0;
                 while got < buf.len() {
-                    match resolve::pread(fd.as_fd(), &mut buf[got..], offset + got as u64)? {
+                    match sys::pread(fd.as_fd(), &mut buf[got..], offset + got as u64)? {
                         0 => break,
                         n => got += n,
                     }
@@ -1175,15 +1047,15 @@ impl Filesystem for OvlFs {
         self.count_op("write");
         guarded_io("write", ino, Some((offset, data.len() as u64)), || {
             let h = try_reply!(reply, self.file(fh));
-            let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
+            let fd = h.file.fd.read().unwrap_or_else(|p| p.into_inner());
             if write_flags.contains(WriteFlags::FUSE_WRITE_KILL_SUIDGID) {
-                try_reply!(reply, self.kill_privs(req, h.ino, fd.as_fd(), None));
+                try_reply!(reply, self.kill_privs(req, h.file.ino, fd.as_fd(), None));
             }
             let mut done = 0;
             while done < data.len() {
                 let n = try_reply!(
                     reply,
-                    resolve::pwrite(fd.as_fd(), &data[done..], offset + done as u64)
+                    sys::pwrite(fd.as_fd(), &data[done..], offset + done as u64)
                 );
                 if n == 0 {
                     break;
@@ -1218,7 +1090,7 @@ impl Filesystem for OvlFs {
         reply: ReplyEmpty,
     ) {
         if let Some((_, h)) = self.handles.files.remove(&fh.0) {
-            self.handles.io_close(h.ino);
+            self.handles.io_close(h.file.ino);
         }
         reply.ok();
     }
@@ -1234,8 +1106,8 @@ impl Filesystem for OvlFs {
         self.count_op("fsync");
         guarded("fsync", ino, || {
             let h = try_reply!(reply, self.file(fh));
-            let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
-            try_reply!(reply, resolve::fsync(fd.as_fd(), datasync));
+            let fd = h.file.fd.read().unwrap_or_else(|p| p.into_inner());
+            try_reply!(reply, sys::fsync(fd.as_fd(), datasync));
             reply.ok();
         })
     }
@@ -1287,7 +1159,7 @@ impl Filesystem for OvlFs {
             for (i, it) in items.iter().enumerate() {
                 let off = offset + i as u64 + 1;
                 // d_ino as stat(2) shows it (one for a lower hard link's names).
-                let d_ino = self.stack.shown_ino(it.ino);
+                let d_ino = self.stack.inos.shown_ino(it.ino);
                 if reply.add(INodeNo(d_ino), off, dtype_ftype(it.dtype), &it.name) {
                     break;
                 }
@@ -1314,6 +1186,7 @@ impl Filesystem for OvlFs {
                 let off = offset + i as u64 + 1;
                 if it.name == "." || it.name == ".." {
                     // The kernel takes no reference for these: no attributes needed.
+                    // SAFETY: all-zero bytes are a valid `libc::stat` (integers only).
                     let mut a = to_attr(&unsafe { std::mem::zeroed::<Stat>() });
                     a.ino = INodeNo(it.ino);
                     a.kind = FileType::Directory;
@@ -1376,17 +1249,8 @@ impl Filesystem for OvlFs {
     ) {
         self.count_op("fsyncdir");
         guarded("fsyncdir", ino, || {
-            if self.stack.has_upper
-                && let Ok(p) = self.inodes.path(ino.0)
-                && let Ok(d) = self.stack.dir(0, &p)
-                && let Ok(fd) = resolve::openat(
-                    d.as_fd(),
-                    OsStr::new("."),
-                    libc::O_RDONLY | libc::O_DIRECTORY,
-                    0,
-                )
-            {
-                try_reply!(reply, resolve::fsync(fd.as_fd(), false));
+            if let Ok(p) = self.inodes.path(ino.0) {
+                try_reply!(reply, file::fsync_dir(&self.stack, &p));
             }
             reply.ok();
         })
@@ -1419,9 +1283,7 @@ impl Filesystem for OvlFs {
     ) {
         self.count_op("setxattr");
         guarded("setxattr", ino, || {
-            if self.stack.view.noxattrs {
-                return reply.error(Errno::from_i32(libc::EOPNOTSUPP));
-            }
+            try_reply!(reply, xattr::enabled(&self.stack));
             let value = self.stack.view.ids.acl_value_to_disk(name, value);
             let r = match self.entry_of(ino.0) {
                 Ok((place, e)) => xattr::set(&self.stack, &place.path, &e, name, &value, flags),
@@ -1440,9 +1302,7 @@ impl Filesystem for OvlFs {
             if ino.0 == ROOT && name == STATS_XATTR {
                 return Self::xattr_reply(self.stats_text().as_bytes(), size, reply);
             }
-            if self.stack.view.noxattrs {
-                return reply.error(Errno::from_i32(libc::EOPNOTSUPP));
-            }
+            try_reply!(reply, xattr::enabled(&self.stack));
             let v = match self.attr_entry(ino.0) {
                 Ok((place, e, dir)) => xattr::get(&self.stack, &place.path, &e, dir, name),
                 Err(err) => self.on_unnamed(ino.0, err, |fd| xattr::get_fd(&self.stack, fd, name)),
@@ -1456,9 +1316,7 @@ impl Filesystem for OvlFs {
     fn listxattr(&self, _req: &Request, ino: INodeNo, size: u32, reply: ReplyXattr) {
         self.count_op("listxattr");
         guarded("listxattr", ino, || {
-            if self.stack.view.noxattrs {
-                return reply.error(Errno::from_i32(libc::EOPNOTSUPP));
-            }
+            try_reply!(reply, xattr::enabled(&self.stack));
             let names = match self.attr_entry(ino.0) {
                 Ok((place, e, dir)) => xattr::list(&self.stack, &place.path, &e, dir),
                 Err(err) => self.on_unnamed(ino.0, err, |fd| xattr::list_fd(&self.stack, fd)),
@@ -1476,9 +1334,7 @@ impl Filesystem for OvlFs {
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
         self.count_op("removexattr");
         guarded("removexattr", ino, || {
-            if self.stack.view.noxattrs {
-                return reply.error(Errno::from_i32(libc::EOPNOTSUPP));
-            }
+            try_reply!(reply, xattr::enabled(&self.stack));
             let r = match self.entry_of(ino.0) {
                 Ok((place, e)) => xattr::remove(&self.stack, &place.path, &e, name),
                 Err(err) => {
@@ -1494,9 +1350,7 @@ impl Filesystem for OvlFs {
         self.count_op("access");
         guarded("access", ino, || {
             try_reply!(reply, self.entry_of(ino.0));
-            if mask.bits() & libc::W_OK != 0 && !self.stack.has_upper {
-                return reply.error(Errno::from_i32(libc::EROFS));
-            }
+            try_reply!(reply, attr::access(&self.stack, mask.bits()));
             reply.ok();
         })
     }
@@ -1570,8 +1424,8 @@ impl Filesystem for OvlFs {
         self.count_op("fallocate");
         guarded_io("fallocate", ino, Some((offset, length)), || {
             let h = try_reply!(reply, self.file(fh));
-            let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
-            try_reply!(reply, resolve::fallocate(fd.as_fd(), mode, offset, length));
+            let fd = h.file.fd.read().unwrap_or_else(|p| p.into_inner());
+            try_reply!(reply, sys::fallocate(fd.as_fd(), mode, offset, length));
             reply.ok();
         })
     }
@@ -1591,7 +1445,7 @@ impl Filesystem for OvlFs {
         guarded("ioctl", ino, || {
             // Only the inode-flag ioctls (FUSE sends them restricted, with
             // fixed sizes); anything else is not ours.
-            let Some(op) = resolve::FlagsIoctl::from_cmd(cmd) else {
+            let Some(op) = sys::FlagsIoctl::from_cmd(cmd) else {
                 return reply.error(Errno::from_i32(libc::ENOTTY));
             };
             if op.sets() && in_data.len() < op.size() {
@@ -1618,9 +1472,9 @@ impl Filesystem for OvlFs {
         self.count_op("lseek");
         guarded("lseek", ino, || {
             let h = try_reply!(reply, self.file(fh));
-            try_reply!(reply, self.follow_copy_up(&h));
-            let fd = h.fd.read().unwrap_or_else(|p| p.into_inner());
-            let r = try_reply!(reply, resolve::lseek(fd.as_fd(), offset, whence));
+            try_reply!(reply, self.follow_copy_up(&h.file));
+            let fd = h.file.fd.read().unwrap_or_else(|p| p.into_inner());
+            let r = try_reply!(reply, sys::lseek(fd.as_fd(), offset, whence));
             reply.offset(r);
         })
     }

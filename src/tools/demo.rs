@@ -149,7 +149,7 @@ fn tour(dir: Option<PathBuf>) -> Result<(), String> {
     let b = base.display();
     // An unprivileged run wrote its marks as user.overlay.*: the kernel
     // reads those only with userxattr.
-    let ux = if crate::resolve::geteuid() == 0 {
+    let ux = if crate::sys::geteuid() == 0 {
         ""
     } else {
         ",userxattr"

@@ -7,7 +7,7 @@
 
 use super::layerwalk::{self, ItemKind};
 use crate::markers;
-use crate::resolve::{self, XTarget};
+use crate::sys::{self, XTarget};
 use sha2::{Digest, Sha256};
 use std::collections::HashMap;
 use std::fs;
@@ -49,7 +49,7 @@ pub fn chain_id(diff_ids: &[String]) -> Option<String> {
     Some(chain)
 }
 
-fn header(st: &resolve::Stat, ty: tar::EntryType) -> tar::Header {
+fn header(st: &sys::Stat, ty: tar::EntryType) -> tar::Header {
     let mut h = tar::Header::new_ustar();
     h.set_entry_type(ty);
     h.set_mode(st.st_mode & 0o7777);
@@ -65,16 +65,16 @@ fn pax_xattrs(abs: &Path) -> Vec<u8> {
     let (Some(parent), Some(name)) = (abs.parent(), abs.file_name()) else {
         return Vec::new();
     };
-    let Ok(d) = resolve::open_path(parent, libc::O_PATH | libc::O_DIRECTORY) else {
+    let Ok(d) = sys::open_path(parent, libc::O_PATH | libc::O_DIRECTORY) else {
         return Vec::new();
     };
     let t = XTarget::At(d.as_fd(), name);
     let mut out = Vec::new();
-    for n in resolve::listxattr(t).unwrap_or_default() {
+    for n in sys::listxattr(t).unwrap_or_default() {
         if markers::is_private_xattr(&n) {
             continue;
         }
-        let Ok(v) = resolve::getxattr(t, &n) else {
+        let Ok(v) = sys::getxattr(t, &n) else {
             continue;
         };
         let mut rec = format!(" SCHILY.xattr.{}=", n.to_string_lossy()).into_bytes();

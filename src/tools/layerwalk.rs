@@ -2,7 +2,7 @@
 //! entry with the library's marker rules: shared by `diff` and `export`.
 
 use crate::markers::{self, MarkPolicy};
-use crate::resolve::{self, Stat};
+use crate::sys::{self, Stat};
 use std::ffi::OsString;
 use std::os::fd::AsFd;
 use std::path::{Path, PathBuf};
@@ -27,7 +27,7 @@ pub enum ItemKind {
 /// Walk `root` reading marks as `marks` says; AUFS markers (where obeyed)
 /// are folded into the entries they describe.
 pub fn walk(root: &Path, marks: &MarkPolicy) -> std::io::Result<Vec<Item>> {
-    let fd = resolve::open_path(root, libc::O_PATH | libc::O_DIRECTORY)?;
+    let fd = sys::open_path(root, libc::O_PATH | libc::O_DIRECTORY)?;
     let mut out = Vec::new();
     walk_dir(marks, fd.as_fd(), Path::new(""), &mut out)?;
     Ok(out)
@@ -39,17 +39,14 @@ fn walk_dir(
     rel: &Path,
     out: &mut Vec<Item>,
 ) -> std::io::Result<()> {
-    let dir = resolve::open_dir(root, rel)?;
-    let rd = resolve::openat(
+    let dir = sys::open_dir(root, rel)?;
+    let rd = sys::openat(
         dir.as_fd(),
         std::ffi::OsStr::new("."),
         libc::O_RDONLY | libc::O_DIRECTORY,
         0,
     )?;
-    let mut names: Vec<OsString> = resolve::read_dir_fd(rd)?
-        .into_iter()
-        .map(|e| e.name)
-        .collect();
+    let mut names: Vec<OsString> = sys::read_dir_fd(rd)?.into_iter().map(|e| e.name).collect();
     names.sort();
     for n in names {
         // An upper's AUFS whiteouts count too: diff and export read
@@ -60,7 +57,7 @@ fn walk_dir(
         }
         let child = rel.join(&n);
         if let Some(target) = markers::aufs_target(&n).filter(|_| aufs) {
-            let st = resolve::fstatat(dir.as_fd(), &n)?;
+            let st = sys::fstatat(dir.as_fd(), &n)?;
             out.push(Item {
                 rel: rel.join(target),
                 st,
@@ -68,14 +65,14 @@ fn walk_dir(
             });
             continue;
         }
-        let st = resolve::fstatat(dir.as_fd(), &n)?;
+        let st = sys::fstatat(dir.as_fd(), &n)?;
         if marks.is_whiteout(dir.as_fd(), &n, &st)? {
             out.push(Item {
                 rel: child,
                 st,
                 kind: ItemKind::Whiteout,
             });
-        } else if resolve::is_dir(&st) {
+        } else if sys::is_dir(&st) {
             let opaque = marks.is_opaque(dir.as_fd(), &n)?;
             out.push(Item {
                 rel: child.clone(),

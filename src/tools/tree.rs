@@ -2,7 +2,7 @@
 //! on disk: 0/0 character-device whiteouts and the opaque xattrs.
 
 use crate::markers;
-use crate::resolve::{self, XTarget};
+use crate::sys::{self, XTarget};
 use std::ffi::OsStr;
 use std::fs;
 use std::os::fd::AsFd;
@@ -59,11 +59,11 @@ fn walk(root: &Path, dir: &Path, out: &mut String) {
         } else {
             m.len().to_string()
         };
-        if let Ok(d) = resolve::open_path(dir, libc::O_PATH | libc::O_DIRECTORY)
-            && let Ok(names) = resolve::listxattr(XTarget::At(d.as_fd(), &n))
+        if let Ok(d) = sys::open_path(dir, libc::O_PATH | libc::O_DIRECTORY)
+            && let Ok(names) = sys::listxattr(XTarget::At(d.as_fd(), &n))
         {
             for x in names.iter().filter(|x| markers::is_private_xattr(x)) {
-                let v = resolve::getxattr(XTarget::At(d.as_fd(), &n), x).unwrap_or_default();
+                let v = sys::getxattr(XTarget::At(d.as_fd(), &n), x).unwrap_or_default();
                 note.push_str(&format!(
                     "  [{}={}]",
                     x.to_string_lossy(),

@@ -11,8 +11,8 @@
 use crate::lookup::{self, DirRef};
 use crate::markers;
 use crate::options::MountOptions;
-use crate::resolve::{self, Stat, XTarget};
 use crate::stack::Stack;
+use crate::sys::{self, Stat, XTarget};
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd};
@@ -121,7 +121,7 @@ fn whiteout_form(stack: &Stack, dir: BorrowedFd, name: &OsStr, st: &Stat) -> Str
         .whiteout_names()
         .into_iter()
         .map(|x| x.to_string_lossy().into_owned())
-        .find(|x| resolve::getxattr(XTarget::At(dir, name), OsStr::new(x)).is_ok())
+        .find(|x| sys::getxattr(XTarget::At(dir, name), OsStr::new(x)).is_ok())
         .map_or_else(|| "overlay.whiteout xattr".into(), |x| format!("{x} xattr"))
 }
 
@@ -132,12 +132,12 @@ fn opaque_form(stack: &Stack, dir: BorrowedFd, name: &OsStr) -> String {
         .marks(0)
         .opaque_names()
         .into_iter()
-        .find(|x| resolve::getxattr(t, x).is_ok_and(|v| v == b"y"));
+        .find(|x| sys::getxattr(t, x).is_ok_and(|v| v == b"y"));
     if let Some(x) = xattr {
         return format!("{}=y", x.to_string_lossy());
     }
-    let aufs = resolve::openat(dir, name, libc::O_PATH | libc::O_DIRECTORY, 0)
-        .is_ok_and(|d| resolve::fstatat(d.as_fd(), OsStr::new(markers::AUFS_OPAQUE)).is_ok());
+    let aufs = sys::openat(dir, name, libc::O_PATH | libc::O_DIRECTORY, 0)
+        .is_ok_and(|d| sys::fstatat(d.as_fd(), OsStr::new(markers::AUFS_OPAQUE)).is_ok());
     if aufs {
         markers::AUFS_OPAQUE.into()
     } else {
@@ -149,7 +149,7 @@ fn opaque_form(stack: &Stack, dir: BorrowedFd, name: &OsStr) -> String {
 fn see(stack: &Stack, l: usize, parent: &Path, name: &OsStr) -> io::Result<Seen> {
     let d = match stack.dir(l, parent) {
         Ok(d) => d,
-        Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => {
+        Err(e) if matches!(sys::errno(&e), libc::ENOENT | libc::ENOTDIR) => {
             return Ok(Seen::ParentAbsent);
         }
         Err(e) => return Err(e),
@@ -157,9 +157,9 @@ fn see(stack: &Stack, l: usize, parent: &Path, name: &OsStr) -> io::Result<Seen>
     if stack.marks(l).is_marker_in(name, stack.is_upper(l)) {
         return Ok(Seen::Marker);
     }
-    let st = match resolve::fstatat(d.as_fd(), name) {
+    let st = match sys::fstatat(d.as_fd(), name) {
         Ok(st) => st,
-        Err(e) if matches!(resolve::errno(&e), libc::ENOENT | libc::ENOTDIR) => {
+        Err(e) if matches!(sys::errno(&e), libc::ENOENT | libc::ENOTDIR) => {
             return Ok(match aufs_whiteout(stack, l, d.as_fd(), name)? {
                 Some(m) => Seen::Whiteout(m),
                 None => Seen::Absent,
@@ -169,7 +169,7 @@ fn see(stack: &Stack, l: usize, parent: &Path, name: &OsStr) -> io::Result<Seen>
     };
     Ok(if stack.marks(l).is_whiteout(d.as_fd(), name, &st)? {
         Seen::Whiteout(whiteout_form(stack, d.as_fd(), name, &st))
-    } else if resolve::is_dir(&st) {
+    } else if sys::is_dir(&st) {
         Seen::Dir {
             opaque: stack.is_opaque(l, d.as_fd(), parent, name)?,
         }
@@ -191,7 +191,7 @@ fn walk(stack: &Stack, comps: &[OsString]) -> io::Result<Walk> {
     let mut cur = PathBuf::new();
     for (j, name) in comps.iter().enumerate() {
         let last = j + 1 == comps.len();
-        let at = lookup::child_path(&cur, name);
+        let at = crate::stack::child_path(&cur, name);
         let lowers: Vec<usize> = merged
             .iter()
             .copied()
@@ -319,12 +319,12 @@ fn show(p: &Path) -> String {
 fn describe(stack: &Stack, l: usize, comps: &[OsString]) -> Option<(String, bool)> {
     let Some((name, parent)) = comps.split_last() else {
         // The root: the layer's root directory.
-        let st = resolve::fstat(stack.layers[l].root.as_fd()).ok()?;
+        let st = sys::fstat(stack.layers[l].root.as_fd()).ok()?;
         return Some((format!("dir {:o}", st.st_mode & 0o7777), true));
     };
     let parent: PathBuf = parent.iter().collect();
     let d = stack.dir(l, &parent).ok()?;
-    let st = match resolve::fstatat(d.as_fd(), name) {
+    let st = match sys::fstatat(d.as_fd(), name) {
         Ok(st) => st,
         Err(_) => {
             let m = aufs_whiteout(stack, l, d.as_fd(), name).ok()??;
@@ -347,7 +347,7 @@ fn describe(stack: &Stack, l: usize, comps: &[OsString]) -> Option<(String, bool
         }
         libc::S_IFDIR => format!("dir {mode:o}"),
         libc::S_IFLNK => {
-            let t = resolve::readlinkat(d.as_fd(), name).unwrap_or_default();
+            let t = sys::readlinkat(d.as_fd(), name).unwrap_or_default();
             format!("symlink -> {}", t.to_string_lossy())
         }
         libc::S_IFREG => format!("file {mode:o}, {} bytes", st.st_size),
@@ -628,7 +628,7 @@ pub fn run(opts: &[String], path: &Path, cwd: &Path) -> i32 {
         }
         // The lookup refuses to look inside a non-directory.
         (Err(e), Ok(w))
-            if resolve::errno(&e) == libc::ENOTDIR && matches!(w.end, End::NotDir { .. }) =>
+            if sys::errno(&e) == libc::ENOTDIR && matches!(w.end, End::NotDir { .. }) =>
         {
             let why = missing(w, &objs, &rel);
             println!(

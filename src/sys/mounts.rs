@@ -1,0 +1,109 @@
+//! Mount clones (open_tree, mount_setattr) and remounts.
+
+use super::{cstr, err};
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::Path;
+
+/// A private, detached, read-only and noatime clone of the mount holding
+/// `path` (root only): lower layers served through it can be neither
+/// written nor have their atime touched, not even by readlink.
+pub fn open_frozen_tree(path: &Path) -> io::Result<OwnedFd> {
+    const MOUNT_ATTR_RDONLY: u64 = 0x1;
+    clone_tree(path, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOATIME)
+}
+
+/// The atime flags of mount_setattr(2), for [`open_atime_tree`].
+pub const MOUNT_ATTR_RELATIME: u64 = 0;
+pub const MOUNT_ATTR_NOATIME: u64 = 0x10;
+pub const MOUNT_ATTR_STRICTATIME: u64 = 0x20;
+pub const MOUNT_ATTR_NODIRATIME: u64 = 0x80;
+
+/// A private, detached clone of the mount holding `path` (root only) whose
+/// atime flags are `atime` (the `MOUNT_ATTR_*` above): the mount's rule,
+/// which the kernel then applies to every read, exec and listing of the
+/// upper, passed-through I/O included, as the kernel overlayfs applies its
+/// own mount's rule to its upper clone.
+pub fn open_atime_tree(path: &Path, atime: u64) -> io::Result<OwnedFd> {
+    clone_tree(path, atime)
+}
+
+/// open_tree(OPEN_TREE_CLONE) of `path` (no submounts), its atime flags
+/// replaced and `attr_set` set.
+fn clone_tree(path: &Path, attr_set: u64) -> io::Result<OwnedFd> {
+    const MOUNT_ATTR_ATIME_MASK: u64 = 0x70;
+    #[repr(C)]
+    struct MountAttr {
+        attr_set: u64,
+        attr_clr: u64,
+        propagation: u64,
+        userns_fd: u64,
+    }
+    let fd = open_tree_clone(path)?;
+    let attr = MountAttr {
+        attr_set,
+        attr_clr: MOUNT_ATTR_ATIME_MASK | MOUNT_ATTR_NODIRATIME,
+        propagation: 0,
+        userns_fd: 0,
+    };
+    let empty = c"";
+    // SAFETY: `fd` is open, the path is an empty C string and `attr` a `struct
+    // mount_attr` of the size given; all outlive the call.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_mount_setattr,
+            fd.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_EMPTY_PATH,
+            &attr as *const MountAttr,
+            std::mem::size_of::<MountAttr>(),
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(fd)
+}
+
+/// A private, detached clone of the mount holding `path`, rooted there,
+/// without the mounts below it (no AT_RECURSIVE), as the kernel overlayfs
+/// takes of each layer. Needs CAP_SYS_ADMIN.
+pub fn open_tree_clone(path: &Path) -> io::Result<OwnedFd> {
+    const OPEN_TREE_CLONE: u32 = 1;
+    let c = cstr(path.as_os_str())?;
+    // SAFETY: `c` is a NUL-terminated path that outlives the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            OPEN_TREE_CLONE | libc::O_CLOEXEC as u32,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: open_tree succeeded: the fd is new and owned by nothing else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// mount(2) with MS_REMOUNT on `target`, changing its flags.
+pub fn remount(target: &Path, flags: libc::c_ulong) -> io::Result<()> {
+    let t = std::ffi::CString::new(target.as_os_str().as_encoded_bytes())
+        .map_err(|_| err(libc::EINVAL))?;
+    // SAFETY: `t` is a valid C string for the call; null source, type and
+    // data are allowed for a remount.
+    let rc = unsafe {
+        libc::mount(
+            std::ptr::null(),
+            t.as_ptr(),
+            std::ptr::null(),
+            flags,
+            std::ptr::null(),
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
