@@ -709,8 +709,9 @@ impl<FS: Filesystem> RingLoop<FS> {
         let mut served = vec![false; live];
         let mut announced = false;
         let mut buf = Vec::with_capacity(self.payload + 4096);
+        let courtesy = crate::uring::Courtesy::new();
         while live > 0 {
-            let r = queue.serve(&mut buf, announced, |idx, ev, data| match ev {
+            let r = queue.serve(&mut buf, announced, &courtesy, |idx, ev, data| match ev {
                 Event::Request => {
                     served[idx] = true;
                     let unique = data

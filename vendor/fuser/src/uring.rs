@@ -497,9 +497,17 @@ impl Queue {
         &self,
         buf: &mut Vec<u8>,
         wait: bool,
+        courtesy: &Courtesy,
         mut f: impl FnMut(usize, Event, &[u8]),
     ) -> io::Result<()> {
-        self.ring.enter(wait)?;
+        if wait {
+            courtesy.waiting();
+        }
+        let r = self.ring.enter(wait);
+        if wait {
+            courtesy.working();
+        }
+        r?;
         while let Some(cqe) = self.ring.pop() {
             let idx = cqe.user_data as usize;
             if cqe.res < 0 {
@@ -761,6 +769,49 @@ impl TransportStatus {
 /// Counts queues whose entries all registered, to say when the ring is up.
 #[derive(Debug, Default)]
 pub(crate) struct Registered(pub(crate) AtomicUsize);
+
+/// Keeps a caller on its CPU: the replies of the last batch are submitted
+/// (and their callers woken) from the queue's wait, and a caller woken
+/// while its CPU still runs the queue's thread is moved to an idle CPU,
+/// one cross-CPU wake-up per round trip, unless the CPU counts as idle
+/// because all it runs is SCHED_IDLE. So the thread waits as SCHED_IDLE
+/// and works as SCHED_OTHER (never holding a lock at the lower policy).
+/// Measured here with one caller on an idle machine (2 CPUs): the caller
+/// moved CPU on 70-85% of round trips and a round trip took 29-30 us, against
+/// no moves and 12-15 us this way. Going back to SCHED_OTHER needs root (or
+/// CAP_SYS_NICE); without it the thread stays SCHED_OTHER throughout.
+pub(crate) struct Courtesy {
+    on: bool,
+}
+
+fn set_policy(policy: libc::c_int) -> bool {
+    let p = libc::sched_param { sched_priority: 0 };
+    // SAFETY: pid 0 is the calling thread; `p` outlives the call.
+    unsafe { libc::sched_setscheduler(0, policy, &p) == 0 }
+}
+
+impl Courtesy {
+    /// For the calling thread: on only if it can go back and forth.
+    pub(crate) fn new() -> Courtesy {
+        let on = set_policy(libc::SCHED_IDLE) && set_policy(libc::SCHED_OTHER);
+        if !on {
+            set_policy(libc::SCHED_OTHER);
+        }
+        Courtesy { on }
+    }
+
+    fn waiting(&self) {
+        if self.on {
+            set_policy(libc::SCHED_IDLE);
+        }
+    }
+
+    fn working(&self) {
+        if self.on {
+            set_policy(libc::SCHED_OTHER);
+        }
+    }
+}
 
 /// The number of queues the kernel wants: one per possible CPU.
 pub(crate) fn possible_cpus() -> usize {
