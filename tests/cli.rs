@@ -6,29 +6,19 @@ mod common;
 
 use common::*;
 use std::fs;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-struct Dirs {
-    _t: tempfile::TempDir,
-    base: PathBuf,
+/// Two lowers (`l1/top`, `l2/bottom`), an upper, work and mount point.
+fn two_lowers() -> Dirs {
+    let d = Dirs::with(&["l1", "l2", "u", "w", "m"]);
+    fs::write(d.p("l1/top"), "top\n").unwrap();
+    fs::write(d.p("l2/bottom"), "bottom\n").unwrap();
+    d
 }
 
 impl Dirs {
-    fn new() -> Dirs {
-        let t = tempdir();
-        let base = t.path().to_path_buf();
-        for d in ["l1", "l2", "u", "w", "m"] {
-            fs::create_dir(base.join(d)).unwrap();
-        }
-        fs::write(base.join("l1/top"), "top\n").unwrap();
-        fs::write(base.join("l2/bottom"), "bottom\n").unwrap();
-        Dirs { _t: t, base }
-    }
-    fn p(&self, s: &str) -> PathBuf {
-        self.base.join(s)
-    }
     fn std_opts(&self) -> String {
         format!(
             "lowerdir={}:{},upperdir={},workdir={}",
@@ -72,7 +62,7 @@ fn bad_input_gets_one_line_and_no_mount() {
     if !env_ok(&[Need::Root, Need::Fuse]) {
         return;
     }
-    let d = Dirs::new();
+    let d = two_lowers();
     let m = d.p("m");
     let ms = m.to_str().unwrap();
     let l1 = d.p("l1");
@@ -128,7 +118,7 @@ fn workdir_on_another_filesystem_is_refused() {
     if !env_ok(&[Need::Root, Need::Fuse]) {
         return;
     }
-    let d = Dirs::new();
+    let d = two_lowers();
     // A tmpfs made here is surely another filesystem than the upper's.
     let other = d.p("other");
     fs::create_dir(&other).unwrap();
@@ -160,7 +150,7 @@ fn busy_workdir_and_double_mount_are_refused() {
     if !env_ok(&[Need::Root, Need::Fuse]) {
         return;
     }
-    let d = Dirs::new();
+    let d = two_lowers();
     let m = d.p("m");
     let first = FuseMount::try_mount(&d.std_opts(), &m, None).unwrap();
     // Same workdir, another mount point.
@@ -201,7 +191,7 @@ fn relative_paths_escapes_and_repeated_o() {
     if !env_ok(&[Need::Root, Need::Fuse]) {
         return;
     }
-    let d = Dirs::new();
+    let d = two_lowers();
     // A layer whose name holds a colon, given with the \: escape.
     fs::create_dir(d.p("a:b")).unwrap();
     fs::write(d.p("a:b/colon"), "c\n").unwrap();
@@ -242,7 +232,7 @@ fn mount_helper_form_and_mount_t_fuse_ovlfuse() {
     if !env_ok(&[Need::Root, Need::Fuse]) {
         return;
     }
-    let d = Dirs::new();
+    let d = two_lowers();
     // The helper form as mount.fuse3 invokes it: SOURCE MOUNTPOINT -o OPTS.
     let out = Command::new(ovlfuse_bin())
         .arg("ovl")
@@ -303,7 +293,7 @@ fn sigterm_unmounts_and_foreground_exits_zero() {
     if !env_ok(&[Need::Root, Need::Fuse]) {
         return;
     }
-    let d = Dirs::new();
+    let d = two_lowers();
     let m = d.p("m");
     // Foreground daemon: our child, so its exit status is visible.
     let mut child = Command::new(ovlfuse_bin())
@@ -336,7 +326,7 @@ fn dead_mount_after_kill_is_recovered_on_remount() {
     if !env_ok(&[Need::Root, Need::Fuse]) {
         return;
     }
-    let d = Dirs::new();
+    let d = two_lowers();
     let m = d.p("m");
     let fm = FuseMount::try_mount(&d.std_opts(), &m, None).unwrap();
     let pid = fm.daemon_pid().expect("daemon pid");
@@ -360,7 +350,7 @@ fn read_only_without_upper_answers_erofs() {
     if !env_ok(&[Need::Root, Need::Fuse]) {
         return;
     }
-    let d = Dirs::new();
+    let d = two_lowers();
     let m = d.p("m");
     let o = format!("lowerdir={}:{}", d.p("l1").display(), d.p("l2").display());
     let _fm = FuseMount::try_mount(&o, &m, None).unwrap();
@@ -505,7 +495,7 @@ fn man_pages_and_completions_are_generated() {
 
 #[test]
 fn options_given_without_o_are_pointed_at_it() {
-    let d = Dirs::new();
+    let d = two_lowers();
     let opts = format!("lowerdir={}", d.p("l1").display());
     refused(
         &[&opts, d.p("m").to_str().unwrap()],
@@ -521,7 +511,7 @@ fn export_to_stdout_and_its_argument_checks() {
     if !env_ok(&[Need::Tool("tar")]) {
         return;
     }
-    let d = Dirs::new();
+    let d = two_lowers();
     fs::write(d.p("u/file"), "x\n").unwrap();
     let u = d.p("u");
     let u = u.to_str().unwrap();
@@ -570,7 +560,7 @@ fn diff_takes_a_lowerdir_list_and_refuses_a_merged_view() {
     if !env_ok(&[Need::Root, Need::Fuse]) {
         return;
     }
-    let d = Dirs::new();
+    let d = two_lowers();
     fs::write(d.p("u/bottom"), "changed\n").unwrap();
     fs::write(d.p("u/new"), "new\n").unwrap();
     let (l1, l2) = (d.p("l1"), d.p("l2"));
@@ -611,7 +601,7 @@ fn debug_log_is_plain_in_a_file_and_names_inode_offset_and_size() {
     if !env_ok(&[Need::Root, Need::Fuse]) {
         return;
     }
-    let d = Dirs::new();
+    let d = two_lowers();
     let log = d.p("log");
     let m = d.p("m");
     let mut child = Command::new(ovlfuse_bin())
@@ -655,7 +645,7 @@ fn rootless_mount_over_a_kernel_workdir_says_what_to_do() {
         return;
     }
     let (uid, gid) = ensure_user("ovltest");
-    let d = Dirs::new();
+    let d = two_lowers();
     chown_tree(&[&d.base], uid, gid);
     // The kernel leaves workdir/work behind, root's and mode 000.
     let k = KernelOverlay::mount(

@@ -12,38 +12,6 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
 
-struct Dirs {
-    _t: tempfile::TempDir,
-    base: PathBuf,
-}
-
-impl Dirs {
-    fn new() -> Dirs {
-        let t = tempdir();
-        let base = t.path().to_path_buf();
-        for d in ["l", "u", "w", "m"] {
-            fs::create_dir(base.join(d)).unwrap();
-        }
-        Dirs { _t: t, base }
-    }
-    fn p(&self, s: &str) -> PathBuf {
-        self.base.join(s)
-    }
-    fn opts(&self, extra: &str) -> String {
-        let o = format!(
-            "lowerdir={},upperdir={},workdir={}",
-            self.p("l").display(),
-            self.p("u").display(),
-            self.p("w").display()
-        );
-        if extra.is_empty() {
-            o
-        } else {
-            format!("{o},{extra}")
-        }
-    }
-}
-
 fn owner(p: &Path) -> (u32, u32) {
     let m = fs::symlink_metadata(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
     (m.uid(), m.gid())

@@ -11,7 +11,7 @@ use common::*;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::AsRawFd;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -30,39 +30,13 @@ fn env() -> bool {
         )
 }
 
-struct Dirs {
-    _t: tempfile::TempDir,
-    base: PathBuf,
-}
-
-impl Dirs {
-    fn new() -> Dirs {
-        let t = tempdir();
-        let base = t.path().to_path_buf();
-        for d in ["l", "u", "w", "m"] {
-            fs::create_dir(base.join(d)).unwrap();
-        }
-        fs::write(base.join("l/f"), "lower\n").unwrap();
-        fs::create_dir(base.join("l/d")).unwrap();
-        fs::write(base.join("l/d/g"), "g").unwrap();
-        Dirs { _t: t, base }
-    }
-    fn p(&self, s: &str) -> PathBuf {
-        self.base.join(s)
-    }
-    fn opts(&self, extra: &str) -> String {
-        let o = format!(
-            "lowerdir={},upperdir={},workdir={}",
-            self.p("l").display(),
-            self.p("u").display(),
-            self.p("w").display()
-        );
-        if extra.is_empty() {
-            o
-        } else {
-            format!("{o},{extra}")
-        }
-    }
+/// `Dirs` with a lower file `f` and a lower directory `d` holding `g`.
+fn dirs() -> Dirs {
+    let d = Dirs::new();
+    fs::write(d.p("l/f"), "lower\n").unwrap();
+    fs::create_dir(d.p("l/d")).unwrap();
+    fs::write(d.p("l/d/g"), "g").unwrap();
+    d
 }
 
 fn queues() -> usize {
@@ -126,7 +100,7 @@ fn io_uring_is_taken_when_offered_and_dev_fuse_when_not() {
     }
     let _s = serial();
     set_switch(true).unwrap();
-    let d = Dirs::new();
+    let d = dirs();
     let fm = FuseMount::try_mount(&d.opts(""), &d.p("m"), None).unwrap();
     let t = settled_transport(&d.p("m"));
     let n = queues();
@@ -135,7 +109,7 @@ fn io_uring_is_taken_when_offered_and_dev_fuse_when_not() {
     drop(fm);
 
     set_switch(false).unwrap();
-    let d = Dirs::new();
+    let d = dirs();
     let fm = FuseMount::try_mount(&d.opts(""), &d.p("m"), None).unwrap();
     let t = settled_transport(&d.p("m"));
     assert!(
@@ -158,7 +132,7 @@ fn the_debug_log_says_which_transport_serves_and_why() {
         (false, "serving through /dev/fuse: the kernel did not offer"),
     ] {
         set_switch(on).unwrap();
-        let d = Dirs::new();
+        let d = dirs();
         let mut child = Command::new(ovlfuse_bin())
             .arg("-d")
             .arg("-o")
@@ -203,7 +177,7 @@ fn uring_insists_and_fails_in_one_line_naming_the_switch() {
     }
     let _s = serial();
     set_switch(false).unwrap();
-    let d = Dirs::new();
+    let d = dirs();
     let e = FuseMount::try_mount(&d.opts("uring"), &d.p("m"), None)
         .map(|_| ())
         .unwrap_err();
@@ -235,7 +209,7 @@ fn nouring_serves_through_dev_fuse_though_offered() {
     }
     let _s = serial();
     set_switch(true).unwrap();
-    let d = Dirs::new();
+    let d = dirs();
     let fm = FuseMount::try_mount(&d.opts("nouring"), &d.p("m"), None).unwrap();
     assert_eq!(
         settled_transport(&d.p("m")),
@@ -246,7 +220,7 @@ fn nouring_serves_through_dev_fuse_though_offered() {
 
     // auto_unmount keeps /dev/fuse (fusermount3 must find the connection
     // gone the moment the daemon dies), and refuses an insisted uring.
-    let d = Dirs::new();
+    let d = dirs();
     let fm = FuseMount::try_mount(&d.opts("auto_unmount"), &d.p("m"), None).unwrap();
     assert!(
         settled_transport(&d.p("m")).starts_with("/dev/fuse (auto_unmount: "),
@@ -271,7 +245,7 @@ fn uring_depth_sets_the_entries_and_more_requests_than_entries_wait_their_turn()
     }
     let _s = serial();
     set_switch(true).unwrap();
-    let d = Dirs::new();
+    let d = dirs();
     for bad in ["uring_depth=0", "uring_depth=5000", "uring_depth=x"] {
         let e = FuseMount::try_mount(&d.opts(bad), &d.p("m"), None)
             .map(|_| ())
@@ -311,7 +285,7 @@ fn large_replies_reads_writes_xattrs_listings_and_splice_over_io_uring() {
     }
     let _s = serial();
     set_switch(true).unwrap();
-    let d = Dirs::new();
+    let d = dirs();
     // 3 MiB and a bit, in a pattern that shows misplaced bytes.
     let big: Vec<u8> = (0..3 * 1024 * 1024 + 4099u32)
         .map(|i| (i.wrapping_mul(2654435761) >> 13) as u8)
@@ -432,7 +406,7 @@ fn a_rootless_mount_takes_io_uring_too() {
     let _s = serial();
     set_switch(true).unwrap();
     let (uid, gid) = ensure_user("ovltest");
-    let d = Dirs::new();
+    let d = dirs();
     chown_tree(&[&d.base], uid, gid);
     let fm = FuseMount::try_mount(&d.opts(""), &d.p("m"), Some((uid, gid))).unwrap();
     let t = settled_transport_as(&d.p("m"), Some((uid, gid)));
@@ -480,7 +454,7 @@ fn unmount_sigterm_and_sigkill_end_an_io_uring_daemon_without_a_hang() {
     let n = queues();
     // fusermount3 -u: the rings see the connection go, every thread ends.
     for how in ["umount", "sigterm", "sigkill"] {
-        let d = Dirs::new();
+        let d = dirs();
         let mut fm = FuseMount::try_mount(&d.opts(""), &d.p("m"), None).unwrap();
         assert!(settled_transport(&d.p("m")).starts_with("io_uring ("));
         let pid = fm.daemon_pid().expect("daemon pid");
@@ -568,7 +542,7 @@ fn forgets_still_come_through_dev_fuse_beside_the_rings() {
     }
     let _s = serial();
     set_switch(true).unwrap();
-    let d = Dirs::new();
+    let d = dirs();
     for i in 0..2000 {
         fs::write(d.p(&format!("l/x{i}")), "").unwrap();
     }

@@ -6,6 +6,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod containers;
+pub mod dirs;
 pub mod env;
 pub mod layer;
 pub mod mounts;
@@ -15,6 +16,7 @@ pub mod transport;
 pub mod tree;
 pub mod user;
 
+pub use dirs::Dirs;
 pub use env::*;
 pub use layer::*;
 pub use mounts::*;
