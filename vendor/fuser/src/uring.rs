@@ -169,8 +169,6 @@ impl Drop for Region {
 /// replies late.
 struct Sq {
     tail: u32,
-    /// Entries written since the last io_uring_enter that submitted them.
-    unsubmitted: u32,
 }
 
 /// A minimal io_uring: 128-byte submission entries, filled under a lock,
@@ -249,10 +247,7 @@ impl Ring {
             _sq_region: sq_region,
             _cq_region: cq_region,
             sqes,
-            sq: Mutex::new(Sq {
-                tail: 0,
-                unsubmitted: 0,
-            }),
+            sq: Mutex::new(Sq { tail: 0 }),
         };
         // SAFETY: the kernel starts the tail at 0, but read it to be exact.
         ring.sq.lock().unwrap().tail = unsafe { (*ring.sq_tail).load(Ordering::Acquire) };
@@ -301,21 +296,28 @@ impl Ring {
             sq.tail = sq.tail.wrapping_add(1);
             (*self.sq_tail).store(sq.tail, Ordering::Release);
         }
-        sq.unsubmitted += 1;
     }
 
     /// Submit what was queued and, if `wait`, sleep until a completion.
     fn enter(&self, wait: bool) -> io::Result<()> {
-        let n = std::mem::take(&mut self.sq.lock().unwrap().unsubmitted);
-        if n == 0 && !wait {
-            return Ok(());
-        }
         let (min, flags) = if wait {
             (1u32, IORING_ENTER_GETEVENTS)
         } else {
             (0, 0)
         };
         loop {
+            // Everything written and not yet taken by the kernel (its head):
+            // an earlier enter that failed or was interrupted leaves nothing
+            // behind.
+            let n = {
+                let sq = self.sq.lock().unwrap();
+                // SAFETY: the head is an atomic u32 the kernel advances.
+                sq.tail
+                    .wrapping_sub(unsafe { (*self.sq_head).load(Ordering::Acquire) })
+            };
+            if n == 0 && !wait {
+                return Ok(());
+            }
             // SAFETY: no signal mask argument (null, size 0).
             let r = unsafe {
                 libc::syscall(
@@ -334,9 +336,6 @@ impl Ring {
             let e = io::Error::last_os_error();
             if e.raw_os_error() != Some(libc::EINTR) {
                 return Err(e);
-            }
-            if !wait {
-                return Ok(());
             }
         }
     }
