@@ -689,15 +689,20 @@ impl<FS: Filesystem> RingLoop<FS> {
             self.transport
                 .set(format!("/dev/fuse (io_uring failed: {why})"));
         };
-        let queue = match Queue::new(self.qid as u16, self.depth, self.payload, self.ch.device())
-            .and_then(|q| q.register().map(|()| q))
-        {
+        let queue = match Queue::new(self.qid as u16, self.depth, self.payload, self.ch.device()) {
             Ok(q) => q,
             Err(e) => {
                 fall_back(format!("queue {}: {e}", self.qid));
                 return Ok(());
             }
         };
+        if let Err(e) = queue.register() {
+            fall_back(format!("queue {}: {e}", self.qid));
+            // Some entries may be registered: the kernel could still write
+            // into their buffers, so they must outlive us.
+            std::mem::forget(queue);
+            return Ok(());
+        }
         let el = SessionEventLoop {
             thread_name: format!("fuser-uring-{}", self.qid),
             ch: self.ch.clone(),
@@ -755,6 +760,8 @@ impl<FS: Filesystem> RingLoop<FS> {
             });
             if let Err(e) = r {
                 error!("io_uring queue {}: {e}", self.qid);
+                // Entries still registered: keep their buffers (see above).
+                std::mem::forget(queue);
                 return Err(e);
             }
             if !announced {
