@@ -529,8 +529,15 @@ impl Queue {
                     .map(|()| f(idx, Event::Request, buf))
             };
             if let Err(err) = done {
+                // Answer it, so that neither the caller nor the entry is lost.
                 log::error!("io_uring queue {}: malformed request: {err}", self.qid);
-                f(idx, Event::Closed(libc::EPROTO), &[]);
+                // SAFETY: as above.
+                let unique = u64::from_ne_bytes(
+                    unsafe { &*e.header.get() }.in_out[8..16]
+                        .try_into()
+                        .unwrap(),
+                );
+                self.commit_in_place(idx, unique, -libc::EIO, 0)?;
                 continue;
             }
             let staged = {
