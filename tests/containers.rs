@@ -78,34 +78,8 @@ fn sequence(base: &Path, mount_program: &Path) -> (Outcome, f64) {
     busybox_rootfs(&rootfs);
     s.image_from(&rootfs, "bb");
     let c = s.ok("buildah", &["from", "--pull=false", "bb"]);
-    let run_as_root = s.ok(
-        "buildah",
-        &[
-            "run",
-            "--isolation",
-            "chroot",
-            &c,
-            "--",
-            "sh",
-            "-c",
-            "echo hi > /f; rm /bin/ls; id -u; cat /f",
-        ],
-    );
-    let run_as_nobody = s.ok(
-        "buildah",
-        &[
-            "run",
-            "--isolation",
-            "chroot",
-            "--user",
-            "65534",
-            &c,
-            "--",
-            "sh",
-            "-c",
-            "id -u; cat /f",
-        ],
-    );
+    let run_as_root = s.buildah_sh(&c, &[], "echo hi > /f; rm /bin/ls; id -u; cat /f");
+    let run_as_nobody = s.buildah_sh(&c, &["--user", "65534"], "id -u; cat /f");
     let mp = PathBuf::from(s.ok("buildah", &["mount", &c]));
     let mut mounted_names: Vec<String> = fs::read_dir(mp.join("bin"))
         .unwrap()
@@ -130,54 +104,24 @@ fn sequence(base: &Path, mount_program: &Path) -> (Outcome, f64) {
         .iter()
         .any(|l| l.iter().any(|n| n == "bin/.wh.ls") && l.iter().any(|n| n == "f"));
     let c2 = s.ok("buildah", &["from", "--pull=false", "bb2"]);
-    let from_commit = s.ok(
-        "buildah",
-        &[
-            "run",
-            "--isolation",
-            "chroot",
-            &c2,
-            "--",
-            "sh",
-            "-c",
-            "cat /f; test -e /bin/ls || echo ls-gone",
-        ],
-    );
+    let from_commit = s.buildah_sh(&c2, &[], "cat /f; test -e /bin/ls || echo ls-gone");
     let mut diff: Vec<String> = s
         .ok("podman", &["diff", &c])
         .lines()
         .map(str::to_string)
         .collect();
     diff.sort();
-    let podman_run = s.ok(
-        "podman",
-        &[
-            "run",
-            "--rm",
-            "--pull=never",
-            "--network=none",
-            "bb2",
-            "cat",
-            "/f",
-        ],
-    );
-    let (ok, out, _) = s.tool(
-        "podman",
-        &[
-            "run",
-            "--rm",
-            "--pull=never",
-            "--network=none",
-            "--uidmap",
-            "0:100000:65536",
-            "--gidmap",
-            "0:100000:65536",
-            "bb2",
-            "sh",
-            "-c",
-            "id -u; cat /f",
-        ],
-    );
+    let podman_run = s.podman_run_ok(&["bb2", "cat", "/f"]);
+    let (ok, out, _) = s.podman_run(&[
+        "--uidmap",
+        "0:100000:65536",
+        "--gidmap",
+        "0:100000:65536",
+        "bb2",
+        "sh",
+        "-c",
+        "id -u; cat /f",
+    ]);
     let podman_uidmap = if ok { Ok(out) } else { Err(()) };
     let secs = t0.elapsed().as_secs_f64();
     (
@@ -204,9 +148,7 @@ fn rootless(base: &Path, mount_program: &Path, user: (u32, u32)) -> Vec<String> 
     let s = Storage::new(base, mount_program, Some(user));
     s.image_from(&rootfs, "bb");
     let run = |args: &[&str]| {
-        let mut a = vec!["run", "--rm", "--pull=never", "--network=none"];
-        a.extend_from_slice(args);
-        let (ok, out, err) = s.tool("podman", &a);
+        let (ok, out, err) = s.podman_run(args);
         if ok {
             out
         } else {

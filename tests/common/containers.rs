@@ -83,6 +83,27 @@ impl Storage {
         self.ok("buildah", &["rm", &scratch]);
     }
 
+    /// `buildah run` in `container` of `sh -c script` with the chroot
+    /// isolation (runc's and crun's cannot run here), `opts` before the
+    /// container; its stdout.
+    pub fn buildah_sh(&self, container: &str, opts: &[&str], script: &str) -> String {
+        let mut a = vec!["run", "--isolation", "chroot"];
+        a.extend_from_slice(opts);
+        a.extend_from_slice(&[container, "--", "sh", "-c", script]);
+        self.ok("buildah", &a)
+    }
+
+    /// `podman run` of a local image without network (there is no
+    /// registry here), removed afterwards; as `tool`.
+    pub fn podman_run(&self, args: &[&str]) -> (bool, String, String) {
+        self.tool("podman", &podman_run_args(args))
+    }
+
+    /// `podman_run` that must succeed, as `ok`.
+    pub fn podman_run_ok(&self, args: &[&str]) -> String {
+        self.ok("podman", &podman_run_args(args))
+    }
+
     pub fn ok(&self, tool: &str, args: &[&str]) -> String {
         let (ok, out, err) = self.tool(tool, args);
         assert!(
@@ -92,6 +113,12 @@ impl Storage {
         );
         out
     }
+}
+
+fn podman_run_args<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut a = vec!["run", "--rm", "--pull=never", "--network=none"];
+    a.extend_from_slice(args);
+    a
 }
 
 impl Drop for Storage {
