@@ -1020,14 +1020,7 @@ impl Filesystem for OvlFs {
             // Straight into the reply's buffer (over io_uring, the ring
             // entry): no buffer of our own to allocate and fault in.
             reply.data_from(size as usize, |buf| {
-                let mut got = 0;
-                while got < buf.len() {
-                    match sys::pread(fd.as_fd(), &mut buf[got..], offset + got as u64)? {
-                        0 => break,
-                        n => got += n,
-                    }
-                }
-                Ok(got)
+                sys::pread_full(fd.as_fd(), buf, offset)
             });
         })
     }

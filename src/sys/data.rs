@@ -36,31 +36,16 @@ pub fn fallocate(fd: BorrowedFd, mode: i32, offset: u64, len: u64) -> io::Result
     Ok(())
 }
 
-/// Read up to `len` bytes at `offset` into a new buffer, short only at end
-/// of file. The buffer is not zeroed first: for 128 KiB reads that memset
-/// costs about as much as the copy itself.
-pub fn pread_full(fd: BorrowedFd, len: usize, offset: u64) -> io::Result<Vec<u8>> {
-    let mut buf: Vec<u8> = Vec::with_capacity(len);
-    while buf.len() < len {
-        let want = len - buf.len();
-        let spare = &mut buf.spare_capacity_mut()[..want];
-        // SAFETY: `spare` is `want` writable bytes of the buffer's capacity; pread
-        // writes at most that many.
-        let n = check_ssize(unsafe {
-            libc::pread(
-                fd.as_raw_fd(),
-                spare.as_mut_ptr() as *mut libc::c_void,
-                spare.len(),
-                (offset + buf.len() as u64) as libc::off_t,
-            )
-        })?;
-        if n == 0 {
-            break;
+/// Fill `buf` from `offset`, short only at end of file; the bytes read.
+pub fn pread_full(fd: BorrowedFd, buf: &mut [u8], offset: u64) -> io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match pread(fd, &mut buf[got..], offset + got as u64)? {
+            0 => break,
+            n => got += n,
         }
-        // SAFETY: pread initialised the first n bytes of the spare capacity.
-        unsafe { buf.set_len(buf.len() + n) };
     }
-    Ok(buf)
+    Ok(got)
 }
 
 pub fn pread(fd: BorrowedFd, buf: &mut [u8], offset: u64) -> io::Result<usize> {
