@@ -6,7 +6,7 @@
 
 mod common;
 
-use common::transport::{SWITCH, of_mount, set_switch, switch};
+use common::transport::{SWITCH, of_mount, set_switch, stat_of_mount, switch};
 use common::*;
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -524,14 +524,9 @@ fn unmount_sigterm_and_sigkill_end_an_io_uring_daemon_without_a_hang() {
 
 /// `cached_inodes` from `ovlfuse stats`.
 fn cached_inodes(mnt: &Path) -> u64 {
-    let out = Command::new(ovlfuse_bin())
-        .arg("stats")
-        .arg(mnt)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
-        .find_map(|l| l.strip_prefix("cached_inodes ")?.trim().parse().ok())
+    stat_of_mount(&ovlfuse_bin(), mnt, "cached_inodes")
+        .trim()
+        .parse()
         .expect("cached_inodes in ovlfuse stats")
 }
 

@@ -74,8 +74,8 @@ pub fn select() {
     });
 }
 
-/// The transport line of `ovlfuse stats` for a mount.
-pub fn of_mount(bin: &std::path::Path, mnt: &std::path::Path) -> String {
+/// The value of `key` in `ovlfuse stats` for a mount (empty if absent).
+pub fn stat_of_mount(bin: &std::path::Path, mnt: &std::path::Path, key: &str) -> String {
     let out = std::process::Command::new(bin)
         .arg("stats")
         .arg(mnt)
@@ -83,6 +83,11 @@ pub fn of_mount(bin: &std::path::Path, mnt: &std::path::Path) -> String {
         .expect("run ovlfuse stats");
     String::from_utf8_lossy(&out.stdout)
         .lines()
-        .find_map(|l| l.strip_prefix("transport ").map(str::to_string))
+        .find_map(|l| l.strip_prefix(key)?.strip_prefix(' ').map(str::to_string))
         .unwrap_or_default()
+}
+
+/// The transport line of `ovlfuse stats` for a mount.
+pub fn of_mount(bin: &std::path::Path, mnt: &std::path::Path) -> String {
+    stat_of_mount(bin, mnt, "transport")
 }

@@ -319,7 +319,8 @@ impl<FS: Filesystem> Session<FS> {
                 config.uring_depth
             };
             transport.set(format!("io_uring (registering {nq} queues)"));
-            let registered = Arc::new(crate::uring::Registered::default());
+            // Queues whose entries all registered, to say when the ring is up.
+            let registered = Arc::new(std::sync::atomic::AtomicUsize::new(0));
             for qid in 0..nq {
                 let ring_loop = RingLoop {
                     qid,
@@ -676,7 +677,7 @@ struct RingLoop<FS: Filesystem> {
     allowed: SessionACL,
     session_owner: Uid,
     transport: TransportStatus,
-    registered: Arc<crate::uring::Registered>,
+    registered: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 impl<FS: Filesystem> RingLoop<FS> {
@@ -768,7 +769,7 @@ impl<FS: Filesystem> RingLoop<FS> {
                 // Registration errors complete at once: none came, so this
                 // queue is up; the ring serves once every queue is.
                 announced = true;
-                let n = self.registered.0.fetch_add(1, Ordering::AcqRel) + 1;
+                let n = self.registered.fetch_add(1, Ordering::AcqRel) + 1;
                 if n == self.nq {
                     info!(
                         "FUSE over io_uring: {} queues x {} entries, {} KiB payload",

@@ -25,7 +25,6 @@ use std::sync::Arc;
 use std::sync::Mutex;
 use std::sync::atomic::AtomicBool;
 use std::sync::atomic::AtomicU32;
-use std::sync::atomic::AtomicUsize;
 use std::sync::atomic::Ordering;
 use std::thread::ThreadId;
 
@@ -771,10 +770,6 @@ impl TransportStatus {
         *self.0.lock().unwrap() = s;
     }
 }
-
-/// Counts queues whose entries all registered, to say when the ring is up.
-#[derive(Debug, Default)]
-pub(crate) struct Registered(pub(crate) AtomicUsize);
 
 /// Keeps a caller on its CPU: the replies of the last batch are submitted
 /// (and their callers woken) from the queue's wait, and a caller woken
