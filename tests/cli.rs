@@ -38,17 +38,7 @@ fn refused(args: &[&str], cwd: &Path, mnt: &Path, needle: &str) {
         .current_dir(cwd)
         .output()
         .unwrap();
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{args:?} succeeded; stderr: {err}");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "{args:?}: want one line, got {err:?}"
-    );
-    assert!(
-        err.contains(needle),
-        "{args:?}: {err:?} does not name {needle:?}"
-    );
+    assert_refusal(&format!("{args:?}"), &out, needle);
     assert!(
         !is_mounted(mnt)
             || mount_fstype(mnt).is_some_and(|t| t == "fuse.ovlfuse" && needle.contains("already")),

@@ -96,17 +96,7 @@ fn refused(args: &[&str], mnt: &Path, user: Option<(u32, u32)>, needle: &str) {
         Some((uid, gid)) => run_as(uid, gid, &mut cmd),
         None => cmd.output().unwrap(),
     };
-    let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{args:?} succeeded; stderr: {err}");
-    assert_eq!(
-        err.trim_end().lines().count(),
-        1,
-        "{args:?}: want one line, got {err:?}"
-    );
-    assert!(
-        err.contains(needle),
-        "{args:?}: {err:?} does not name {needle:?}"
-    );
+    assert_refusal(&format!("{args:?}"), &out, needle);
     assert!(
         !is_mounted(mnt),
         "{args:?} left a mount at {}",

@@ -1089,3 +1089,19 @@ impl Drop for Twin {
         }
     }
 }
+
+/// A refusal as the rules want it: a non-zero exit and exactly one line on
+/// stderr naming `needle`. `what` names the command in the messages.
+pub fn assert_refusal(what: &str, out: &std::process::Output, needle: &str) {
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{what} succeeded; stderr: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{what}: want one line, got {err:?}"
+    );
+    assert!(
+        err.contains(needle),
+        "{what}: {err:?} does not name {needle:?}"
+    );
+}
