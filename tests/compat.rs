@@ -428,17 +428,6 @@ fn root_of_a_user_namespace_writes_user_overlay_marks() {
     assert!(probe_getxattr(&d.p("u/dir"), "trusted.overlay.opaque").is_err());
 }
 
-/// An ACL value from (tag, perm, id) entries.
-fn acl_entries(entries: &[(u16, u16, u32)]) -> Vec<u8> {
-    let mut v = 2u32.to_le_bytes().to_vec();
-    for (tag, perm, id) in entries {
-        v.extend_from_slice(&tag.to_le_bytes());
-        v.extend_from_slice(&perm.to_le_bytes());
-        v.extend_from_slice(&id.to_le_bytes());
-    }
-    v
-}
-
 #[test]
 fn posix_acls_are_enforced_and_change_the_mode_as_on_the_kernel() {
     if !env_ok(&[Need::Root, Need::Fuse, Need::KernelOverlay, Need::Xattrs]) {
@@ -447,7 +436,7 @@ fn posix_acls_are_enforced_and_change_the_mode_as_on_the_kernel() {
     let (uid, gid) = ensure_user("ovltest");
     const NONE: u32 = u32::MAX;
     // root:ovltest 0640, and an ACL denying the user ovltest.
-    let deny = acl_entries(&[
+    let deny = posix_acl(&[
         (0x01, 6, NONE),
         (0x02, 0, uid),
         (0x04, 4, NONE),
@@ -484,7 +473,7 @@ fn posix_acls_are_enforced_and_change_the_mode_as_on_the_kernel() {
         });
         // An ACL whose mask grants rwx changes the group bits of the mode.
         let before = fs::metadata(m.join("g")).unwrap().mode() & 0o7777;
-        let grant = acl_entries(&[
+        let grant = posix_acl(&[
             (0x01, 6, NONE),
             (0x04, 4, NONE),
             (0x08, 7, gid),

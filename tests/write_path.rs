@@ -490,17 +490,6 @@ fn mkdir_creates_upper_directories_and_copies_up_parents_first() {
     c.check();
 }
 
-/// A POSIX ACL in the kernel's xattr format: (tag, perm, id) entries.
-fn posix_acl(entries: &[(u16, u16, u32)]) -> Vec<u8> {
-    let mut v = 2u32.to_le_bytes().to_vec();
-    for (tag, perm, id) in entries {
-        v.extend_from_slice(&tag.to_le_bytes());
-        v.extend_from_slice(&perm.to_le_bytes());
-        v.extend_from_slice(&id.to_le_bytes());
-    }
-    v
-}
-
 #[test]
 fn create_in_a_dir_with_a_default_acl_inherits_it_like_the_kernel() {
     if !env_ok(&[

@@ -287,3 +287,14 @@ pub fn probe_ino(p: &Path) -> Result<u64, i32> {
         .map(|m| m.ino())
         .map_err(|e| e.raw_os_error().unwrap_or(libc::EIO))
 }
+
+/// A POSIX ACL in the kernel's xattr format: (tag, perm, id) entries.
+pub fn posix_acl(entries: &[(u16, u16, u32)]) -> Vec<u8> {
+    let mut v = 2u32.to_le_bytes().to_vec();
+    for (tag, perm, id) in entries {
+        v.extend_from_slice(&tag.to_le_bytes());
+        v.extend_from_slice(&perm.to_le_bytes());
+        v.extend_from_slice(&id.to_le_bytes());
+    }
+    v
+}
