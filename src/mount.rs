@@ -590,6 +590,14 @@ pub fn run(mut r: MountRequest) -> i32 {
             mp.display()
         ));
     }
+    if r.options.auto_unmount && !r.options.allow_other && !r.options.allow_root {
+        // Only an ordinary user gets here (root defaults to allow_other).
+        return fail(
+            "auto_unmount needs allow_other or allow_root as an ordinary user: \
+             fusermount3 looks at the dead mount as root, which the mount would shut out"
+                .into(),
+        );
+    }
     if r.options.uring == Some(true) {
         if r.options.auto_unmount {
             return fail(format!(

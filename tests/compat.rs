@@ -291,6 +291,83 @@ fn auto_unmount_and_debug_options() {
     }
 }
 
+/// The daemon's auto_unmount sentinel: the child that holds fusermount3's
+/// socket (see fuser's fuse_pure.rs).
+fn sentinel_of(daemon: i32) -> Option<i32> {
+    let kids = fs::read_to_string(format!("/proc/{daemon}/task/{daemon}/children")).ok()?;
+    kids.split_whitespace()
+        .filter_map(|k| k.parse().ok())
+        .find(|k| {
+            fs::read_to_string(format!("/proc/{k}/comm")).is_ok_and(|c| c.trim() == "auto-unmount")
+        })
+}
+
+/// Gone, or a zombie waiting for init.
+fn exited(pid: i32) -> bool {
+    fs::read_to_string(format!("/proc/{pid}/stat")).map_or(true, |s| {
+        s.rsplit(')')
+            .next()
+            .is_some_and(|t| t.trim_start().starts_with('Z'))
+    })
+}
+
+#[test]
+fn auto_unmount_as_an_ordinary_user_after_sigterm_and_sigkill() {
+    if !env_ok(&[Need::Root, Need::Fuse]) {
+        return;
+    }
+    let (uid, gid) = ensure_user("ovltest");
+    enable_user_allow_other();
+    let d = Dirs::new();
+    fs::write(d.p("l/f"), "f").unwrap();
+    chown_tree(&[&d.base], uid, gid);
+    let out = run_as(
+        uid,
+        gid,
+        Command::new(ovlfuse_bin())
+            .args(["-o", &d.opts("auto_unmount")])
+            .arg(d.p("m")),
+    );
+    assert_refusal(
+        "a user's auto_unmount without allow_other",
+        &out,
+        "allow_other",
+    );
+    assert!(!is_mounted(&d.p("m")));
+    for sig in [libc::SIGTERM, libc::SIGKILL] {
+        let fm = FuseMount::try_mount(
+            &d.opts("auto_unmount,allow_other"),
+            &d.p("m"),
+            Some((uid, gid)),
+        )
+        .unwrap();
+        assert_eq!(fs::read_to_string(d.p("m/f")).unwrap(), "f");
+        let pid = fm.daemon_pid().expect("daemon pid");
+        let sentinel = sentinel_of(pid).expect("the daemon has an auto-unmount child");
+        // It holds fusermount3's socket and a pidfd, and no /dev/fuse.
+        let fds: Vec<String> = fs::read_dir(format!("/proc/{sentinel}/fd"))
+            .unwrap()
+            .map(|e| {
+                fs::read_link(e.unwrap().path())
+                    .unwrap()
+                    .display()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(fds.len(), 2, "{fds:?}");
+        assert!(fds.iter().any(|f| f.starts_with("socket:")), "{fds:?}");
+        assert!(!fds.iter().any(|f| f.contains("fuse")), "{fds:?}");
+        std::mem::forget(fm);
+        unsafe { libc::kill(pid, sig) };
+        wait_until(&format!("auto_unmount after signal {sig}"), || {
+            !is_mounted(&d.p("m"))
+        });
+        wait_until("the sentinel exits", || exited(sentinel));
+        // The directory underneath, not a dead mount.
+        assert!(fs::read_dir(d.p("m")).is_ok());
+    }
+}
+
 #[test]
 fn root_daemon_defaults_and_remount() {
     if !env_ok(&[Need::Root, Need::Fuse]) {

@@ -29,6 +29,7 @@ use std::sync::Arc;
 
 use log::debug;
 use log::error;
+use log::warn;
 use nix::fcntl::FcntlArg;
 use nix::fcntl::FdFlag;
 use nix::fcntl::OFlag;
@@ -66,6 +67,10 @@ impl MountImpl {
     ) -> io::Result<(Arc<DevFuse>, MountImpl)> {
         let mountpoint = mountpoint.canonicalize()?;
         let (file, sock) = fuse_mount_pure(mountpoint.as_os_str(), options, acl)?;
+        // ovlfuse patch: fusermount3's socket goes to a sentinel process,
+        // so that it closes only once this process has gone entirely.
+        // Should the fork fail, the socket stays here, as before the patch.
+        let sock = sock.and_then(hand_to_sentinel);
         let file = Arc::new(file);
         Ok((
             file.clone(),
@@ -84,11 +89,10 @@ impl MountImpl {
             // living at the same mountpoint
             return Ok(());
         }
-        if let Some(sock) = mem::take(&mut self.auto_unmount_socket) {
-            drop(sock);
-            // fusermount in auto-unmount mode, no more work to do.
-            return Ok(());
-        }
+        // ovlfuse patch: fusermount unmounts only a dead mount, so closing
+        // its socket here (when the sentinel could not take it) would not
+        // unmount: unmount as without auto_unmount.
+        drop(mem::take(&mut self.auto_unmount_socket));
         if let Err(err) = crate::mnt::libc_umount(&self.mountpoint) {
             if err == nix::errno::Errno::EPERM {
                 // Linux always returns EPERM for non-root users.  We have to let the
@@ -100,6 +104,66 @@ impl MountImpl {
             }
         }
         Ok(())
+    }
+}
+
+/// ovlfuse patch. fusermount3 (auto_unmount) unmounts when its socket
+/// closes, but only if opening the mount then answers ENOTCONN, which
+/// it does once the last /dev/fuse fd is released. A dying process
+/// releases its fds one by one, in an order of the kernel's choosing;
+/// with the socket among them fusermount3 could look in between, find
+/// the connection still up (its open waits, then fails with
+/// ECONNABORTED) and leave a dead mount behind. So a forked child holds
+/// the socket instead, with nothing else open but a pidfd of this
+/// process, and exits when the pidfd says this process is gone, which
+/// the kernel reports only after every thread has released its files.
+/// It blocks the signals it can and leaves the session, as fusermount3
+/// itself does, so that a terminal's ^C or a kill of the process group
+/// does not close the socket early.
+fn hand_to_sentinel(sock: UnixStream) -> Option<UnixStream> {
+    // SAFETY: plain syscalls on fds this function owns or borrows.
+    let pidfd = unsafe { libc::syscall(libc::SYS_pidfd_open, libc::getpid(), 0) };
+    if pidfd < 0 {
+        warn!("auto_unmount: pidfd_open: {}", io::Error::last_os_error());
+        return Some(sock);
+    }
+    let pidfd = pidfd as RawFd;
+    // Prepared before fork: the child runs only async-signal-safe calls.
+    let name = c"auto-unmount";
+    // SAFETY: fork in a possibly threaded process; the child calls only
+    // raw syscalls on memory set up before the fork, then _exit.
+    match unsafe { libc::fork() } {
+        -1 => {
+            warn!("auto_unmount: fork: {}", io::Error::last_os_error());
+            // SAFETY: pidfd is ours and open.
+            unsafe { libc::close(pidfd) };
+            Some(sock)
+        }
+        0 => unsafe {
+            // SAFETY (child): every call is a syscall wrapper; nothing
+            // allocates or takes a lock another thread may hold.
+            let mut all: libc::sigset_t = mem::zeroed();
+            libc::sigfillset(&mut all);
+            libc::sigprocmask(libc::SIG_BLOCK, &all, std::ptr::null_mut());
+            libc::setsid();
+            libc::prctl(libc::PR_SET_NAME, name.as_ptr() as libc::c_ulong, 0, 0, 0);
+            libc::dup2(sock.as_raw_fd(), 0);
+            libc::dup2(pidfd, 1);
+            // Above all, no /dev/fuse fd: it would keep the connection up.
+            libc::syscall(libc::SYS_close_range, 2u32, u32::MAX, 0u32);
+            let mut p = libc::pollfd {
+                fd: 1,
+                events: libc::POLLIN,
+                revents: 0,
+            };
+            while libc::poll(&mut p, 1, -1) < 0 && *libc::__errno_location() == libc::EINTR {}
+            libc::_exit(0)
+        },
+        _ => {
+            // SAFETY: pidfd is ours and open; the child has its own copy.
+            unsafe { libc::close(pidfd) };
+            None
+        }
     }
 }
 
