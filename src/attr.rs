@@ -11,6 +11,7 @@
 use crate::copy_up::{self, CopyUp};
 use crate::idmap::{DiskId, IdMaps};
 use crate::lookup::{Entry, split};
+use crate::perms;
 use crate::stack::Stack;
 use crate::sys::{self, Stat, TimeSet};
 use std::io;
@@ -234,11 +235,26 @@ pub fn setattr(
     // found: the name is never walked again, so a symlink or FIFO
     // exchanged in for it meanwhile receives nothing.
     let obj = sys::Pinned::expect(up.as_fd(), &name, entry.st.st_mode)?;
-    if sa.uid.is_some() || sa.gid.is_some() {
-        obj.chown(sa.uid.unwrap_or(u32::MAX), sa.gid.unwrap_or(u32::MAX))?;
-    }
-    if let Some(m) = sa.mode {
-        obj.chmod(m & 0o7777)?;
+    let record = stack.perms_write.filter(|_| perms::carries(&obj.st));
+    let owner_or_mode = sa.uid.is_some() || sa.gid.is_some() || sa.mode.is_some();
+    if let Some(rec_name) = record {
+        // Owner and mode go to the record alone (fuse-overlayfs's
+        // xattr_permissions): the inode keeps what the daemon may use.
+        let mut r = perms::Record::of(&entry.st);
+        r.uid = sa.uid.unwrap_or(r.uid);
+        r.gid = sa.gid.unwrap_or(r.gid);
+        let perm = sa.mode.unwrap_or(r.mode) & 0o7777;
+        r.mode = sa.kill_privs.apply(obj.st.st_mode & libc::S_IFMT | perm);
+        if owner_or_mode || r != perms::Record::of(&entry.st) {
+            perms::write(rec_name, obj.xattrs(up.as_fd(), &name), r)?;
+        }
+    } else {
+        if sa.uid.is_some() || sa.gid.is_some() {
+            obj.chown(sa.uid.unwrap_or(u32::MAX), sa.gid.unwrap_or(u32::MAX))?;
+        }
+        if let Some(m) = sa.mode {
+            obj.chmod(m & 0o7777)?;
+        }
     }
     if let Some(size) = sa.size {
         match open_fd {
@@ -249,15 +265,23 @@ pub fn setattr(
     if sa.atime.is_some() || sa.mtime.is_some() {
         obj.utimens(sa.atime, sa.mtime)?;
     }
+    let shown = |st: Stat| {
+        let mut st = st;
+        stack.show_perms(0, obj.xattrs(up.as_fd(), &name), &mut st);
+        st
+    };
     let st = obj.stat()?;
+    if record.is_some() {
+        return Ok(shown(st));
+    }
     let m = sa.kill_privs.apply(st.st_mode);
     if m != st.st_mode {
         // Last, on the mode the steps above left (a chown may have
         // cleared the bits already).
         obj.chmod(m & 0o7777)?;
-        return obj.stat();
+        return Ok(shown(obj.stat()?));
     }
-    Ok(st)
+    Ok(shown(st))
 }
 
 /// Apply `sa` through an open upper fd: for an object with no name (an

@@ -12,6 +12,7 @@
 use crate::dircache::DirFd;
 use crate::lookup::{Entry, split};
 use crate::markers;
+use crate::perms;
 use crate::stack::Stack;
 use crate::sys::{self, Pinned, XTarget};
 use std::ffi::OsStr;
@@ -72,42 +73,73 @@ fn chown_maybe(r: io::Result<()>) -> io::Result<()> {
 /// The new object in workdir/work that copy_meta finishes: a regular file
 /// open for writing, or anything else pinned (never reached by its name
 /// again, so nothing swapped in there receives what is meant for it).
+#[derive(Clone, Copy)]
 enum Dst<'a> {
     File(BorrowedFd<'a>),
     Obj(&'a Pinned, XTarget<'a>),
 }
 
-/// Apply owner, mode, xattrs and (last) times of `src` (pinned; its xattrs
-/// at `src_x`) to the temporary object `dst`.
-fn copy_meta(src: &Pinned, src_x: XTarget, dst: Dst) -> io::Result<()> {
+/// Apply owner, mode, xattrs and (last) times of `src` (pinned, in
+/// `layer`; its xattrs at `src_x`) to the temporary object `dst`. Owner and
+/// mode are those the merged view shows (a record the layer keeps for them
+/// applied); with `xattr_permissions` they go to the upper's record, and
+/// the inode keeps the daemon as owner with the access it needs.
+fn copy_meta(
+    stack: &Stack,
+    layer: usize,
+    src: &Pinned,
+    src_x: XTarget,
+    dst: Dst,
+) -> io::Result<()> {
     let st = &src.st;
+    let mut shown = *st;
+    stack.show_perms(layer, src_x, &mut shown);
+    let record = stack.perms_write.filter(|_| perms::carries(st));
+    let (owner, mode) = match record {
+        Some(_) => {
+            let own = if sys::is_dir(st) { 0o700 } else { 0o600 };
+            (None, shown.st_mode & 0o7777 | own)
+        }
+        None => (Some((shown.st_uid, shown.st_gid)), shown.st_mode & 0o7777),
+    };
+    let dst_x = match dst {
+        Dst::File(fd) => XTarget::Fd(fd),
+        Dst::Obj(_, x) => x,
+    };
     match dst {
         // Through the fd: no path walks, and no chown (an inode update)
         // where the new file already has the owner, as it mostly does.
         Dst::File(fd) => {
-            let now = sys::fstat(fd)?;
-            if (now.st_uid, now.st_gid) != (st.st_uid, st.st_gid) {
-                chown_maybe(sys::fchown(fd, st.st_uid, st.st_gid))?;
+            if let Some((uid, gid)) = owner
+                && (uid, gid) != {
+                    let now = sys::fstat(fd)?;
+                    (now.st_uid, now.st_gid)
+                }
+            {
+                chown_maybe(sys::fchown(fd, uid, gid))?;
             }
-            sys::fchmod(fd, st.st_mode & 0o7777)?;
-            copy_xattrs(src_x, XTarget::Fd(fd))?;
-            sys::futimens(
-                fd,
-                timespec(st.st_atime, st.st_atime_nsec),
-                timespec(st.st_mtime, st.st_mtime_nsec),
-            )
+            sys::fchmod(fd, mode)?;
         }
-        Dst::Obj(obj, obj_x) => {
-            chown_maybe(obj.chown(st.st_uid, st.st_gid))?;
+        Dst::Obj(obj, _) => {
+            if let Some((uid, gid)) = owner {
+                chown_maybe(obj.chown(uid, gid))?;
+            }
             if !sys::is_lnk(st) {
-                obj.chmod(st.st_mode & 0o7777)?;
+                obj.chmod(mode)?;
             }
-            copy_xattrs(src_x, obj_x)?;
-            obj.utimens(
-                timespec(st.st_atime, st.st_atime_nsec),
-                timespec(st.st_mtime, st.st_mtime_nsec),
-            )
         }
+    }
+    copy_xattrs(src_x, dst_x)?;
+    if let Some(name) = record {
+        perms::write(name, dst_x, perms::Record::of(&shown))?;
+    }
+    let (atime, mtime) = (
+        timespec(st.st_atime, st.st_atime_nsec),
+        timespec(st.st_mtime, st.st_mtime_nsec),
+    );
+    match dst {
+        Dst::File(fd) => sys::futimens(fd, atime, mtime),
+        Dst::Obj(obj, _) => obj.utimens(atime, mtime),
     }
 }
 
@@ -159,7 +191,13 @@ pub fn ensure_upper_dir(stack: &Stack, path: &Path) -> io::Result<DirFd> {
     let built = Pinned::expect(work, &tmp, libc::S_IFDIR)
         .and_then(|dst| {
             let src_x = src.xattrs(src_parent.as_fd(), &name);
-            copy_meta(&src, src_x, Dst::Obj(&dst, dst.xattrs(work, &tmp)))
+            copy_meta(
+                stack,
+                layer,
+                &src,
+                src_x,
+                Dst::Obj(&dst, dst.xattrs(work, &tmp)),
+            )
         })
         .and_then(|_| {
             place_keeping_ino(stack, &tmp, stack.inos.ino(layer, src.st.st_ino), || {
@@ -378,7 +416,7 @@ pub fn copy_up(stack: &Stack, path: &Path, entry: &Entry, how: CopyUp) -> io::Re
     let st = src.st;
     let work = stack.work()?;
     let tmp = stack.tmp_name();
-    let built = build_copy(stack, src_dir.as_fd(), &name, &src, &tmp, how);
+    let built = build_copy(stack, entry.layer, src_dir.as_fd(), &name, &src, &tmp, how);
     let placed = built.and_then(|_| {
         place_keeping_ino(stack, &tmp, entry.ino, || {
             place(work, &tmp, upper_parent.as_fd(), &name)
@@ -404,6 +442,7 @@ pub fn copy_up(stack: &Stack, path: &Path, entry: &Entry, how: CopyUp) -> io::Re
 
 fn build_copy(
     stack: &Stack,
+    layer: usize,
     src_dir: BorrowedFd,
     name: &OsStr,
     src: &Pinned,
@@ -427,7 +466,7 @@ fn build_copy(
             if how.data {
                 copy_data(data.as_fd(), dst.as_fd(), st.st_size as u64)?;
             }
-            copy_meta(src, src_x, Dst::File(dst.as_fd()))?;
+            copy_meta(stack, layer, src, src_x, Dst::File(dst.as_fd()))?;
             if !stack.volatile {
                 sys::fsync(dst.as_fd(), false)?;
             }
@@ -441,7 +480,13 @@ fn build_copy(
                 sys::mknodat(work, tmp, st.st_mode, st.st_rdev)?;
             }
             let dst = Pinned::expect(work, tmp, fmt)?;
-            copy_meta(src, src_x, Dst::Obj(&dst, dst.xattrs(work, tmp)))
+            copy_meta(
+                stack,
+                layer,
+                src,
+                src_x,
+                Dst::Obj(&dst, dst.xattrs(work, tmp)),
+            )
         }
     }
 }

@@ -12,6 +12,7 @@ use crate::copy_up::{self, CopyUp};
 use crate::dircache::DirFd;
 use crate::lookup::{self, DirRef, Entry};
 use crate::markers;
+use crate::perms;
 use crate::readdir;
 use crate::stack::{self, Stack, child_path};
 use crate::sys::{self, XTarget, err, errno};
@@ -87,8 +88,9 @@ fn upper_name(stack: &Stack, parent: BorrowedFd, name: &OsStr) -> io::Result<Upp
 }
 
 /// The owner a new object gets: the caller, but the group of a setgid parent.
-fn owner_for(parent: BorrowedFd, who: Caller) -> io::Result<(u32, u32, bool)> {
-    let pst = sys::fstat(parent)?;
+fn owner_for(stack: &Stack, parent: BorrowedFd, who: Caller) -> io::Result<(u32, u32, bool)> {
+    let mut pst = sys::fstat(parent)?;
+    stack.show_perms(0, XTarget::Fd(parent), &mut pst);
     let sgid = pst.st_mode & libc::S_ISGID != 0;
     Ok((who.uid, if sgid { pst.st_gid } else { who.gid }, sgid))
 }
@@ -102,24 +104,47 @@ fn make(
     obj: &NewObject,
     owner: (u32, u32, bool),
     acl: bool,
+    record: Option<&'static str>,
 ) -> io::Result<(Option<OwnedFd>, sys::Stat)> {
     let mut fd = None;
+    let (uid, gid, sgid) = owner;
     match obj {
         NewObject::File { mode, flags } => {
             let acc = flags & (libc::O_ACCMODE | libc::O_APPEND);
+            // With a record the inode stays the daemon's to use.
+            let own = if record.is_some() { 0o600 } else { 0 };
             fd = Some(sys::openat(
                 dir,
                 name,
                 acc | libc::O_CREAT | libc::O_EXCL,
-                mode & 0o7777,
+                mode & 0o7777 | own,
             )?);
         }
-        NewObject::Dir { mode } => sys::mkdirat(dir, name, mode & 0o7777)?,
+        NewObject::Dir { mode } => {
+            let own = if record.is_some() { 0o700 } else { 0 };
+            sys::mkdirat(dir, name, mode & 0o7777 | own)?
+        }
         NewObject::Node { mode, rdev } => sys::mknodat(dir, name, *mode, *rdev)?,
         NewObject::Symlink { target } => sys::symlinkat(target, dir, name)?,
     }
-    let (uid, gid, sgid) = owner;
     let mut cur = sys::fstatat(dir, name)?;
+    if let Some(rec_name) = record.filter(|_| perms::carries(&cur)) {
+        // fuse-overlayfs's xattr_permissions: owner and mode asked for go
+        // to the record; the inode keeps the daemon as owner.
+        let perm = match obj {
+            NewObject::Dir { mode } => mode & 0o7777 | if sgid { libc::S_ISGID } else { 0 },
+            NewObject::File { mode, .. } | NewObject::Node { mode, .. } => mode & 0o7777,
+            NewObject::Symlink { .. } => 0o777,
+        };
+        let mode = cur.st_mode & libc::S_IFMT | perm;
+        let r = perms::Record { uid, gid, mode };
+        if let Err(e) = perms::write(rec_name, XTarget::At(dir, name), r) {
+            let _ = sys::unlinkat(dir, name, matches!(obj, NewObject::Dir { .. }));
+            return Err(e);
+        }
+        r.show(&mut cur);
+        return Ok((fd, cur));
+    }
     if cur.st_uid != uid || cur.st_gid != gid {
         match sys::fchownat(dir, name, uid, gid) {
             Ok(()) => cur = sys::fstatat(dir, name)?,
@@ -167,7 +192,7 @@ pub fn create(
         return Err(err(libc::EEXIST));
     }
     let upper = copy_up::ensure_upper_dir(stack, dir.path)?;
-    let owner = owner_for(upper.as_fd(), who)?;
+    let owner = owner_for(stack, upper.as_fd(), who)?;
     let acl = sys::getxattr(
         XTarget::Fd(upper.as_fd()),
         std::ffi::OsStr::new("system.posix_acl_default"),
@@ -183,13 +208,15 @@ pub fn create(
     let is_dir = matches!(obj, NewObject::Dir { .. });
     let (fd, st) = match upper_name(stack, upper.as_fd(), name)? {
         UpperName::Present(_) => return Err(err(libc::EEXIST)),
-        UpperName::Absent if !nested_whiteout => make(upper.as_fd(), name, obj, owner, acl)?,
+        UpperName::Absent if !nested_whiteout => {
+            make(upper.as_fd(), name, obj, owner, acl, stack.perms_write)?
+        }
         // A nested whiteout is built aside too: until its mark is set, the
         // device would be a whiteout of ours.
         state => {
             let work = stack.work()?;
             let tmp = stack.tmp_name();
-            let (fd, _) = make(work, &tmp, obj, owner, false)?;
+            let (fd, _) = make(work, &tmp, obj, owner, false, stack.perms_write)?;
             let over = match state {
                 UpperName::Absent => sys::RENAME_NOREPLACE,
                 _ => 0,
@@ -213,7 +240,9 @@ pub fn create(
                 let _ = sys::unlinkat(work, &tmp, is_dir);
                 return Err(e);
             }
-            (fd, sys::fstatat(upper.as_fd(), name)?)
+            let mut st = sys::fstatat(upper.as_fd(), name)?;
+            stack.show_perms(0, XTarget::At(upper.as_fd(), name), &mut st);
+            (fd, st)
         }
     };
     Ok((new_upper_entry(stack, st), fd))
@@ -441,7 +470,14 @@ pub fn rename(
             mode: libc::S_IFCHR,
             rdev: 0,
         };
-        make(work, &tmp, &dev, owner_for(oup.as_fd(), who)?, false)?;
+        make(
+            work,
+            &tmp,
+            &dev,
+            owner_for(stack, oup.as_fd(), who)?,
+            false,
+            None,
+        )?;
         if let Err(e) = markers::mark_nested_whiteout(stack, work, &tmp) {
             let _ = sys::unlinkat(work, &tmp, false);
             return Err(e);
@@ -549,7 +585,8 @@ pub fn link(
     link_into(stack, nup.as_fd(), nname, |d, n| {
         sys::linkat(sup.as_fd(), &sname, d, n)
     })?;
-    let st = sys::fstatat(nup.as_fd(), nname)?;
+    let mut st = sys::fstatat(nup.as_fd(), nname)?;
+    stack.show_perms(0, XTarget::At(nup.as_fd(), nname), &mut st);
     Ok(Entry {
         layer: 0,
         st,
@@ -594,7 +631,7 @@ pub fn tmpfile(
 ) -> io::Result<(Entry, OwnedFd)> {
     stack.upper_or_erofs()?;
     let upper = copy_up::ensure_upper_dir(stack, dir.path)?;
-    let (uid, gid, _) = owner_for(upper.as_fd(), who)?;
+    let (uid, gid, _) = owner_for(stack, upper.as_fd(), who)?;
     let acl = sys::getxattr(
         XTarget::Fd(upper.as_fd()),
         OsStr::new("system.posix_acl_default"),
@@ -604,6 +641,24 @@ pub fn tmpfile(
     // Never O_EXCL here: the kernel already refuses to link a file opened
     // with it, and the daemon itself must be able to link it.
     let acc = flags & (libc::O_ACCMODE | libc::O_APPEND);
+    if let Some(rec_name) = stack.perms_write {
+        // As `make` does: the record has the owner and mode.
+        let fd = sys::openat(
+            upper.as_fd(),
+            OsStr::new("."),
+            acc | libc::O_TMPFILE,
+            mode | 0o600,
+        )?;
+        let r = perms::Record {
+            uid,
+            gid,
+            mode: libc::S_IFREG | mode,
+        };
+        perms::write(rec_name, XTarget::Fd(fd.as_fd()), r)?;
+        let mut st = sys::fstat(fd.as_fd())?;
+        r.show(&mut st);
+        return Ok((new_upper_entry(stack, st), fd));
+    }
     let fd = sys::openat(upper.as_fd(), OsStr::new("."), acc | libc::O_TMPFILE, mode)?;
     let st = sys::fstat(fd.as_fd())?;
     if st.st_uid != uid || st.st_gid != gid {
@@ -636,5 +691,7 @@ pub fn link_unnamed(
     let nup = copy_up::ensure_upper_dir(stack, ndir.path)?;
     link_into(stack, nup.as_fd(), nname, |d, n| sys::link_fd(fd, d, n))?;
     // The same object tmpfile() described: its number does not change.
-    Ok(new_upper_entry(stack, sys::fstatat(nup.as_fd(), nname)?))
+    let mut st = sys::fstatat(nup.as_fd(), nname)?;
+    stack.show_perms(0, XTarget::At(nup.as_fd(), nname), &mut st);
+    Ok(new_upper_entry(stack, st))
 }

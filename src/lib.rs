@@ -16,7 +16,8 @@
 //! 2. [`idmap`] — stored and shown uids/gids; [`stats`] — counters since mount
 //! 3. [`options`] — `-o` parsing
 //! 4. [`view`] — how the mount shows attributes (id mapping, `static_nlink`, ...)
-//! 5. [`markers`] — whiteouts and opaque marks, which a mount obeys, writing them
+//! 5. [`markers`] — whiteouts and opaque marks, which a mount obeys, writing them;
+//!    [`perms`] — owners and modes kept in an xattr (`xattr_permissions`)
 //! 6. [`ino`] — overlay inode numbers; [`dircache`] — lower-directory caches
 //! 7. [`stack`] — the layers and the workdir, as one mount stands on them
 //! 8. [`lookup`] — top-down resolution
@@ -45,6 +46,7 @@ pub mod lookup;
 pub mod markers;
 pub mod mount;
 pub mod options;
+pub mod perms;
 pub mod readdir;
 pub mod stack;
 pub mod stats;

@@ -8,7 +8,7 @@
 
 use crate::dircache::{DirFd, Listed};
 use crate::stack::{Stack, child_path};
-use crate::sys::{self, Stat};
+use crate::sys::{self, Stat, XTarget};
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::AsFd;
@@ -195,7 +195,10 @@ pub fn known(
             Ok(st) if stack.marks(l).is_whiteout(d.as_fd(), name, &st)? => {
                 Err(sys::err(libc::ENOENT))
             }
-            Ok(st) => Ok(Some((st, d))),
+            Ok(mut st) => {
+                stack.show_perms(l, XTarget::At(d.as_fd(), name), &mut st);
+                Ok(Some((st, d)))
+            }
             Err(e) if matches!(sys::errno(&e), libc::ENOENT | libc::ENOTDIR) => Ok(None),
             Err(e) => Err(e),
         }
@@ -285,7 +288,7 @@ fn lookup_in(
             // The AUFS markers themselves never show.
             continue;
         }
-        let st = match sys::fstatat(dfd.as_fd(), name) {
+        let mut st = match sys::fstatat(dfd.as_fd(), name) {
             Ok(st) => st,
             Err(e) if matches!(sys::errno(&e), libc::ENOENT | libc::ENOTDIR) => {
                 if !upper
@@ -307,6 +310,7 @@ fn lookup_in(
         let is_dir = sys::is_dir(&st);
         match &mut found {
             None => {
+                stack.show_perms(l, XTarget::At(dfd.as_fd(), name), &mut st);
                 let opaque = is_dir && stack.is_opaque(l, dfd.as_fd(), dir.path, name)?;
                 found = Some(Entry {
                     layer: l,
@@ -337,7 +341,9 @@ fn lookup_in(
 /// The root of the overlay: the upper root (or top lower) with every lower
 /// merged beneath.
 pub fn root(stack: &Stack) -> io::Result<Entry> {
-    let st = sys::fstat(stack.layers[0].root.as_fd())?;
+    let root = stack.layers[0].root.as_fd();
+    let mut st = sys::fstat(root)?;
+    stack.show_perms(0, XTarget::Fd(root), &mut st);
     Ok(Entry {
         layer: 0,
         st,

@@ -51,6 +51,9 @@ pub struct MountOptions {
     pub ids: IdMaps,
     /// `static_nlink`: directories show nlink 1.
     pub static_nlink: bool,
+    /// `xattr_permissions=1|2`: owners and modes of new and changed upper
+    /// objects are kept in an xattr (see `perms`); 0: in the inodes.
+    pub xattr_permissions: u8,
     /// `noacl`: POSIX ACLs are not enforced by the kernel.
     pub noacl: bool,
     /// `noxattrs=1`: extended attributes are refused (ENOTSUP).
@@ -208,6 +211,12 @@ pub const EFFECTIVE: &[(&str, &str)] = &[
         "every object shows owner N (wins over squash_to_root)",
     ),
     ("static_nlink", "directories show nlink 1"),
+    (
+        "xattr_permissions=0|1|2",
+        "keep owners and modes the mount changes in an xattr, not in the files (fuse-overlayfs's \
+         record: 1 security.fuseoverlayfs.override_stat, 2 user.fuseoverlayfs.override_stat; 0, \
+         the default, in the files). A layer whose root has such a record is always read through it",
+    ),
     ("noacl", "the kernel enforces no POSIX ACLs"),
     (
         "noxattrs=1",
@@ -300,10 +309,6 @@ pub const IGNORED: &[(&[&str], &str)] = &[
 pub const NO_EFFECT: &[(&str, &str)] = &[
     ("plugins", "ovlfuse has no plugins"),
     ("fast_ino", "inode numbers never cost an extra lookup here"),
-    (
-        "xattr_permissions",
-        "owners and modes are kept in the files themselves, not in xattrs",
-    ),
     (
         "writeback",
         "the writeback cache acknowledges writes before the daemon has them; \
@@ -514,6 +519,19 @@ impl MountOptions {
             "squash_to_uid" => sq.uid = Some(number(key, &need(val)?)?),
             "squash_to_gid" => sq.gid = Some(number(key, &need(val)?)?),
             "static_nlink" => self.static_nlink = true,
+            "xattr_permissions" => {
+                self.xattr_permissions = match need(val)?.as_str() {
+                    "0" => 0,
+                    "1" => 1,
+                    "2" => 2,
+                    v => {
+                        return Err(format!(
+                            "xattr_permissions={v}: want 0 (owners in the files), 1 (in \
+                             security.fuseoverlayfs.override_stat) or 2 (in user.fuseoverlayfs.override_stat)"
+                        ));
+                    }
+                }
+            }
             "noacl" => self.noacl = true,
             "noxattrs" => self.noxattrs = val.map_or(Ok(1), |v| number(key, v))? != 0,
             "fsync" => self.volatile |= number(key, &need(val)?)? == 0,
@@ -558,7 +576,7 @@ impl MountOptions {
             "remount" => self.remount = true,
             k if ignored(k, val.is_some()) => {}
             k if NO_EFFECT.iter().any(|(n, _)| *n == k) => {
-                // xattr_permissions=0 and writeback=0 ask for what is so.
+                // writeback=0 asks for what is so.
                 if val != Some("0") {
                     let why = NO_EFFECT.iter().find(|(n, _)| *n == k).map_or("", |x| x.1);
                     self.notices
@@ -636,6 +654,10 @@ mod tests {
         // 0, 1) is taken as written.
         let sample = |n: &str| match n.split_once('=') {
             Some(("marks", _)) => "marks=all".to_string(),
+            // A choice: its last value.
+            Some((k, v)) if v.contains('|') => {
+                format!("{k}={}", v.rsplit('|').next().unwrap_or(""))
+            }
             Some((k, "D:S:N")) => format!("{k}=0:1000:10"),
             Some((k, "N" | "S")) => format!("{k}=2"),
             Some((k, v)) if v.chars().all(|c| c.is_ascii_uppercase() || c == ':') => {

@@ -11,8 +11,9 @@ use crate::dircache::{DirCache, DirFd};
 use crate::ino::Inos;
 use crate::markers::{MarkPolicy, XattrNs};
 use crate::options::{Atime, Marks, MountOptions};
+use crate::perms;
 use crate::stats::Stats;
-use crate::sys::{self, Stat};
+use crate::sys::{self, Stat, XTarget};
 use crate::view::View;
 use std::ffi::{OsStr, OsString};
 use std::io;
@@ -72,6 +73,44 @@ pub struct Stack {
     /// The upper root, shared: it never moves, so a request in a top-level
     /// directory needs no `openat2` to reach it.
     upper_root: Option<DirFd>,
+    /// Per layer: the xattr its owners and modes are kept in, if any
+    /// (`perms`; see [`Stack::show_perms`]).
+    perms: Vec<Option<&'static str>>,
+    /// `xattr_permissions=1|2`: the xattr that owners and modes set
+    /// through the mount go to, instead of the upper inodes.
+    pub perms_write: Option<&'static str>,
+}
+
+/// With `xattr_permissions`, the upper root carries the record `name`, so
+/// that it is read so by the next mount too: taken from the first lower
+/// root that has one (under `name`, or containers/storage's own name for
+/// `user.*`), or else what the upper root has itself (as fuse-overlayfs
+/// 1.10 does; later releases write root's 0555 there).
+fn keep_root_record(layers: &[Layer], name: &'static str) -> io::Result<()> {
+    let upper = XTarget::Fd(layers[0].root.as_fd());
+    match sys::getxattr(upper, OsStr::new(name)) {
+        Ok(_) => return Ok(()),
+        Err(e) if sys::errno(&e) != libc::ENODATA => return Err(e),
+        Err(_) => {}
+    }
+    let alike: &[&str] = if name == perms::USER {
+        &[perms::USER, perms::CONTAINERS]
+    } else {
+        &[name]
+    };
+    let found = layers[1..].iter().find_map(|l| {
+        alike
+            .iter()
+            .find_map(|n| sys::getxattr(XTarget::Fd(l.root.as_fd()), OsStr::new(n)).ok())
+    });
+    match found {
+        Some(v) => sys::setxattr(upper, OsStr::new(name), &v, 0),
+        None => perms::write(
+            name,
+            upper,
+            perms::Record::of(&sys::fstat(layers[0].root.as_fd())?),
+        ),
+    }
 }
 
 /// `parent/name` as one relative path ("" parent for the root's children).
@@ -339,7 +378,29 @@ impl Stack {
             None => None,
         };
         let inos = Inos::new(work.is_some());
+        let perms_write = match work {
+            Some(_) => perms::name_for(o.xattr_permissions),
+            None => None,
+        };
+        if let Some(name) = perms_write {
+            keep_root_record(&layers, name).map_err(|e| {
+                format!(
+                    "upperdir {}: cannot keep the xattr_permissions record {name}: {e}",
+                    layers[0].path.display()
+                )
+            })?;
+        }
+        let perms = layers
+            .iter()
+            .enumerate()
+            .map(|(i, l)| match perms_write {
+                Some(name) if i == 0 => Some(name),
+                _ => perms::probe(XTarget::Fd(l.root.as_fd())),
+            })
+            .collect();
         Ok(Stack {
+            perms,
+            perms_write,
             upper_root,
             layers,
             has_upper: work.is_some(),
@@ -485,6 +546,14 @@ impl Stack {
         self.dirs.opaque((layer, child_path(dir, name)), || {
             self.marks(layer).is_opaque(dfd, name)
         })
+    }
+
+    /// `st`, of the object `obj` in `layer`, with the owner and mode the
+    /// layer keeps in an xattr for it, if it keeps them so.
+    pub fn show_perms(&self, layer: usize, obj: XTarget, st: &mut sys::Stat) {
+        if let Some(Some(name)) = self.perms.get(layer) {
+            perms::apply(name, obj, st);
+        }
     }
 
     /// The marks this mount obeys in `layer`.
