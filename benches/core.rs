@@ -41,7 +41,14 @@ fn main() {
     for depth in [1, 10, 100, 500] {
         let base = t.path().join(format!("d{depth}"));
         let s = stack_of(depth, &base);
-        let lowers: Vec<usize> = (0..depth).collect();
+        let lowers = lookup::root_lowers(&s);
+        let dir_lowers: Vec<lookup::LayerPath> = lowers
+            .iter()
+            .map(|l| lookup::LayerPath {
+                layer: l.layer,
+                path: "dir".into(),
+            })
+            .collect();
         let root = DirRef {
             path: Path::new(""),
             lowers: &lowers,
@@ -57,7 +64,7 @@ fn main() {
         let d = per_op(n.min(500), || {
             let dir = DirRef {
                 path: Path::new("dir"),
-                lowers: &lowers,
+                lowers: &dir_lowers,
             };
             assert_eq!(readdir::read_merged(&s, &dir).unwrap().len(), depth);
         });

@@ -40,7 +40,7 @@ fn by_depth(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("lookup_bottom_file");
     for (depth, s) in &stacks {
-        let lowers: Vec<usize> = (0..*depth).collect();
+        let lowers = lookup::root_lowers(s);
         let root = DirRef {
             path: Path::new(""),
             lowers: &lowers,
@@ -59,7 +59,7 @@ fn by_depth(c: &mut Criterion) {
     // 500 layers take ~10 ms a listing: 20 samples need ~5 s.
     g.measurement_time(Duration::from_secs(5));
     for (depth, s) in &stacks {
-        let lowers: Vec<usize> = (0..*depth).collect();
+        let lowers = at_path(*depth, "dir");
         let dir = DirRef {
             path: Path::new("dir"),
             lowers: &lowers,
@@ -89,7 +89,7 @@ fn big_dir(c: &mut Criterion) {
         std::fs::write(lowers[i % LOWERS].join(format!("big/e{i:05}")), b"e").unwrap();
     }
     let s = open(lowers);
-    let idx: Vec<usize> = (0..LOWERS).collect();
+    let idx = at_path(LOWERS, "big");
     let dir = DirRef {
         path: Path::new("big"),
         lowers: &idx,
@@ -113,3 +113,13 @@ criterion_group! {
     targets = by_depth, big_dir
 }
 criterion_main!(benches);
+
+/// The lower stack of a directory at `path` in each of `n` lowers.
+fn at_path(n: usize, path: &str) -> Vec<lookup::LayerPath> {
+    (0..n)
+        .map(|layer| lookup::LayerPath {
+            layer,
+            path: path.into(),
+        })
+        .collect()
+}

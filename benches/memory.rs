@@ -233,11 +233,17 @@ fn table_alone(n: usize) {
         std::mem::size_of::<(u64, Node)>()
     );
     let before = live();
-    let t = Inodes::new(vec![1]);
+    let at = |path: &str| {
+        vec![ovlfuse::lookup::LayerPath {
+            layer: 1,
+            path: path.into(),
+        }]
+    };
+    let t = Inodes::new(at(""));
     let lower_ino = |real: usize| (2u64 << 48) | (real as u64 + 100);
     for d in 0..dirs {
         let dino = lower_ino(d);
-        t.remember(dino, ROOT, &OsString::from(dir_name(d)), vec![1]);
+        t.remember(dino, ROOT, &OsString::from(dir_name(d)), at(&dir_name(d)));
         for f in files_in(d, n) {
             t.remember(
                 lower_ino(dirs + f),

@@ -66,7 +66,7 @@ pub fn flags_ioctl(
         let up = copy_up::copy_up(stack, path, entry, CopyUp { data: true })?;
         sys::Pinned::expect(up.as_fd(), &name, entry.st.st_mode)?.open_for_ioctl()?
     } else {
-        let dir = stack.dir(entry.layer, &parent)?;
+        let (dir, name) = entry.top_dir(stack, &parent, &name)?;
         sys::Pinned::expect(dir.as_fd(), &name, entry.st.st_mode)?.open_for_ioctl()?
     };
     sys::flags_ioctl(fd.as_fd(), op, &mut buf)?;

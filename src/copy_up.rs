@@ -10,7 +10,7 @@
 //! overlay inode number carries over to the upper object.
 
 use crate::dircache::DirFd;
-use crate::lookup::{Entry, split};
+use crate::lookup::{self, Entry, split};
 use crate::markers;
 use crate::perms;
 use crate::stack::Stack;
@@ -177,20 +177,25 @@ pub fn ensure_upper_dir(stack: &Stack, path: &Path) -> io::Result<DirFd> {
     }
     let (parent, name) = split(path);
     let upper_parent = ensure_upper_dir(stack, &parent)?;
-    // The topmost lower directory at `path` is the one the merged view shows.
-    let (layer, src_parent, src) = (stack.first_lower()..stack.layers.len())
-        .find_map(|l| {
-            let d = stack.dir(l, &parent).ok()?;
-            let src = Pinned::at(d.as_fd(), &name).ok()?;
-            sys::is_dir(&src.st).then_some((l, d, src))
-        })
-        .ok_or_else(|| sys::err(libc::ENOENT))?;
+    // The topmost lower directory the merged view shows at `path`, where
+    // the lookup finds it: not at `path` in its layer when a redirect on
+    // the way moved it.
+    let entry = match lookup::resolve_path(stack, path)? {
+        Some((e, _)) if e.is_dir() => e,
+        _ => return Err(sys::err(libc::ENOENT)),
+    };
+    let layer = entry.layer;
+    let (src_parent, src_name) = entry.top_dir(stack, &parent, &name)?;
+    let src = Pinned::at(src_parent.as_fd(), &src_name)?;
+    if !sys::is_dir(&src.st) {
+        return Err(sys::err(libc::ENOENT));
+    }
     let work = stack.work()?;
     let tmp = stack.tmp_name();
     sys::mkdirat(work, &tmp, 0o700)?;
     let built = Pinned::expect(work, &tmp, libc::S_IFDIR)
         .and_then(|dst| {
-            let src_x = src.xattrs(src_parent.as_fd(), &name);
+            let src_x = src.xattrs(src_parent.as_fd(), &src_name);
             copy_meta(
                 stack,
                 layer,
@@ -410,13 +415,15 @@ pub fn copy_up(stack: &Stack, path: &Path, entry: &Entry, how: CopyUp) -> io::Re
         return Ok(upper_parent);
     }
     let started = Instant::now();
-    let src_dir = stack.dir(entry.layer, &parent)?;
+    // From where the lookup found it (a redirect may have put it
+    // elsewhere in its layer than at `path`).
+    let (src_dir, src_name) = entry.top_dir(stack, &parent, &name)?;
     // Pinned, of the type the lookup found: what is copied is that object.
-    let src = Pinned::expect(src_dir.as_fd(), &name, entry.st.st_mode)?;
+    let src = Pinned::expect(src_dir.as_fd(), &src_name, entry.st.st_mode)?;
     let st = src.st;
     let work = stack.work()?;
     let tmp = stack.tmp_name();
-    let built = build_copy(stack, entry.layer, src_dir.as_fd(), &name, &src, &tmp, how);
+    let built = build_copy(stack, entry.layer, src_dir.as_fd(), &src_name, &src, &tmp, how);
     let placed = built.and_then(|_| {
         place_keeping_ino(stack, &tmp, entry.ino, || {
             place(work, &tmp, upper_parent.as_fd(), &name)

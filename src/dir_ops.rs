@@ -10,7 +10,7 @@
 
 use crate::copy_up::{self, CopyUp};
 use crate::dircache::DirFd;
-use crate::lookup::{self, DirRef, Entry};
+use crate::lookup::{self, DirRef, Entry, LayerPath};
 use crate::markers;
 use crate::perms;
 use crate::readdir;
@@ -245,18 +245,18 @@ pub fn create(
             (fd, st)
         }
     };
-    Ok((new_upper_entry(stack, st), fd))
+    Ok((new_upper_entry(stack, child_path(dir.path, name), st), fd))
 }
 
 /// The entry of an object just made in the upper layer.
-fn new_upper_entry(stack: &Stack, st: sys::Stat) -> Entry {
+fn new_upper_entry(stack: &Stack, path: std::path::PathBuf, st: sys::Stat) -> Entry {
     // The real inode may have been freed just now by a concurrent unlink
     // that has not dropped its mapping yet.
     stack.inos.new_upper_ino(st.st_ino);
     Entry {
         layer: 0,
         st,
-        layers: vec![0],
+        layers: vec![LayerPath { layer: 0, path }],
         opaque: false,
         ino: stack.inos.ino(0, st.st_ino),
     }
@@ -590,7 +590,10 @@ pub fn link(
     Ok(Entry {
         layer: 0,
         st,
-        layers: vec![0],
+        layers: vec![LayerPath {
+            layer: 0,
+            path: child_path(ndir.path, nname),
+        }],
         opaque: false,
         ino: src.ino,
     })
@@ -657,7 +660,7 @@ pub fn tmpfile(
         perms::write(rec_name, XTarget::Fd(fd.as_fd()), r)?;
         let mut st = sys::fstat(fd.as_fd())?;
         r.show(&mut st);
-        return Ok((new_upper_entry(stack, st), fd));
+        return Ok((new_upper_entry(stack, std::path::PathBuf::new(), st), fd));
     }
     let fd = sys::openat(upper.as_fd(), OsStr::new("."), acc | libc::O_TMPFILE, mode)?;
     let st = sys::fstat(fd.as_fd())?;
@@ -672,7 +675,9 @@ pub fn tmpfile(
     if !acl && sys::fstat(fd.as_fd())?.st_mode & 0o7777 != mode {
         sys::fchmod(fd.as_fd(), mode)?;
     }
-    Ok((new_upper_entry(stack, sys::fstat(fd.as_fd())?), fd))
+    // Unnamed until linked: no path yet.
+    let st = sys::fstat(fd.as_fd())?;
+    Ok((new_upper_entry(stack, std::path::PathBuf::new(), st), fd))
 }
 
 /// linkat() of a file known only by an open fd (an O_TMPFILE file): name
@@ -693,5 +698,5 @@ pub fn link_unnamed(
     // The same object tmpfile() described: its number does not change.
     let mut st = sys::fstatat(nup.as_fd(), nname)?;
     stack.show_perms(0, XTarget::At(nup.as_fd(), nname), &mut st);
-    Ok(new_upper_entry(stack, st))
+    Ok(new_upper_entry(stack, child_path(ndir.path, nname), st))
 }

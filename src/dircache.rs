@@ -6,7 +6,7 @@
 //! Rules served (docs/semantics.md "Lookup"): a cached answer is the answer
 //! the layer would give; a failure to tell is never cached as "no".
 
-use crate::markers::{self, MarkPolicy};
+use crate::markers::{self, DirMarks, MarkPolicy};
 use crate::sys;
 use dashmap::DashMap;
 use std::ffi::{OsStr, OsString};
@@ -24,9 +24,9 @@ pub struct DirCache {
     /// directory in that layer) are kept instead of re-resolving the path
     /// beneath the layer root on every request.
     lower_dirs: DashMap<(usize, PathBuf), Option<Arc<LowerDir>>>,
-    /// Opaque marks of lower directories, by (layer, path): they never
-    /// change, and a merged directory's getattr would re-read them.
-    lower_opaque: DashMap<(usize, PathBuf), bool>,
+    /// Opaque and redirect marks of lower directories, by (layer, path):
+    /// they never change, and every lookup below would re-read them.
+    lower_marks: DashMap<(usize, PathBuf), DirMarks>,
     /// Bytes of names held by the listings in `lower_dirs` (see
     /// [`LISTED_NAMES_MAX`]).
     listed_bytes: std::sync::atomic::AtomicUsize,
@@ -135,8 +135,8 @@ fn lower_dir_cache_max() -> usize {
     *MAX.get_or_init(|| (sys::nofile_limit() / 4).clamp(64, 16384) as usize)
 }
 
-/// Bound on remembered opaque marks (no fds: just memory).
-const LOWER_OPAQUE_CACHE: usize = 65536;
+/// Bound on remembered directory marks (no fds: just memory).
+const LOWER_MARKS_CACHE: usize = 65536;
 
 impl DirCache {
     /// The fd of the lower directory `rel` of `layer`, whose root is `root`.
@@ -176,22 +176,22 @@ impl DirCache {
         r.ok_or_else(|| sys::err(libc::ENOENT))
     }
 
-    /// Whether the lower directory `key` is opaque: remembered, else
+    /// The marks of the lower directory `key`: remembered, else
     /// `probe`d. A failed probe is not remembered.
-    pub fn opaque(
+    pub fn marks(
         &self,
         key: (usize, PathBuf),
-        probe: impl FnOnce() -> io::Result<bool>,
-    ) -> io::Result<bool> {
-        if let Some(o) = self.lower_opaque.get(&key) {
-            return Ok(*o);
+        probe: impl FnOnce() -> io::Result<DirMarks>,
+    ) -> io::Result<DirMarks> {
+        if let Some(m) = self.lower_marks.get(&key) {
+            return Ok(m.clone());
         }
-        let o = probe()?;
-        if self.lower_opaque.len() >= LOWER_OPAQUE_CACHE {
-            self.lower_opaque.clear();
+        let m = probe()?;
+        if self.lower_marks.len() >= LOWER_MARKS_CACHE {
+            self.lower_marks.clear();
         }
-        self.lower_opaque.insert(key, o);
-        Ok(o)
+        self.lower_marks.insert(key, m.clone());
+        Ok(m)
     }
 
     /// What the listing of the lower directory `rel`, if made, says of

@@ -166,10 +166,10 @@ pub fn open(
             truncated: trunc,
         })
     } else {
-        let dir = stack.dir(e.layer, parent)?;
+        let (dir, name) = e.top_dir(stack, parent, name)?;
         let upper = e.in_upper(stack);
         let spare = spare_atime(stack, upper);
-        let fd = open_file(dir.as_fd(), name, keep, spare, Some(e.st.st_ino))?;
+        let fd = open_file(dir.as_fd(), &name, keep, spare, Some(e.st.st_ino))?;
         Ok(Opened {
             fd,
             in_upper: upper,

@@ -44,6 +44,15 @@ pub const AUFS_PREFIX: &[u8] = b".wh.";
 pub const AUFS_OPAQUE: &str = ".wh..wh..opq";
 const FUSEOVERLAYFS_OPAQUE: &str = "user.fuseoverlayfs.opaque";
 
+/// The marks on a directory that steer a lookup below it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct DirMarks {
+    /// Opaque: no lower directory merges into it.
+    pub opaque: bool,
+    /// The raw `overlay.redirect` value, unchecked (see `lookup`).
+    pub redirect: Option<Box<[u8]>>,
+}
+
 /// Which marks a mount obeys. A mark is obeyed only where whoever could
 /// write it may decide what the mount shows: a root mount's lowers may hold
 /// files an ordinary user owns, and `user.*` xattrs and `.wh.` files are
@@ -196,15 +205,37 @@ impl MarkPolicy {
     /// Is the directory `name` in `dir` opaque? The `.wh..wh..opq` check
     /// counts with AUFS marks (`is_marker_in` says where it is a marker).
     pub fn is_opaque(&self, dir: BorrowedFd, name: &OsStr) -> io::Result<bool> {
+        Ok(self.dir_marks(dir, name)?.opaque)
+    }
+
+    /// The marks of the directory `name` in `dir` that steer a lookup
+    /// below it: opaque, and `overlay.redirect` (in the namespaces this
+    /// mount obeys), read with one listxattr for an unmarked directory.
+    pub fn dir_marks(&self, dir: BorrowedFd, name: &OsStr) -> io::Result<DirMarks> {
         let t = XTarget::At(dir, name);
-        // One listxattr answers "no" for the common, unmarked directory.
+        let mut marks = DirMarks::default();
         match sys::listxattr(t) {
             Ok(names) => {
                 let obeyed = self.opaque_names();
                 for n in names.iter().filter(|n| obeyed.contains(n)) {
                     match sys::getxattr(t, n) {
-                        Ok(v) if v == b"y" => return Ok(true),
+                        Ok(v) if v == b"y" => marks.opaque = true,
                         Ok(_) => {}
+                        Err(e) if self.absent(&e) => {}
+                        Err(e) => return Err(e),
+                    }
+                }
+                let redirects: Vec<OsString> = self
+                    .namespaces()
+                    .iter()
+                    .map(|n| n.name("redirect"))
+                    .collect();
+                for n in names.iter().filter(|n| redirects.contains(n)) {
+                    match sys::getxattr(t, n) {
+                        Ok(v) => {
+                            marks.redirect = Some(v.into());
+                            break;
+                        }
                         Err(e) if self.absent(&e) => {}
                         Err(e) => return Err(e),
                     }
@@ -214,15 +245,16 @@ impl MarkPolicy {
             Err(e) if self.absent(&e) => {}
             Err(e) => return Err(e),
         }
-        if !self.aufs() {
-            return Ok(false);
+        if marks.opaque || !self.aufs() {
+            return Ok(marks);
         }
         let d = sys::openat(dir, name, libc::O_PATH | libc::O_DIRECTORY, 0)?;
         match sys::fstatat(d.as_fd(), OsStr::new(AUFS_OPAQUE)) {
-            Ok(_) => Ok(true),
-            Err(e) if self.absent(&e) => Ok(false),
-            Err(e) => Err(e),
+            Ok(_) => marks.opaque = true,
+            Err(e) if self.absent(&e) => {}
+            Err(e) => return Err(e),
         }
+        Ok(marks)
     }
 
     /// Does the directory `dir` say it holds xattr whiteouts (`opaque=x`)?

@@ -77,6 +77,29 @@ pub struct MountOptions {
     /// `marks=`: which on-disk marks to obey; None is the default for
     /// whoever runs the daemon (see `markers::MarkPolicy::new`).
     pub marks: Option<Marks>,
+    /// `redirect_dir=`: whether `overlay.redirect` marks are followed.
+    pub redirect_dir: RedirectDir,
+}
+
+/// `redirect_dir=`, for reading: ovlfuse writes no redirects (renaming a
+/// lower directory answers EXDEV), but reads the ones the kernel wrote.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum RedirectDir {
+    /// The kernel's default: none written, those found followed (the
+    /// kernel's `redirect_always_follow`, on by default).
+    #[default]
+    Off,
+    /// None written, those found followed.
+    Follow,
+    /// None written; a directory whose redirect leads to a lower one
+    /// answers EPERM, as in the kernel.
+    NoFollow,
+}
+
+impl RedirectDir {
+    pub fn follows(self) -> bool {
+        self != RedirectDir::NoFollow
+    }
 }
 
 /// The `squash_to_*` options, applied to [`IdMaps`] once all are read
@@ -249,8 +272,8 @@ pub const EFFECTIVE: &[(&str, &str)] = &[
         "SELinux labels for the mount, quoted if they hold a comma; without SELinux they have no effect",
     ),
     (
-        "redirect_dir=off",
-        "renaming a lower directory answers EXDEV (the default and, for now, the only value)",
+        "redirect_dir=off, redirect_dir=follow, redirect_dir=nofollow",
+        "no redirect is written: renaming a lower directory answers EXDEV; off (the default) and follow read the overlay.redirect marks the kernel wrote with redirect_dir=on, nofollow answers EPERM for a directory whose redirect finds a lower one (as the kernel); on is refused",
     ),
     ("debug", "the same as -d"),
     (
@@ -566,11 +589,17 @@ impl MountOptions {
             }
             "redirect_dir" => {
                 let v = need(val)?;
-                if v != "off" {
-                    return Err(format!(
-                        "redirect_dir={v} is not supported: renaming a lower directory answers EXDEV (redirect_dir=off)"
-                    ));
-                }
+                self.redirect_dir = match v.as_str() {
+                    "off" => RedirectDir::Off,
+                    "follow" => RedirectDir::Follow,
+                    "nofollow" => RedirectDir::NoFollow,
+                    _ => {
+                        return Err(format!(
+                            "redirect_dir={v} is not supported: renaming a lower directory answers EXDEV \
+                             (redirect_dir=off, follow and nofollow are accepted)"
+                        ));
+                    }
+                };
             }
             "debug" => self.debug = true,
             "remount" => self.remount = true,
@@ -644,6 +673,23 @@ mod tests {
         assert_eq!(m.atime, Atime::Never);
         assert_eq!(m.fsname.as_deref(), Some("x"));
         assert_eq!(m.subtype.as_deref(), Some("y"));
+    }
+
+    /// redirect_dir: off (the default), follow and nofollow are read
+    /// settings; on, which would write redirects, is refused.
+    #[test]
+    fn redirect_dir_values() {
+        let rd =
+            |v: &str| parse(&[&format!("lowerdir=a,redirect_dir={v}")]).map(|m| m.redirect_dir);
+        assert_eq!(
+            parse(&["lowerdir=a"]).unwrap().redirect_dir,
+            RedirectDir::Off
+        );
+        assert_eq!(rd("off"), Ok(RedirectDir::Off));
+        assert_eq!(rd("follow"), Ok(RedirectDir::Follow));
+        assert_eq!(rd("nofollow"), Ok(RedirectDir::NoFollow));
+        assert!(rd("on").is_err());
+        assert!(RedirectDir::Off.follows() && !RedirectDir::NoFollow.follows());
     }
 
     /// The option tables (the -o help, the man page) name only options the

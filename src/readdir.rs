@@ -30,13 +30,13 @@ pub struct MergedEntry {
 pub fn read_merged(stack: &Stack, dir: &DirRef) -> io::Result<Vec<MergedEntry>> {
     let mut seen: HashSet<OsString> = HashSet::new();
     let mut out = Vec::new();
-    for l in visit_order(stack, dir) {
-        let dfd = match stack.dir(l, dir.path) {
+    for (l, path) in visit_order(stack, dir) {
+        let dfd = match stack.dir(l, path) {
             Ok(d) => d,
             Err(e) if matches!(sys::errno(&e), libc::ENOENT | libc::ENOTDIR) => continue,
             Err(e) => return Err(e),
         };
-        let rd = open_listing(stack, l, dfd.as_fd(), dir.path)?;
+        let rd = open_listing(stack, l, dfd.as_fd(), path)?;
         // The kernel only looks for xattr whiteouts where the parent says
         // it holds some (overlay.opaque=x); so do we, to keep listing cheap.
         let xattr_wh = stack.marks(l).holds_xattr_whiteouts(dfd.as_fd())?;
@@ -91,7 +91,7 @@ pub fn read_merged(stack: &Stack, dir: &DirRef) -> io::Result<Vec<MergedEntry>> 
                 }
                 dtype = dtype_of(st.st_mode);
                 real_ino = st.st_ino;
-                ino = Some(stack.inos.ino_at(l, &child_path(dir.path, &e.name), &st));
+                ino = Some(stack.inos.ino_at(l, &child_path(path, &e.name), &st));
             }
             seen.insert(e.name.clone());
             out.push(MergedEntry {
@@ -114,7 +114,7 @@ pub fn accessed(stack: &Stack, dir: &DirRef) -> io::Result<bool> {
     if !stack.has_upper || stack.atime_never(true) {
         return Ok(false);
     }
-    let dfd = match stack.dir(0, dir.path) {
+    let dfd = match stack.upper_dir(dir.path) {
         Ok(d) => d,
         Err(e) if matches!(sys::errno(&e), libc::ENOENT | libc::ENOTDIR) => return Ok(false),
         Err(e) => return Err(e),

@@ -9,8 +9,8 @@
 
 use crate::dircache::{DirCache, DirFd};
 use crate::ino::Inos;
-use crate::markers::{MarkPolicy, XattrNs};
-use crate::options::{Atime, Marks, MountOptions};
+use crate::markers::{DirMarks, MarkPolicy, XattrNs};
+use crate::options::{Atime, Marks, MountOptions, RedirectDir};
 use crate::perms;
 use crate::stats::Stats;
 use crate::sys::{self, Stat, XTarget};
@@ -54,6 +54,8 @@ pub struct Stack {
     /// but the mounter can reach.
     foreign_marks: Vec<bool>,
     pub volatile: bool,
+    /// Whether `overlay.redirect` marks are followed (`redirect_dir=`).
+    pub redirect_dir: RedirectDir,
     /// How the mount shows attributes (id mapping, static_nlink, ...).
     pub view: View,
     /// The mount's atime rule (see [`Stack::atime_never`]).
@@ -410,6 +412,7 @@ impl Stack {
             mark_policy: marks,
             foreign_marks,
             volatile: o.volatile,
+            redirect_dir: o.redirect_dir,
             view: View::from_options(o),
             atime: o.atime,
             nodiratime: o.nodiratime,
@@ -433,6 +436,7 @@ impl Stack {
             lowerdirs: lowers,
             userxattr: o.userxattr,
             marks: o.marks,
+            redirect_dir: o.redirect_dir,
             ..Default::default()
         };
         let mut s = Stack::open(&ro)?;
@@ -508,7 +512,8 @@ impl Stack {
         }
     }
 
-    /// Open a directory of one layer by its path inside the overlay.
+    /// Open a directory of one layer by its path in that layer (for the
+    /// upper, the overlay path; a lower's comes from a lookup's stack).
     pub fn dir(&self, layer: usize, rel: &Path) -> io::Result<DirFd> {
         if self.is_upper(layer) {
             // The upper changes under renames: resolved afresh each time.
@@ -530,9 +535,6 @@ impl Stack {
     }
 
     /// Is the directory `name` in `dir` (open as `dfd`, in `layer`) opaque?
-    /// Lower answers are remembered; a failure to tell (EMFILE, EIO) is
-    /// the caller's error, since taking it for "no" would let the layers
-    /// below show through.
     pub fn is_opaque(
         &self,
         layer: usize,
@@ -540,11 +542,25 @@ impl Stack {
         dir: &Path,
         name: &OsStr,
     ) -> io::Result<bool> {
+        Ok(self.dir_marks(layer, dfd, dir, name)?.opaque)
+    }
+
+    /// The opaque and redirect marks of the directory `name` in `dir` (a
+    /// path in `layer`, open as `dfd`). Lower answers are remembered; a
+    /// failure to tell (EMFILE, EIO) is the caller's error, since taking
+    /// it for "no" would let the layers below show through.
+    pub fn dir_marks(
+        &self,
+        layer: usize,
+        dfd: BorrowedFd,
+        dir: &Path,
+        name: &OsStr,
+    ) -> io::Result<DirMarks> {
         if self.is_upper(layer) {
-            return self.marks(layer).is_opaque(dfd, name);
+            return self.marks(layer).dir_marks(dfd, name);
         }
-        self.dirs.opaque((layer, child_path(dir, name)), || {
-            self.marks(layer).is_opaque(dfd, name)
+        self.dirs.marks((layer, child_path(dir, name)), || {
+            self.marks(layer).dir_marks(dfd, name)
         })
     }
 

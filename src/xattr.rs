@@ -43,6 +43,21 @@ pub fn enabled(stack: &Stack) -> io::Result<()> {
     Ok(())
 }
 
+/// The directory holding the topmost object of `entry` (at `path`) in
+/// its layer, and its name there; `dir` where the caller has it open.
+fn object(
+    stack: &Stack,
+    path: &Path,
+    entry: &Entry,
+    dir: Option<DirFd>,
+) -> io::Result<(DirFd, OsString)> {
+    let (parent, n) = split(path);
+    match dir {
+        Some(d) => Ok((d, entry.top_name(stack, &n).to_os_string())),
+        None => entry.top_dir(stack, &parent, &n),
+    }
+}
+
 /// `dir`: the directory holding the object in its layer, if the caller
 /// has it open already.
 pub fn get(
@@ -55,8 +70,7 @@ pub fn get(
     let real = xattr_in_layer(stack.xattr_ns, name)
         .filter(|r| !nested_mark(stack, entry, r))
         .ok_or_else(|| err(HIDDEN))?;
-    let (parent, n) = split(path);
-    let dir = dir.map_or_else(|| stack.dir(entry.layer, &parent), Ok)?;
+    let (dir, n) = object(stack, path, entry, dir)?;
     sys::getxattr(XTarget::At(dir.as_fd(), &n), &real)
 }
 
@@ -66,8 +80,7 @@ pub fn list(
     entry: &Entry,
     dir: Option<DirFd>,
 ) -> io::Result<Vec<OsString>> {
-    let (parent, n) = split(path);
-    let dir = dir.map_or_else(|| stack.dir(entry.layer, &parent), Ok)?;
+    let (dir, n) = object(stack, path, entry, dir)?;
     Ok(sys::listxattr(XTarget::At(dir.as_fd(), &n))?
         .into_iter()
         .filter(|x| !nested_mark(stack, entry, x))

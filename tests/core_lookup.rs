@@ -8,14 +8,14 @@
 mod common;
 
 use common::*;
-use ovlfuse::lookup::{self, Batch, DirRef, Entry};
+use ovlfuse::lookup::{self, Batch, DirRef, Entry, LayerPath};
 use ovlfuse::{MountOptions, Stack, readdir};
 use ovlfuse::{attr, copy_up, dir_ops};
 use std::ffi::OsStr;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-fn key(e: &Entry) -> (usize, Vec<usize>, bool, u64, u64, u32) {
+fn key(e: &Entry) -> (usize, Vec<LayerPath>, bool, u64, u64, u32) {
     (
         e.layer,
         e.layers.clone(),
@@ -28,7 +28,7 @@ fn key(e: &Entry) -> (usize, Vec<usize>, bool, u64, u64, u32) {
 
 /// Compare both lookups for every listed name under `path`, recursively;
 /// returns how many names were compared.
-fn check_dir(stack: &Stack, path: &Path, lowers: &[usize]) -> usize {
+fn check_dir(stack: &Stack, path: &Path, lowers: &[LayerPath]) -> usize {
     let d = DirRef { path, lowers };
     let listed = readdir::read_merged(stack, &d).unwrap();
     let mut batch = Batch::new(stack, &d);
@@ -214,14 +214,21 @@ fn aufs_whiteouts_hide_names_before_and_after_the_listing() {
     // The roots are listed up front, as a mount does: their answers come
     // from the listings from the first lookup on.
     stack.warm_root();
+    let root_lowers = lookup::root_lowers(&stack);
     let root = DirRef {
         path: Path::new(""),
-        lowers: &[0, 1, 2],
+        lowers: &root_lowers,
     };
     let at = |n: &str| lookup::lookup(&stack, &root, OsStr::new(n)).unwrap();
     assert!(at("rootgone").is_none(), "rootgone is whited out");
     assert_eq!(at("rootkept").expect("rootkept shows").layer, 2);
-    assert_eq!(at("plain").expect("plain shows").layers, vec![0, 1, 2]);
+    let layers: Vec<usize> = at("plain")
+        .expect("plain shows")
+        .layers
+        .iter()
+        .map(|l| l.layer)
+        .collect();
+    assert_eq!(layers, vec![0, 1, 2]);
     assert!(at("nothing").is_none());
     for dir in ["w", "plain"] {
         let p = PathBuf::from(dir);

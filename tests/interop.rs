@@ -267,3 +267,197 @@ fn image_layer_chain_matches_kernel_at_every_step() {
         kern_lowers.insert(0, fk);
     }
 }
+
+/// A lower whose directories the kernel renames with redirect_dir=on.
+fn redirect_lower() -> Layer {
+    layer()
+        .file("a/f", "fa\n")
+        .file("a/sub/g", "g\n")
+        .file("x/y/h", "h\n")
+        .file("x/keep", "xk\n")
+        .file("c/k", "k\n")
+        .file("c/d/e", "e\n")
+        .file("w/keep", "wk\n")
+        .file("w/gone", "wg\n")
+        .file("o/old", "o\n")
+        .file_mode("m/secret", "s\n", 0o600)
+        .dir_mode("m/sub", 0o710)
+}
+
+/// Directory renames of every kind, on a kernel mount with
+/// redirect_dir=on: each leaves an `overlay.redirect` in the upper.
+fn kernel_redirect_renames(m: &Path) {
+    let mv = |a: &str, b: &str| fs::rename(m.join(a), m.join(b)).unwrap();
+    // A new name in the same parent: a relative redirect ("a").
+    mv("a", "b");
+    // Into another directory: an absolute one ("/x/y").
+    mv("x/y", "z");
+    // A redirect inside a redirected directory.
+    mv("c", "c2");
+    mv("c2/d", "c2/d2");
+    // A redirected directory moved again, into a redirected one.
+    mv("z", "b/zz");
+    // A redirected directory whose upper part holds a whiteout.
+    fs::remove_file(m.join("w/gone")).unwrap();
+    mv("w", "w2");
+    // A directory made in the upper, given a lower one, then moved.
+    fs::create_dir(m.join("n")).unwrap();
+    fs::write(m.join("n/own"), "own\n").unwrap();
+    mv("b/sub", "n/sub2");
+    mv("n", "n2");
+    // An opaque directory holding a redirected one.
+    fs::remove_dir_all(m.join("o")).unwrap();
+    fs::create_dir(m.join("o")).unwrap();
+    fs::write(m.join("o/q"), "q\n").unwrap();
+    mv("c2/d2", "o/d3");
+    mv("m", "mm");
+}
+
+/// A site whose upper the kernel wrote with redirect_dir=on; returns it
+/// and the tree the kernel showed.
+fn kernel_redirected_site() -> (Site, Tree) {
+    let s = Site::new(&redirect_lower());
+    let k = kernel_mount(&s, "w1", &["redirect_dir=on"]);
+    kernel_redirect_renames(&s.p("m"));
+    let seen = snapshot(&s.p("m"));
+    drop(k);
+    // The kernel did write redirects, or this proves nothing.
+    let redirect = |p: &str| probe_lgetxattr(&s.p(p), "trusted.overlay.redirect");
+    assert_eq!(redirect("u/b"), Ok(b"a".to_vec()));
+    assert_eq!(redirect("u/b/zz"), Ok(b"/x/y".to_vec()));
+    assert_eq!(redirect("u/n2/sub2"), Ok(b"/a/sub".to_vec()));
+    (s, seen)
+}
+
+#[test]
+fn upper_the_kernel_wrote_with_redirect_dir_on_shows_the_same_under_ovlfuse() {
+    if !env_ok(&[Need::Root, Need::Fuse, Need::KernelOverlay]) {
+        return;
+    }
+    let (s, seen) = kernel_redirected_site();
+    let m = s.p("m");
+    for extra in [&[][..], &["redirect_dir=follow"][..]] {
+        let fm = fuse_mount(&s, "w2", extra, None);
+        assert_same_tree_labeled(&snapshot(&m), &seen, "ovlfuse", "kernel");
+        // Again, with every lower directory and mark cached.
+        assert_same_tree_labeled(&snapshot(&m), &seen, "ovlfuse (warm)", "kernel");
+        assert_eq!(fs::read(m.join("b/zz/h")).unwrap(), b"h\n");
+        assert_eq!(fs::read(m.join("o/d3/e")).unwrap(), b"e\n");
+        assert_eq!(probe_stat(&m.join("w2/gone")), Err(libc::ENOENT));
+        drop(fm);
+    }
+    // And the kernel, mounting the same layers again, still shows it.
+    let k = kernel_mount(&s, "w1", &["redirect_dir=follow"]);
+    assert_same_tree_labeled(&snapshot(&m), &seen, "kernel again", "kernel");
+    drop(k);
+}
+
+#[test]
+fn redirect_dir_nofollow_refuses_redirected_dirs_like_the_kernel() {
+    if !env_ok(&[Need::Root, Need::Fuse, Need::KernelOverlay]) {
+        return;
+    }
+    let (s, _) = kernel_redirected_site();
+    let m = s.p("m");
+    let k = kernel_mount(&s, "w1", &["redirect_dir=nofollow"]);
+    let names = ["b", "c2", "w2", "mm", "n2", "n2/sub2", "o", "o/d3", "x"];
+    let kern: Vec<_> = names.iter().map(|n| probe_lstat(&m.join(n))).collect();
+    drop(k);
+    let fm = fuse_mount(&s, "w2", &["redirect_dir=nofollow"], None);
+    let fuse: Vec<_> = names.iter().map(|n| probe_lstat(&m.join(n))).collect();
+    drop(fm);
+    assert_eq!(fuse, kern, "{names:?}");
+    assert_eq!(kern[0].as_ref().err(), Some(&libc::EPERM));
+}
+
+#[test]
+fn copy_up_inside_a_redirected_dir_copies_the_redirected_lower() {
+    if !env_ok(&[Need::Root, Need::Fuse, Need::KernelOverlay]) {
+        return;
+    }
+    let (s, _) = kernel_redirected_site();
+    let m = s.p("m");
+    let fm = fuse_mount(&s, "w2", &[], None);
+    // A file of the renamed directory (lower a/f): appended, so copied up.
+    let mut f = fs::OpenOptions::new()
+        .append(true)
+        .open(m.join("b/f"))
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"more\n").unwrap();
+    drop(f);
+    // Below an absolute redirect (lower x/y/h), and below a directory that
+    // has no upper part yet (lower a/sub, reached as n2/sub2).
+    sys::chmod(&m.join("b/zz/h"), 0o640).unwrap();
+    sys::chmod(&m.join("n2/sub2/g"), 0o604).unwrap();
+    fs::write(m.join("c2/new"), "new\n").unwrap();
+    fs::remove_file(m.join("c2/k")).unwrap();
+    assert_eq!(fs::read(m.join("b/f")).unwrap(), b"fa\nmore\n");
+    // stat and the listing agree on the inode of a redirected lower file.
+    let st = probe_lstat_raw(&m.join("o/d3/e")).unwrap();
+    let listed = fs::read_dir(m.join("o/d3"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap();
+    assert_eq!(std::os::unix::fs::DirEntryExt::ino(&listed), st.st_ino);
+    let seen = snapshot(&m);
+    drop(fm);
+    assert_eq!(fs::read(s.p("u/b/f")).unwrap(), b"fa\nmore\n");
+    assert_eq!(fs::read(s.p("u/n2/sub2/g")).unwrap(), b"g\n");
+    // The lower is untouched.
+    assert_eq!(fs::read(s.p("l/a/f")).unwrap(), b"fa\n");
+    let k = kernel_mount(&s, "w1", &["redirect_dir=follow"]);
+    assert_same_tree_labeled(&snapshot(&m), &seen, "kernel", "ovlfuse");
+    drop(k);
+}
+
+#[test]
+fn redirects_in_a_lower_layer_are_followed_like_the_kernel() {
+    if !env_ok(&[Need::Root, Need::Fuse, Need::KernelOverlay]) {
+        return;
+    }
+    let (s, _) = kernel_redirected_site();
+    // The kernel's upper, now the top lower over the original one.
+    for d in ["u2", "w3", "w4"] {
+        fs::create_dir(s.p(d)).unwrap();
+    }
+    let lowers = [s.p("u"), s.p("l")];
+    let m = s.p("m");
+    let k = KernelOverlay::mount(&lowers, None, &m, &["redirect_dir=follow"]);
+    let seen = snapshot(&m);
+    drop(k);
+    let fm = FuseMount::mount(&lowers, Some((&s.p("u2"), &s.p("w4"))), &m, &[] as &[&str]);
+    assert_same_tree_labeled(&snapshot(&m), &seen, "ovlfuse", "kernel");
+    drop(fm);
+}
+
+#[test]
+fn user_overlay_redirects_count_in_the_user_namespace_only() {
+    if !env_ok(&[Need::Root, Need::Fuse, Need::KernelOverlay]) {
+        return;
+    }
+    let (s, seen) = kernel_redirected_site();
+    // The same upper with every mark in the user namespace.
+    let mut todo = vec![s.p("u")];
+    while let Some(p) = todo.pop() {
+        for x in sys::listxattr(&p, false).unwrap() {
+            if let Some(rest) = x.strip_prefix("trusted.overlay.") {
+                let v = sys::getxattr(&p, &x, false).unwrap();
+                sys::setxattr(&p, &format!("user.overlay.{rest}"), &v, 0, false).unwrap();
+                sys::removexattr(&p, &x, false).unwrap();
+            }
+        }
+        if p.is_dir() && !p.is_symlink() {
+            todo.extend(fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+        }
+    }
+    let m = s.p("m");
+    let fm = fuse_mount(&s, "w2", &["userxattr"], None);
+    assert_same_tree_labeled(&snapshot(&m), &seen, "ovlfuse userxattr", "kernel");
+    drop(fm);
+    // A root mount's own namespace is trusted: a user.overlay.redirect is
+    // anyone's to write, and is not followed.
+    let fm = fuse_mount(&s, "w2", &[], None);
+    assert_eq!(probe_stat(&m.join("b/f")), Err(libc::ENOENT));
+    drop(fm);
+}

@@ -5,7 +5,7 @@
 //! `d_ino` and the node id agree. Paths are rebuilt from parent links, so a
 //! rename only touches one node.
 
-use crate::lookup::DirBuf;
+use crate::lookup::{DirBuf, LayerPath};
 use crate::sys::Stat;
 use dashmap::DashMap;
 use std::ffi::{OsStr, OsString};
@@ -19,8 +19,9 @@ pub const ROOT: u64 = 1;
 pub struct Node {
     pub parent: u64,
     pub name: Box<OsStr>,
-    /// For directories: the lower layers merged into it (lowers never change).
-    pub lowers: Arc<[usize]>,
+    /// For directories: the lower directories merged into it, where its
+    /// lookup found them (lowers never change).
+    pub lowers: Arc<[LayerPath]>,
     pub lookups: u64,
     /// Other names of a hard-linked object, so removing one name leaves
     /// the node reachable through another.
@@ -39,7 +40,7 @@ pub struct Node {
 pub struct Inodes {
     map: DashMap<u64, Box<Node>>,
     /// The lowers of every non-directory (none), shared, not allocated.
-    no_lowers: Arc<[usize]>,
+    no_lowers: Arc<[LayerPath]>,
     forgets: std::sync::atomic::AtomicU64,
 }
 
@@ -48,9 +49,9 @@ pub struct Inodes {
 pub struct Place {
     pub path: PathBuf,
     pub parent_path: PathBuf,
-    pub parent_lowers: Arc<[usize]>,
+    pub parent_lowers: Arc<[LayerPath]>,
     pub name: OsString,
-    pub lowers: Arc<[usize]>,
+    pub lowers: Arc<[LayerPath]>,
 }
 
 fn stale() -> io::Error {
@@ -58,7 +59,7 @@ fn stale() -> io::Error {
 }
 
 impl Inodes {
-    pub fn new(root_lowers: Vec<usize>) -> Self {
+    pub fn new(root_lowers: Vec<LayerPath>) -> Self {
         let map = DashMap::new();
         map.insert(
             ROOT,
@@ -79,7 +80,7 @@ impl Inodes {
         }
     }
 
-    fn lowers_arc(&self, lowers: Vec<usize>) -> Arc<[usize]> {
+    fn lowers_arc(&self, lowers: Vec<LayerPath>) -> Arc<[LayerPath]> {
         if lowers.is_empty() {
             self.no_lowers.clone()
         } else {
@@ -89,7 +90,7 @@ impl Inodes {
 
     /// Record one kernel lookup of `ino` as `name` in `parent`; returns the
     /// generation to report.
-    pub fn remember(&self, ino: u64, parent: u64, name: &OsStr, lowers: Vec<usize>) -> u64 {
+    pub fn remember(&self, ino: u64, parent: u64, name: &OsStr, lowers: Vec<LayerPath>) -> u64 {
         self.remember_as(ino, parent, name, lowers, false)
     }
 
@@ -101,7 +102,7 @@ impl Inodes {
         ino: u64,
         parent: u64,
         name: &OsStr,
-        lowers: Vec<usize>,
+        lowers: Vec<LayerPath>,
         fresh: bool,
     ) -> u64 {
         if ino == ROOT {
@@ -275,7 +276,7 @@ impl Inodes {
         ino: u64,
         parent: u64,
         name: OsString,
-        lowers: Arc<[usize]>,
+        lowers: Arc<[LayerPath]>,
     ) -> io::Result<Place> {
         let DirBuf {
             path: parent_path,

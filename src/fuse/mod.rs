@@ -202,7 +202,7 @@ fn panic_hook(name: &OsStr) {
 
 impl OvlFs {
     pub fn new(stack: Stack) -> Self {
-        let lowers: Vec<usize> = (stack.first_lower()..stack.layers.len()).collect();
+        let lowers = lookup::root_lowers(&stack);
         OvlFs {
             stack: Arc::new(stack),
             inodes: Inodes::new(lowers),
@@ -766,13 +766,13 @@ impl Filesystem for OvlFs {
         self.count_op("readlink");
         guarded("readlink", ino, || {
             let (place, e) = try_reply!(reply, self.entry_of(ino.0));
-            let dir = try_reply!(reply, self.stack.dir(e.layer, &place.parent_path));
+            let (dir, name) = try_reply!(
+                reply,
+                e.top_dir(&self.stack, &place.parent_path, &place.name)
+            );
             // readlink opens nothing and follows nothing; through a pin of
             // the type the lookup found, as every other read of an object.
-            let obj = try_reply!(
-                reply,
-                sys::Pinned::expect(dir.as_fd(), &place.name, e.st.st_mode)
-            );
+            let obj = try_reply!(reply, sys::Pinned::expect(dir.as_fd(), &name, e.st.st_mode));
             let t = try_reply!(reply, obj.readlink());
             reply.data(std::os::unix::ffi::OsStrExt::as_bytes(t.as_os_str()));
         })

@@ -192,16 +192,25 @@ fn walk(stack: &Stack, comps: &[OsString]) -> io::Result<Walk> {
     for (j, name) in comps.iter().enumerate() {
         let last = j + 1 == comps.len();
         let at = crate::stack::child_path(&cur, name);
-        let lowers: Vec<usize> = merged
+        // This explanation walks each layer at the overlay path (it does
+        // not follow redirects).
+        let lowers: Vec<lookup::LayerPath> = merged
             .iter()
             .copied()
             .filter(|l| !stack.is_upper(*l))
+            .map(|layer| lookup::LayerPath {
+                layer,
+                path: cur.clone(),
+            })
             .collect();
         let dir = DirRef {
             path: &cur,
             lowers: &lowers,
         };
-        let order = lookup::visit_order(stack, &dir);
+        let order: Vec<usize> = lookup::visit_order(stack, &dir)
+            .into_iter()
+            .map(|(l, _)| l)
+            .collect();
         let mut rest = order.into_iter();
         // The topmost object found (and whether it is a directory).
         let mut winner: Option<(usize, bool)> = None;
@@ -580,8 +589,9 @@ pub fn run(opts: &[String], path: &Path, cwd: &Path) -> i32 {
                 show(&rel),
                 e.layer
             );
+            let e_layers: Vec<usize> = e.layers.iter().map(|l| l.layer).collect();
             if e.is_dir() {
-                s += &format!(", merged from layers {}", layer_list(&e.layers));
+                s += &format!(", merged from layers {}", layer_list(&e_layers));
             }
             let agrees = match &walk {
                 Ok(Walk {
@@ -592,7 +602,7 @@ pub fn run(opts: &[String], path: &Path, cwd: &Path) -> i32 {
                             stop,
                         },
                     ..
-                }) if *layer == e.layer && *merged == e.layers => {
+                }) if *layer == e.layer && *merged == e_layers => {
                     if let (true, Some((k, why))) = (e.is_dir(), stop) {
                         s += &match why {
                             Stop::Opaque => {
