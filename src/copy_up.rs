@@ -423,7 +423,15 @@ pub fn copy_up(stack: &Stack, path: &Path, entry: &Entry, how: CopyUp) -> io::Re
     let st = src.st;
     let work = stack.work()?;
     let tmp = stack.tmp_name();
-    let built = build_copy(stack, entry.layer, src_dir.as_fd(), &src_name, &src, &tmp, how);
+    let built = build_copy(
+        stack,
+        entry.layer,
+        src_dir.as_fd(),
+        &src_name,
+        &src,
+        &tmp,
+        how,
+    );
     let placed = built.and_then(|_| {
         place_keeping_ino(stack, &tmp, entry.ino, || {
             place(work, &tmp, upper_parent.as_fd(), &name)
