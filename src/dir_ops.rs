@@ -19,6 +19,8 @@ use crate::sys::{self, XTarget, err, errno};
 use std::ffi::{OsStr, OsString};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
+use std::path::Path;
 
 /// Who is asking: new objects get this owner.
 #[derive(Debug, Clone, Copy)]
@@ -405,8 +407,11 @@ pub fn rename(
         }
     }
     // As the kernel: EXDEV is decided before the target's emptiness.
+    // With redirect_dir=on such a directory moves, and a redirect says
+    // where its lower part is.
     let from_lower = |e: &Entry| e.is_dir() && e.has_lower(stack);
-    if from_lower(&src) || (exchange && dst.as_ref().is_some_and(from_lower)) {
+    let redirects = stack.redirect_dir.writes();
+    if !redirects && (from_lower(&src) || (exchange && dst.as_ref().is_some_and(from_lower))) {
         stack.stats.exdev();
         tracing::debug!(
             from = ?oname,
@@ -437,17 +442,21 @@ pub fn rename(
     let oup = copy_up::ensure_upper_dir(stack, odir.path)?;
     let nup = copy_up::ensure_upper_dir(stack, ndir.path)?;
     // As the kernel: a (pure upper) directory moving into a merged parent
-    // is marked opaque, so no lower directory of its new name merges in.
-    let opaque_if_needed = |e: &Entry, into: &DirRef, at: BorrowedFd, at_name: &OsStr| {
-        if e.is_dir() && !e.opaque && !into.lowers.is_empty() {
+    // is marked opaque, so no lower directory of its new name merges in;
+    // one with a lower part gets a redirect to it instead.
+    let same_dir = odir.path == ndir.path;
+    let mark_moved = |e: &Entry, path: &Path, into: &DirRef, at: BorrowedFd, at_name: &OsStr| {
+        if from_lower(e) {
+            set_redirect(stack, path, at, at_name, same_dir)?;
+        } else if e.is_dir() && !e.opaque && !into.lowers.is_empty() {
             markers::set_opaque(stack, XTarget::At(at, at_name))?;
         }
         Ok::<(), io::Error>(())
     };
     if exchange {
         let d = dst.as_ref().ok_or_else(|| err(libc::ENOENT))?;
-        opaque_if_needed(&src, ndir, oup.as_fd(), oname)?;
-        opaque_if_needed(d, odir, nup.as_fd(), nname)?;
+        mark_moved(&src, &opath, ndir, oup.as_fd(), oname)?;
+        mark_moved(d, &npath, odir, nup.as_fd(), nname)?;
         sys::renameat2(oup.as_fd(), oname, nup.as_fd(), nname, sys::RENAME_EXCHANGE)?;
         return Ok(Renamed {
             src,
@@ -456,7 +465,7 @@ pub fn rename(
         });
     }
     let old_needs_whiteout = lookup::lower_positive(stack, odir, oname)?;
-    opaque_if_needed(&src, ndir, oup.as_fd(), oname)?;
+    mark_moved(&src, &opath, ndir, oup.as_fd(), oname)?;
     if target_not_empty {
         return Err(err(libc::ENOTEMPTY));
     }
@@ -561,6 +570,66 @@ pub fn rename(
         replaced: dst,
         exchanged: None,
     })
+}
+
+/// The longest redirect written, as the kernel's `redirect_max` default:
+/// a longer one answers EXDEV (mv then copies).
+const REDIRECT_MAX: usize = 256;
+
+/// Before the upper directory `name` in `at` (a directory with a lower
+/// part, at `path` in the overlay) moves: record where its lower part is,
+/// as the kernel does. Moving inside its parent, its old name (one it
+/// already has is kept); elsewhere, its lower path from the root, built
+/// from the names of it and its ancestors, each ancestor's own redirect
+/// standing for its name (one it already has from the root is kept).
+fn set_redirect(
+    stack: &Stack,
+    path: &Path,
+    at: BorrowedFd,
+    name: &OsStr,
+    same_dir: bool,
+) -> io::Result<()> {
+    let own = markers::own_redirect(stack, XTarget::At(at, name))?;
+    if let Some(r) = &own
+        && (same_dir || r.first() == Some(&b'/'))
+    {
+        return Ok(());
+    }
+    let value = if same_dir {
+        name.as_bytes().to_vec()
+    } else {
+        let mut v: Vec<u8> = Vec::new();
+        let mut cur = path.to_path_buf();
+        loop {
+            let (parent, n) = lookup::split(&cur);
+            let r = if cur == path {
+                own.clone()
+            } else {
+                match stack.upper_dir(&parent) {
+                    Ok(d) => markers::own_redirect(stack, XTarget::At(d.as_fd(), &n))?,
+                    Err(e) if errno(&e) == libc::ENOENT => None,
+                    Err(e) => return Err(e),
+                }
+            };
+            let part = r.unwrap_or_else(|| n.as_bytes().to_vec());
+            let rooted = part.first() == Some(&b'/');
+            v.splice(0..0, part);
+            if rooted {
+                break;
+            }
+            v.insert(0, b'/');
+            if parent.as_os_str().is_empty() {
+                break;
+            }
+            cur = parent;
+        }
+        v
+    };
+    if value.len() > REDIRECT_MAX {
+        stack.stats.exdev();
+        return Err(err(libc::EXDEV));
+    }
+    markers::set_redirect(stack, XTarget::At(at, name), &value)
 }
 
 /// Hard-link the object at `src_path` (a non-directory) as `nname` in `ndir`.

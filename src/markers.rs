@@ -426,6 +426,24 @@ pub fn note_xattr_whiteout(
     Ok(())
 }
 
+/// The redirect this mount itself wrote (or the kernel, in its namespace)
+/// on an upper directory, if any.
+pub fn own_redirect(stack: &impl Workdir, dir: XTarget) -> io::Result<Option<Vec<u8>>> {
+    match sys::getxattr(dir, &stack.xattr_ns().name("redirect")) {
+        Ok(v) => Ok(Some(v)),
+        Err(e) if matches!(sys::errno(&e), libc::ENODATA | libc::ENOTSUP) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Record on an upper directory where its lower part is (see
+/// `dir_ops::rename`), as the kernel's redirect_dir=on does.
+pub fn set_redirect(stack: &impl Workdir, dir: XTarget, value: &[u8]) -> io::Result<()> {
+    sys::setxattr(dir, &stack.xattr_ns().name("redirect"), value, 0)?;
+    tracing::debug!(redirect = ?OsStr::from_bytes(value), "redirect set");
+    Ok(())
+}
+
 /// Mark an upper directory opaque.
 pub fn set_opaque(stack: &impl Workdir, dir: XTarget) -> io::Result<()> {
     sys::setxattr(dir, &stack.xattr_ns().name("opaque"), b"y", 0)?;

@@ -94,11 +94,19 @@ pub enum RedirectDir {
     /// None written; a directory whose redirect leads to a lower one
     /// answers EPERM, as in the kernel.
     NoFollow,
+    /// Followed, and written: renaming a directory with a lower part
+    /// copies up the directory alone and records where its lower is.
+    On,
 }
 
 impl RedirectDir {
     pub fn follows(self) -> bool {
         self != RedirectDir::NoFollow
+    }
+    /// Does a rename of a directory with a lower part write a redirect
+    /// (else it answers EXDEV)?
+    pub fn writes(self) -> bool {
+        self == RedirectDir::On
     }
 }
 
@@ -272,8 +280,8 @@ pub const EFFECTIVE: &[(&str, &str)] = &[
         "SELinux labels for the mount, quoted if they hold a comma; without SELinux they have no effect",
     ),
     (
-        "redirect_dir=off, redirect_dir=follow, redirect_dir=nofollow",
-        "no redirect is written: renaming a lower directory answers EXDEV; off (the default) and follow read the overlay.redirect marks the kernel wrote with redirect_dir=on, nofollow answers EPERM for a directory whose redirect finds a lower one (as the kernel); on is refused",
+        "redirect_dir=off, redirect_dir=follow, redirect_dir=nofollow, redirect_dir=on",
+        "off (the default), follow and nofollow write no redirect: renaming a lower directory answers EXDEV; off and follow read the overlay.redirect marks the kernel writes with redirect_dir=on, nofollow answers EPERM for a directory whose redirect finds a lower one (as the kernel); on reads them and renames such a directory as the kernel does, writing one",
     ),
     ("debug", "the same as -d"),
     (
@@ -593,10 +601,10 @@ impl MountOptions {
                     "off" => RedirectDir::Off,
                     "follow" => RedirectDir::Follow,
                     "nofollow" => RedirectDir::NoFollow,
+                    "on" => RedirectDir::On,
                     _ => {
                         return Err(format!(
-                            "redirect_dir={v} is not supported: renaming a lower directory answers EXDEV \
-                             (redirect_dir=off, follow and nofollow are accepted)"
+                            "redirect_dir={v}: the values are on, follow, nofollow and off"
                         ));
                     }
                 };
@@ -675,8 +683,8 @@ mod tests {
         assert_eq!(m.subtype.as_deref(), Some("y"));
     }
 
-    /// redirect_dir: off (the default), follow and nofollow are read
-    /// settings; on, which would write redirects, is refused.
+    /// redirect_dir: off (the default), follow, nofollow and on; only on
+    /// writes redirects.
     #[test]
     fn redirect_dir_values() {
         let rd =
@@ -688,8 +696,10 @@ mod tests {
         assert_eq!(rd("off"), Ok(RedirectDir::Off));
         assert_eq!(rd("follow"), Ok(RedirectDir::Follow));
         assert_eq!(rd("nofollow"), Ok(RedirectDir::NoFollow));
-        assert!(rd("on").is_err());
+        assert_eq!(rd("on"), Ok(RedirectDir::On));
+        assert!(rd("yes").is_err());
         assert!(RedirectDir::Off.follows() && !RedirectDir::NoFollow.follows());
+        assert!(RedirectDir::On.writes() && !RedirectDir::Follow.writes());
     }
 
     /// The option tables (the -o help, the man page) name only options the

@@ -238,8 +238,8 @@ fn the_options_containers_storage_and_libfuse_pass_are_accepted() {
     drop(fm);
 
     // Still an error: a word none of fuse-overlayfs, libfuse, mount(8) knows,
-    // and a redirect_dir value that would promise renames we do not do.
-    for bad in ["frobnicate", "redirect_dir=on"] {
+    // and a redirect_dir value the kernel does not know either.
+    for bad in ["frobnicate", "redirect_dir=yes"] {
         let e = FuseMount::try_mount(&d.opts(bad), &d.p("m"), None)
             .err()
             .unwrap();

@@ -461,3 +461,37 @@ fn user_overlay_redirects_count_in_the_user_namespace_only() {
     assert_eq!(probe_stat(&m.join("b/f")), Err(libc::ENOENT));
     drop(fm);
 }
+
+#[test]
+fn redirect_dir_on_renames_lower_dirs_as_the_kernel_and_the_kernel_reads_them() {
+    if !env_ok(&[Need::Root, Need::Fuse, Need::KernelOverlay]) {
+        return;
+    }
+    // The kernel's upper for these renames, and the tree it showed.
+    let (ks, kseen) = kernel_redirected_site();
+    // The same renames through ovlfuse with redirect_dir=on.
+    let s = Site::new(&redirect_lower());
+    let m = s.p("m");
+    let fm = fuse_mount(&s, "w1", &["redirect_dir=on"], None);
+    kernel_redirect_renames(&m);
+    let seen = snapshot(&m);
+    drop(fm);
+    assert_same_tree_labeled(&seen, &kseen, "ovlfuse", "kernel");
+    // The same redirects, with the same values, where the kernel wrote one.
+    let name = "trusted.overlay.redirect";
+    for d in ["b", "b/zz", "c2", "w2", "n2/sub2", "o/d3", "mm", "n2", "x"] {
+        assert_eq!(
+            probe_lgetxattr(&s.p(&format!("u/{d}")), name),
+            probe_lgetxattr(&ks.p(&format!("u/{d}")), name),
+            "{d}"
+        );
+    }
+    assert_same_upper(&s.p("u"), XattrNs::Trusted, &ks.p("u"), XattrNs::Trusted);
+    // Mounted again, by the kernel and by ovlfuse: the same tree.
+    let k = kernel_mount(&s, "w2", &["redirect_dir=on"]);
+    assert_same_tree_labeled(&snapshot(&m), &seen, "kernel", "ovlfuse");
+    drop(k);
+    let fm = fuse_mount(&s, "w1", &["redirect_dir=on"], None);
+    assert_same_tree_labeled(&snapshot(&m), &seen, "ovlfuse again", "ovlfuse");
+    drop(fm);
+}

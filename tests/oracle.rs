@@ -307,3 +307,48 @@ fn regression_rename_over_nonempty_upper_dir_marks_source_then_enotempty() {
     twin.assert_same_view();
     twin.assert_same_upper();
 }
+
+/// With redirect_dir=on on both sides, renames of directories with a lower
+/// part answer as the kernel's and leave the same redirects: exchange,
+/// over an empty merged directory, a second move, and a path past the
+/// kernel's redirect_max (EXDEV).
+#[test]
+fn redirect_dir_on_exchange_overwrite_and_long_paths_match_kernel() {
+    if !need_twin() {
+        return;
+    }
+    let long = "d".repeat(200);
+    let twin = Twin::builder()
+        .lower(
+            layer()
+                .file("p/a/f", "a\n")
+                .file("q/b/g", "b\n")
+                .dir("q/empty")
+                .file("r/e/h", "e\n")
+                .file(format!("{long}/{long}/deep/k"), "k\n"),
+        )
+        .opt("redirect_dir=on")
+        .mount();
+    let r = assert_both_eq!(twin, |r: &Path| {
+        probe_rename(&r.join("p/a"), &r.join("q/b"), libc::RENAME_EXCHANGE)?;
+        probe_rename(&r.join("r/e"), &r.join("q/empty"), 0)?;
+        probe_rename(&r.join("q/empty"), &r.join("p/again"), 0)
+    });
+    assert_eq!(r, Ok(()));
+    let r = assert_both_eq!(twin, |r: &Path| {
+        probe_rename(&r.join(format!("{long}/{long}/deep")), &r.join("far"), 0)
+    });
+    assert_eq!(r, Err(libc::EXDEV));
+    twin.assert_same_view();
+    twin.assert_same_upper();
+    let name = "trusted.overlay.redirect";
+    for d in ["p/a", "q/b", "p/again"] {
+        let kern = probe_lgetxattr(&twin.kern_upper().join(d), name);
+        assert!(kern.is_ok(), "{d}: the kernel wrote a redirect");
+        assert_eq!(
+            probe_lgetxattr(&twin.fuse_upper().join(d), name),
+            kern,
+            "{d}"
+        );
+    }
+}
