@@ -211,7 +211,15 @@ pub fn create(
     let (fd, st) = match upper_name(stack, upper.as_fd(), name)? {
         UpperName::Present(_) => return Err(err(libc::EEXIST)),
         UpperName::Absent if !nested_whiteout => {
-            make(upper.as_fd(), name, obj, owner, acl, stack.perms_write)?
+            let made = make(upper.as_fd(), name, obj, owner, acl, stack.perms_write)?;
+            // As the kernel with redirect_dir=on: a directory made in a
+            // merged one is opaque, so that no lower directory a later
+            // redirect might bring in merges into it. Only a shortcut
+            // there, so a failure is ignored, as the kernel ignores it.
+            if is_dir && stack.redirect_dir.writes() && !dir.lowers.is_empty() {
+                let _ = markers::set_opaque(stack, XTarget::At(upper.as_fd(), name));
+            }
+            made
         }
         // A nested whiteout is built aside too: until its mark is set, the
         // device would be a whiteout of ours.

@@ -1,8 +1,10 @@
 //! Randomized differential test (issue 4): random layer stacks and random
 //! operation sequences run on ovlfuse and on the kernel overlayfs
 //! (`redirect_dir=off`, under which the kernel also answers EXDEV for lower
-//! directories, ovlfuse's designed rule). After every step the errno and
-//! the merged tree must agree; at the end, the upper layers too.
+//! directories, ovlfuse's designed rule; and, in a mode of its own, both
+//! with `redirect_dir=on`, where such renames succeed and leave
+//! redirects). After every step the errno and the merged tree must agree;
+//! at the end, the upper layers too.
 //!
 //! Seeded and reproducible. Short in CI; long on demand:
 //!   OVLFUSE_DIFF_SEEDS=2000 OVLFUSE_DIFF_STEPS=200 cargo test --release --test differential
@@ -199,16 +201,24 @@ fn apply(r: &Path, op: &Op) -> Result<String, i32> {
 }
 
 /// Why a sequence diverged, or None when both sides agreed throughout.
-fn run(lowers: &[Layer], ops: &[Op]) -> Option<String> {
-    run_as(lowers, ops, None)
+fn run(lowers: &[Layer], ops: &[Op], redirect_on: bool) -> Option<String> {
+    run_as(lowers, ops, None, redirect_on)
 }
 
 /// `user`: ovlfuse is mounted by that ordinary user, the kernel overlay
 /// with `userxattr`, and every operation and snapshot runs as that user.
-fn run_as(lowers: &[Layer], ops: &[Op], user: Option<(u32, u32)>) -> Option<String> {
+/// `redirect_on`: both sides mount with redirect_dir=on.
+fn run_as(
+    lowers: &[Layer],
+    ops: &[Op],
+    user: Option<(u32, u32)>,
+    redirect_on: bool,
+) -> Option<String> {
     // redirect_dir=off still follows redirects, which userxattr forbids;
     // nofollow also answers EXDEV for lower directories.
-    let redirect = if user.is_some() {
+    let redirect = if redirect_on {
+        "redirect_dir=on"
+    } else if user.is_some() {
         "redirect_dir=nofollow"
     } else {
         "redirect_dir=off"
@@ -219,6 +229,9 @@ fn run_as(lowers: &[Layer], ops: &[Op], user: Option<(u32, u32)>) -> Option<Stri
         .kern_opt("metacopy=off");
     if let Some((uid, gid)) = user {
         b = b.fuse_as(uid, gid).kern_opt("userxattr");
+    }
+    if redirect_on {
+        b = b.fuse_opt("redirect_dir=on");
     }
     for l in lowers {
         b = b.lower(l.clone());
@@ -263,13 +276,18 @@ fn run_as(lowers: &[Layer], ops: &[Op], user: Option<(u32, u32)>) -> Option<Stri
 }
 
 /// Drop operations one at a time while the divergence persists.
-fn shrink(lowers: &[Layer], mut ops: Vec<Op>, user: Option<(u32, u32)>) -> (Vec<Op>, String) {
-    let mut why = run_as(lowers, &ops, user).unwrap_or_default();
+fn shrink(
+    lowers: &[Layer],
+    mut ops: Vec<Op>,
+    user: Option<(u32, u32)>,
+    redirect_on: bool,
+) -> (Vec<Op>, String) {
+    let mut why = run_as(lowers, &ops, user, redirect_on).unwrap_or_default();
     let mut i = 0;
     while i < ops.len() {
         let mut fewer = ops.clone();
         fewer.remove(i);
-        match run_as(lowers, &fewer, user) {
+        match run_as(lowers, &fewer, user, redirect_on) {
             Some(w) => {
                 ops = fewer;
                 why = w;
@@ -289,13 +307,24 @@ fn env_num(name: &str, default: u64) -> u64 {
 
 #[test]
 fn random_sequences_match_kernel_overlayfs() {
+    random_sequences(false, 1);
+}
+
+/// The same, both sides with redirect_dir=on: directory renames succeed.
+#[test]
+fn random_sequences_with_redirect_dir_on_match_kernel_overlayfs() {
+    random_sequences(true, 5_000_000);
+}
+
+/// `redirect_on`: both sides with redirect_dir=on; seeds from `base`.
+fn random_sequences(redirect_on: bool, base: u64) {
     if !env_ok(&[Need::Root, Need::Fuse, Need::KernelOverlay]) {
         return;
     }
     let seeds: Vec<u64> = match std::env::var("OVLFUSE_DIFF_SEED") {
         Ok(s) => vec![s.parse().expect("OVLFUSE_DIFF_SEED is a number")],
         Err(_) => {
-            let base = env_num("OVLFUSE_DIFF_BASE", 1);
+            let base = env_num("OVLFUSE_DIFF_BASE", base);
             (base..base + env_num("OVLFUSE_DIFF_SEEDS", 25)).collect()
         }
     };
@@ -312,8 +341,8 @@ fn random_sequences_match_kernel_overlayfs() {
                 "differential: up to seed {seed}, {total_ops} operations, no divergence so far"
             );
         }
-        if run(&lowers, &ops).is_some() {
-            let (min, why) = shrink(&lowers, ops, None);
+        if run(&lowers, &ops, redirect_on).is_some() {
+            let (min, why) = shrink(&lowers, ops, None, redirect_on);
             panic!(
                 "divergence with seed {seed} (rerun: OVLFUSE_DIFF_SEED={seed}):\n{why}\nlayers (top first): {lowers:?}\nshrunk sequence: {min:?}"
             );
@@ -339,8 +368,8 @@ fn random_sequences_as_an_ordinary_user_match_kernel_overlayfs() {
         let nl = rng.below(3) + 1;
         let lowers: Vec<Layer> = (0..nl).map(|d| gen_layer(&mut rng, d, user)).collect();
         let ops: Vec<Op> = (0..steps).map(|_| gen_op(&mut rng)).collect();
-        if run_as(&lowers, &ops, user).is_some() {
-            let (min, why) = shrink(&lowers, ops, user);
+        if run_as(&lowers, &ops, user, false).is_some() {
+            let (min, why) = shrink(&lowers, ops, user, false);
             panic!(
                 "unprivileged divergence, seed {seed} (rerun: OVLFUSE_DIFF_USER_BASE={seed} OVLFUSE_DIFF_USER_SEEDS=1):\n{why}\nlayers: {lowers:?}\nshrunk sequence: {min:?}"
             );

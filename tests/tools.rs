@@ -463,3 +463,29 @@ fn demo_runs_as_root_and_unprivileged() {
     assert!(out.contains("user.overlay.opaque=y"), "{out}");
     assert!(!is_mounted(&dir.join("merged")));
 }
+
+#[test]
+fn which_names_where_a_redirect_sent_the_lookup() {
+    if !env_ok(&[Need::Root]) {
+        return;
+    }
+    let t = tempdir();
+    let p = |n: &str| t.path().join(n);
+    for d in ["a", "b"] {
+        fs::create_dir(p(d)).unwrap();
+    }
+    // A directory the kernel renamed from "old" to "new", as a lower.
+    layer()
+        .dir("new")
+        .xattr("new", "trusted.overlay.redirect", "old")
+        .apply(&p("a"));
+    layer().file("old/f", "f\n").apply(&p("b"));
+    let o = format!("lowerdir={}:{}", p("a").display(), p("b").display());
+    let (ok, out) = run(&["which", "-o", &o, "new/f"]);
+    assert!(ok, "{out}");
+    assert!(
+        out.contains("through overlay.redirect: [1] at /old/f"),
+        "{out}"
+    );
+    assert!(!out.contains("a bug"), "{out}");
+}

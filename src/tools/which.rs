@@ -620,10 +620,24 @@ pub fn run(opts: &[String], path: &Path, cwd: &Path) -> i32 {
                 }
                 _ => false,
             };
+            // Lower parts a redirect put elsewhere than at the overlay path.
+            let moved: Vec<String> = e
+                .layers
+                .iter()
+                .filter(|l| !stack.is_upper(l.layer) && l.path != rel)
+                .map(|l| format!("[{}] at {}", l.layer, show(&l.path)))
+                .collect();
+            if !moved.is_empty() {
+                s += &format!("; through overlay.redirect: {}", moved.join(", "));
+            }
             println!("{s}");
-            if !agrees {
+            if !agrees && moved.is_empty() {
                 println!(
                     "note: the layer notes above disagree with the lookup (a bug: please report it)"
+                );
+            } else if !agrees {
+                println!(
+                    "note: the layer notes above look at the overlay path only; a redirect on the way sends the lookup elsewhere"
                 );
             }
             0
