@@ -453,22 +453,41 @@ impl Walk {
 }
 
 /// A redirect's value, if well formed: a path from the root (`/a/b`, no
-/// empty component) or one name. The kernel refuses a lookup through any
-/// other (EINVAL); `.` and `..` are refused too, so no redirect climbs.
-fn checked_redirect(r: &[u8]) -> io::Result<&[u8]> {
+/// empty component) or one name, read up to a NUL as the kernel reads it
+/// (a C string); an empty value, a path with an empty component or a name
+/// with a slash is refused (EINVAL) as the kernel refuses it. A `.`, `..` or empty name
+/// passes here: the kernel's per-name lookup refuses it (EACCES) only when
+/// the walk reaches it in a lower ([`no_climb`]), so no redirect climbs.
+fn checked_redirect(raw: &[u8]) -> io::Result<&[u8]> {
+    let r = raw.split(|b| *b == 0).next().unwrap_or(raw);
     let names: Vec<&[u8]> = match r.strip_prefix(b"/") {
         Some(rest) => rest.split(|b| *b == b'/').collect(),
         None => vec![r],
     };
-    let bad = |n: &&[u8]| n.is_empty() || *n == b"." || *n == b".." || n.contains(&b'/');
-    if names.iter().any(bad) {
-        tracing::warn!(redirect = ?OsStr::from_bytes(r), "invalid overlay.redirect");
+    let absolute = r.starts_with(b"/");
+    if raw.is_empty()
+        || (absolute && names.iter().any(|n| n.is_empty()))
+        || (!absolute && r.contains(&b'/'))
+    {
+        tracing::warn!(redirect = ?OsStr::from_bytes(raw), "invalid overlay.redirect");
         return Err(sys::err(libc::EINVAL));
     }
     if names.iter().any(|n| n.len() > 255) {
         return Err(sys::err(libc::ENAMETOOLONG));
     }
     Ok(r)
+}
+
+/// A name a redirect sends the walk to, as the kernel's lookup of one
+/// name takes it: `.`, `..` and the empty name are refused (EACCES).
+fn no_climb(name: &OsStr) -> io::Result<&OsStr> {
+    match name.as_bytes() {
+        b"" | b"." | b".." => {
+            tracing::warn!(name = ?name, "overlay.redirect climbs");
+            Err(sys::err(libc::EACCES))
+        }
+        _ => Ok(name),
+    }
 }
 
 /// Look `name` up in `dir`: the upper first (if `upper`), then the lowers
@@ -552,7 +571,7 @@ fn lookup_in(
         if w.absolute() {
             walk_from_root(stack, &mut w, l, last)?;
         } else {
-            let t = OsStr::from_bytes(&w.target);
+            let t = no_climb(OsStr::from_bytes(&w.target))?;
             let root = stack.layers[l].root.as_fd();
             let hit = match stack.dirs.listed(root, l, parent, t, stack.marks(l)) {
                 Listed::Absent => Probe::Absent,
@@ -608,7 +627,7 @@ fn walk_from_root(stack: &Stack, w: &mut Walk, layer: usize, last: bool) -> io::
             .iter()
             .position(|b| *b == b'/')
             .map_or(target.len(), |p| start + p);
-        let comp = OsStr::from_bytes(&target[start..stop]);
+        let comp = no_climb(OsStr::from_bytes(&target[start..stop]))?;
         let end = stop == target.len();
         match stack.dirs.listed(
             stack.layers[layer].root.as_fd(),

@@ -495,3 +495,68 @@ fn redirect_dir_on_renames_lower_dirs_as_the_kernel_and_the_kernel_reads_them() 
     assert_same_tree_labeled(&snapshot(&m), &seen, "ovlfuse again", "ovlfuse");
     drop(fm);
 }
+
+/// Redirect values the kernel never writes (empty, a relative one with a
+/// slash, `.`/`..` components, a trailing slash, one that leads nowhere or
+/// to a file): what lookup, listing and stat answer through ovlfuse must be
+/// what the kernel answers, value by value.
+#[test]
+fn malformed_redirects_answer_as_the_kernel_does() {
+    if !env_ok(&[Need::Root, Need::Fuse, Need::KernelOverlay]) {
+        return;
+    }
+    let values: &[&[u8]] = &[
+        b"",
+        b"x/f",
+        b".",
+        b"..",
+        b"/x/../x",
+        b"/./x",
+        b"/x/",
+        b"//x",
+        b"/nowhere",
+        b"/x/f",
+        b"f",
+        b"x\0y",
+        b"/",
+        b"/nowhere/..",
+        b"/f/..",
+        b"\0",
+    ];
+    let mut diffs = Vec::new();
+    for v in values {
+        let d = Dirs::new();
+        fs::create_dir_all(d.p("l/x")).unwrap();
+        fs::write(d.p("l/x/f"), "f").unwrap();
+        fs::write(d.p("l/f"), "top").unwrap();
+        fs::create_dir(d.p("u/y")).unwrap();
+        probe_setxattr(&d.p("u/y"), "trusted.overlay.redirect", v, 0).unwrap();
+        let (lowers, m) = ([d.p("l")], d.p("m"));
+        let look = |m: &Path| {
+            (
+                probe_stat(&m.join("y")).map(|s| (s.kind, s.size)),
+                probe_readdir(&m.join("y")),
+                probe_stat(&m.join("y/f")).map(|s| (s.kind, s.size)),
+            )
+        };
+        fs::create_dir_all(d.p("kw")).unwrap();
+        let k = KernelOverlay::mount(
+            &lowers,
+            Some((&d.p("u"), &d.p("kw"))),
+            &m,
+            &["redirect_dir=follow"],
+        );
+        let kern = look(&m);
+        drop(k);
+        let fm = FuseMount::mount(&lowers, Some((&d.p("u"), &d.p("w"))), &m, &[] as &[&str]);
+        let ours = look(&m);
+        drop(fm);
+        if ours != kern {
+            diffs.push(format!(
+                "redirect {:?}: ovlfuse {ours:?}, kernel {kern:?}",
+                v.escape_ascii().to_string()
+            ));
+        }
+    }
+    assert!(diffs.is_empty(), "{}", diffs.join("\n"));
+}
