@@ -77,12 +77,14 @@ pub struct MountOptions {
     /// `marks=`: which on-disk marks to obey; None is the default for
     /// whoever runs the daemon (see `markers::MarkPolicy::new`).
     pub marks: Option<Marks>,
-    /// `redirect_dir=`: whether `overlay.redirect` marks are followed.
-    pub redirect_dir: RedirectDir,
+    /// `redirect_dir=`: whether `overlay.redirect` marks are followed and
+    /// written; None: the default for the mount's xattr namespace (see
+    /// `Stack::open`).
+    pub redirect_dir: Option<RedirectDir>,
 }
 
-/// `redirect_dir=`, for reading: ovlfuse writes no redirects (renaming a
-/// lower directory answers EXDEV), but reads the ones the kernel wrote.
+/// `redirect_dir=`: whether redirects are read (the kernel's) and written
+/// (renaming a lower directory otherwise answers EXDEV).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum RedirectDir {
     /// The kernel's default: none written, those found followed (the
@@ -100,6 +102,15 @@ pub enum RedirectDir {
 }
 
 impl RedirectDir {
+    /// Its word in `redirect_dir=`.
+    pub fn name(self) -> &'static str {
+        match self {
+            RedirectDir::Off => "off",
+            RedirectDir::Follow => "follow",
+            RedirectDir::NoFollow => "nofollow",
+            RedirectDir::On => "on",
+        }
+    }
     pub fn follows(self) -> bool {
         self != RedirectDir::NoFollow
     }
@@ -597,7 +608,7 @@ impl MountOptions {
             }
             "redirect_dir" => {
                 let v = need(val)?;
-                self.redirect_dir = match v.as_str() {
+                self.redirect_dir = Some(match v.as_str() {
                     "off" => RedirectDir::Off,
                     "follow" => RedirectDir::Follow,
                     "nofollow" => RedirectDir::NoFollow,
@@ -607,7 +618,7 @@ impl MountOptions {
                             "redirect_dir={v}: the values are on, follow, nofollow and off"
                         ));
                     }
-                };
+                });
             }
             "debug" => self.debug = true,
             "remount" => self.remount = true,
@@ -689,14 +700,11 @@ mod tests {
     fn redirect_dir_values() {
         let rd =
             |v: &str| parse(&[&format!("lowerdir=a,redirect_dir={v}")]).map(|m| m.redirect_dir);
-        assert_eq!(
-            parse(&["lowerdir=a"]).unwrap().redirect_dir,
-            RedirectDir::Off
-        );
-        assert_eq!(rd("off"), Ok(RedirectDir::Off));
-        assert_eq!(rd("follow"), Ok(RedirectDir::Follow));
-        assert_eq!(rd("nofollow"), Ok(RedirectDir::NoFollow));
-        assert_eq!(rd("on"), Ok(RedirectDir::On));
+        assert_eq!(parse(&["lowerdir=a"]).unwrap().redirect_dir, None);
+        assert_eq!(rd("off"), Ok(Some(RedirectDir::Off)));
+        assert_eq!(rd("follow"), Ok(Some(RedirectDir::Follow)));
+        assert_eq!(rd("nofollow"), Ok(Some(RedirectDir::NoFollow)));
+        assert_eq!(rd("on"), Ok(Some(RedirectDir::On)));
         assert!(rd("yes").is_err());
         assert!(RedirectDir::Off.follows() && !RedirectDir::NoFollow.follows());
         assert!(RedirectDir::On.writes() && !RedirectDir::Follow.writes());

@@ -362,6 +362,22 @@ impl Stack {
         } else {
             XattrNs::Trusted
         };
+        // As the kernel with userxattr: redirects in the user namespace
+        // are anyone's to write, so they are never followed (a directory
+        // with one answers EPERM) nor written, and asking otherwise is an
+        // error before anything is mounted.
+        let redirect_dir = match (xattr_ns, o.redirect_dir) {
+            (XattrNs::User, Some(r)) if r != RedirectDir::NoFollow => {
+                return Err(format!(
+                    "redirect_dir={} conflicts with user.overlay.* marks (userxattr, or a mount by an \
+                     ordinary user or without trusted.* xattrs): as in the kernel, redirects there are \
+                     neither followed nor written (redirect_dir=nofollow)",
+                    r.name()
+                ));
+            }
+            (XattrNs::User, _) => RedirectDir::NoFollow,
+            (XattrNs::Trusted, r) => r.unwrap_or_default(),
+        };
         // Root of a user namespace (rootless Podman's mount program) mounts
         // what its user owns: the user's own mount, for the marks it obeys.
         let own = sys::geteuid() != 0 || !sys::in_initial_user_ns();
@@ -412,7 +428,7 @@ impl Stack {
             mark_policy: marks,
             foreign_marks,
             volatile: o.volatile,
-            redirect_dir: o.redirect_dir,
+            redirect_dir,
             view: View::from_options(o),
             atime: o.atime,
             nodiratime: o.nodiratime,

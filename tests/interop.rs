@@ -432,7 +432,7 @@ fn redirects_in_a_lower_layer_are_followed_like_the_kernel() {
 }
 
 #[test]
-fn user_overlay_redirects_count_in_the_user_namespace_only() {
+fn user_overlay_redirects_are_refused_as_the_kernel_refuses_them_with_userxattr() {
     if !env_ok(&[Need::Root, Need::Fuse, Need::KernelOverlay]) {
         return;
     }
@@ -452,9 +452,58 @@ fn user_overlay_redirects_count_in_the_user_namespace_only() {
         }
     }
     let m = s.p("m");
+    // With userxattr the kernel follows no redirect (they are anyone's to
+    // write there): a directory whose redirect finds a lower answers EPERM.
+    // Compared name by name: the kernel's listing of a merged directory
+    // holding one fails as a whole (EPERM), where ovlfuse lists the name
+    // and fails its lookup (docs/semantics.md, Differences).
+    fs::create_dir(s.p("w5")).unwrap();
+    let names: Vec<String> = seen.entries.keys().cloned().collect();
+    let look = |m: &Path| -> Vec<(String, Result<Kind, i32>)> {
+        names
+            .iter()
+            .map(|n| (n.clone(), probe_stat(&m.join(n)).map(|st| st.kind)))
+            .collect()
+    };
+    let k = kernel_mount(&s, "w5", &["userxattr"]);
+    let (kern, kern_root) = (look(&m), probe_readdir(&m));
+    drop(k);
+    assert!(
+        kern.iter().any(|(_, r)| *r == Err(libc::EPERM)),
+        "some redirect is refused: {kern:?}"
+    );
+    assert_eq!(
+        kern_root,
+        Err(libc::EPERM),
+        "the kernel's listing of the root"
+    );
     let fm = fuse_mount(&s, "w2", &["userxattr"], None);
-    assert_same_tree_labeled(&snapshot(&m), &seen, "ovlfuse userxattr", "kernel");
+    assert_eq!(
+        look(&m),
+        kern,
+        "ovlfuse userxattr against the kernel userxattr"
+    );
+    assert!(probe_readdir(&m).is_ok());
     drop(fm);
+    // As the kernel, no redirect_dir but nofollow goes with them.
+    for v in ["on", "follow", "off"] {
+        let o = ovlfuse_options(
+            &[s.p("l")],
+            Some((&s.p("u"), &s.p("w2"))),
+            &["userxattr", &format!("redirect_dir={v}")],
+        );
+        let out = std::process::Command::new(ovlfuse_bin())
+            .args(["-o", &o])
+            .arg(&m)
+            .output()
+            .unwrap();
+        assert_refusal(
+            &format!("userxattr,redirect_dir={v}"),
+            &out,
+            "redirect_dir=",
+        );
+        assert!(!is_mounted(&m));
+    }
     // A root mount's own namespace is trusted: a user.overlay.redirect is
     // anyone's to write, and is not followed.
     let fm = fuse_mount(&s, "w2", &[], None);
