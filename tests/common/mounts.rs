@@ -1056,11 +1056,17 @@ impl Twin {
     /// The upper layers on disk must match; each side's xattr namespace
     /// follows its `userxattr` option.
     pub fn assert_same_upper(&self) {
-        tree::assert_same_upper(
+        self.assert_same_upper_keeping(&[]);
+    }
+
+    /// `assert_same_upper`, comparing the bookkeeping xattrs in `keep`.
+    pub fn assert_same_upper_keeping(&self, keep: &[&str]) {
+        tree::assert_same_upper_keeping(
             self.fuse_upper(),
             XattrNs::for_opts(&self.cfg.fuse_opts),
             self.kern_upper(),
             XattrNs::for_opts(&self.cfg.kern_opts),
+            keep,
         );
     }
 }

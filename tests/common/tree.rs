@@ -235,6 +235,12 @@ pub const BOOKKEEPING_XATTRS: &[&str] = &[
 /// xattrs under `ns` are renamed to "overlay.*", bookkeeping ones dropped,
 /// and nlink ignored (the kernel hard-links its whiteouts to a shared one).
 pub fn snapshot_upper(root: &Path, ns: XattrNs) -> Tree {
+    snapshot_upper_keeping(root, ns, &[])
+}
+
+/// `snapshot_upper` that keeps the bookkeeping xattrs named in `keep`
+/// ("overlay.redirect": both sides write the same redirects).
+pub fn snapshot_upper_keeping(root: &Path, ns: XattrNs, keep: &[&str]) -> Tree {
     let mut t = snapshot(root);
     for node in t.entries.values_mut().filter_map(|r| r.as_mut().ok()) {
         node.nlink = None;
@@ -244,7 +250,7 @@ pub fn snapshot_upper(root: &Path, ns: XattrNs) -> Tree {
                 Some(rest) => format!("overlay.{rest}"),
                 None => name,
             };
-            if !BOOKKEEPING_XATTRS.contains(&name.as_str()) {
+            if keep.contains(&name.as_str()) || !BOOKKEEPING_XATTRS.contains(&name.as_str()) {
                 node.xattrs.insert(name, v);
             }
         }
@@ -468,9 +474,20 @@ pub fn assert_same_tree(fuse: &Tree, kern: &Tree) {
 /// contents, targets, whiteouts and opaque marks; each side's overlay xattr
 /// namespace is given explicitly.
 pub fn assert_same_upper(fuse_upper: &Path, fuse_ns: XattrNs, kern_upper: &Path, kern_ns: XattrNs) {
+    assert_same_upper_keeping(fuse_upper, fuse_ns, kern_upper, kern_ns, &[]);
+}
+
+/// `assert_same_upper`, comparing the bookkeeping xattrs in `keep` too.
+pub fn assert_same_upper_keeping(
+    fuse_upper: &Path,
+    fuse_ns: XattrNs,
+    kern_upper: &Path,
+    kern_ns: XattrNs,
+    keep: &[&str],
+) {
     let (f, k) = (
-        snapshot_upper(fuse_upper, fuse_ns),
-        snapshot_upper(kern_upper, kern_ns),
+        snapshot_upper_keeping(fuse_upper, fuse_ns, keep),
+        snapshot_upper_keeping(kern_upper, kern_ns, keep),
     );
     let d = diff_trees(&f, &k);
     if !d.is_empty() {
