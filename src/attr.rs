@@ -267,7 +267,7 @@ pub fn setattr(
     }
     let shown = |st: Stat| {
         let mut st = st;
-        stack.show_perms(0, obj.xattrs(up.as_fd(), &name), &mut st);
+        stack.as_stored(0, obj.xattrs(up.as_fd(), &name), &mut st);
         st
     };
     let st = obj.stat()?;

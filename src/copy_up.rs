@@ -21,10 +21,14 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::Path;
 use std::time::Instant;
 
-/// Copy every xattr except the overlay's private ones; an xattr the upper
-/// filesystem or our privileges refuse is skipped, as the kernel does for
-/// unsupported names.
-pub fn copy_xattrs(src: XTarget, dst: XTarget) -> io::Result<()> {
+/// Copy every xattr except the overlay's private ones, each value as
+/// `stored` makes it; an xattr the upper filesystem or our privileges
+/// refuse is skipped, as the kernel does for unsupported names.
+pub fn copy_xattrs(
+    src: XTarget,
+    dst: XTarget,
+    stored: impl Fn(&OsStr, Vec<u8>) -> Vec<u8>,
+) -> io::Result<()> {
     let names = match sys::listxattr(src) {
         Ok(n) => n,
         Err(e) if matches!(sys::errno(&e), libc::EOPNOTSUPP | libc::EPERM) => return Ok(()),
@@ -35,7 +39,7 @@ pub fn copy_xattrs(src: XTarget, dst: XTarget) -> io::Result<()> {
             continue;
         }
         let v = match sys::getxattr(src, &n) {
-            Ok(v) => v,
+            Ok(v) => stored(&n, v),
             Err(e) if sys::errno(&e) == libc::ENODATA => continue,
             Err(e) => return Err(e),
         };
@@ -93,7 +97,7 @@ fn copy_meta(
 ) -> io::Result<()> {
     let st = &src.st;
     let mut shown = *st;
-    stack.show_perms(layer, src_x, &mut shown);
+    stack.as_stored(layer, src_x, &mut shown);
     let record = stack.perms_write.filter(|_| perms::carries(st));
     let (owner, mode) = match record {
         Some(_) => {
@@ -129,7 +133,7 @@ fn copy_meta(
             }
         }
     }
-    copy_xattrs(src_x, dst_x)?;
+    copy_xattrs(src_x, dst_x, |n, v| stack.stored_xattr(layer, n, v))?;
     if let Some(name) = record {
         perms::write(name, dst_x, perms::Record::of(&shown))?;
     }

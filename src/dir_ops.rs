@@ -92,7 +92,7 @@ fn upper_name(stack: &Stack, parent: BorrowedFd, name: &OsStr) -> io::Result<Upp
 /// The owner a new object gets: the caller, but the group of a setgid parent.
 fn owner_for(stack: &Stack, parent: BorrowedFd, who: Caller) -> io::Result<(u32, u32, bool)> {
     let mut pst = sys::fstat(parent)?;
-    stack.show_perms(0, XTarget::Fd(parent), &mut pst);
+    stack.as_stored(0, XTarget::Fd(parent), &mut pst);
     let sgid = pst.st_mode & libc::S_ISGID != 0;
     Ok((who.uid, if sgid { pst.st_gid } else { who.gid }, sgid))
 }
@@ -251,7 +251,7 @@ pub fn create(
                 return Err(e);
             }
             let mut st = sys::fstatat(upper.as_fd(), name)?;
-            stack.show_perms(0, XTarget::At(upper.as_fd(), name), &mut st);
+            stack.as_stored(0, XTarget::At(upper.as_fd(), name), &mut st);
             (fd, st)
         }
     };
@@ -663,7 +663,7 @@ pub fn link(
         sys::linkat(sup.as_fd(), &sname, d, n)
     })?;
     let mut st = sys::fstatat(nup.as_fd(), nname)?;
-    stack.show_perms(0, XTarget::At(nup.as_fd(), nname), &mut st);
+    stack.as_stored(0, XTarget::At(nup.as_fd(), nname), &mut st);
     Ok(Entry {
         layer: 0,
         st,
@@ -774,6 +774,6 @@ pub fn link_unnamed(
     link_into(stack, nup.as_fd(), nname, |d, n| sys::link_fd(fd, d, n))?;
     // The same object tmpfile() described: its number does not change.
     let mut st = sys::fstatat(nup.as_fd(), nname)?;
-    stack.show_perms(0, XTarget::At(nup.as_fd(), nname), &mut st);
+    stack.as_stored(0, XTarget::At(nup.as_fd(), nname), &mut st);
     Ok(new_upper_entry(stack, child_path(ndir.path, nname), st))
 }

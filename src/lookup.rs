@@ -257,7 +257,7 @@ pub fn known(
         match sys::fstatat(d.as_fd(), n) {
             Ok(st) if stack.marks(l).is_whiteout(d.as_fd(), n, &st)? => Err(sys::err(libc::ENOENT)),
             Ok(mut st) => {
-                stack.show_perms(l, XTarget::At(d.as_fd(), n), &mut st);
+                stack.as_stored(l, XTarget::At(d.as_fd(), n), &mut st);
                 Ok(Some((st, d)))
             }
             Err(e) if matches!(sys::errno(&e), libc::ENOENT | libc::ENOTDIR) => Ok(None),
@@ -349,7 +349,7 @@ fn probe(stack: &Stack, layer: usize, dfd: &DirFd, dir: &Path, name: &OsStr) -> 
         return Ok(Probe::Whiteout);
     }
     let mut st = st;
-    stack.show_perms(layer, XTarget::At(dfd.as_fd(), name), &mut st);
+    stack.as_stored(layer, XTarget::At(dfd.as_fd(), name), &mut st);
     Ok(Probe::Found(st))
 }
 
@@ -672,7 +672,7 @@ fn walk_from_root(stack: &Stack, w: &mut Walk, layer: usize, last: bool) -> io::
 pub fn root(stack: &Stack) -> io::Result<Entry> {
     let root = stack.layers[0].root.as_fd();
     let mut st = sys::fstat(root)?;
-    stack.show_perms(0, XTarget::Fd(root), &mut st);
+    stack.as_stored(0, XTarget::Fd(root), &mut st);
     Ok(Entry {
         layer: 0,
         st,

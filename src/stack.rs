@@ -8,6 +8,7 @@
 //! ([`crate::ino`]) and lower-directory caches ([`crate::dircache`]).
 
 use crate::dircache::{DirCache, DirFd};
+use crate::idmap::ShownId;
 use crate::ino::Inos;
 use crate::markers::{DirMarks, MarkPolicy, XattrNs};
 use crate::options::{Atime, Marks, MountOptions, RedirectDir};
@@ -76,11 +77,17 @@ pub struct Stack {
     /// directory needs no `openat2` to reach it.
     upper_root: Option<DirFd>,
     /// Per layer: the xattr its owners and modes are kept in, if any
-    /// (`perms`; see [`Stack::show_perms`]).
+    /// (`perms`; see [`Stack::as_stored`]).
     perms: Vec<Option<&'static str>>,
     /// `xattr_permissions=1|2`: the xattr that owners and modes set
     /// through the mount go to, instead of the upper inodes.
     pub perms_write: Option<&'static str>,
+    /// Per layer: read through an idmapped mount, so the kernel shows its
+    /// ids already mapped. containers/storage (podman 4.3, `--uidmap`)
+    /// hands a mount program its image layers so and passes the same
+    /// mapping as `uidmapping=`: those ids are taken as shown ids, not
+    /// mapped a second time (see [`Stack::as_stored`]).
+    idmapped: Vec<bool>,
 }
 
 /// With `xattr_permissions`, the upper root carries the record `name`, so
@@ -335,9 +342,12 @@ impl Stack {
                 is_upper: true,
             });
         }
+        let mut idmapped = vec![false; layers.len()];
         for l in &o.lowerdirs {
             let l = l.canonicalize().map_err(|e| e.to_string())?;
             let (mut fd, st) = open_root(&l)?;
+            // Asked of the mount in this namespace: a clone has no entry.
+            idmapped.push(sys::is_idmapped(fd.as_fd()));
             // Where we may (root), read lowers through a read-only, noatime
             // clone of their mount; else the O_NOATIME opens do their best.
             if let Ok(frozen) = sys::open_frozen_tree(&l)
@@ -416,7 +426,11 @@ impl Stack {
                 _ => perms::probe(XTarget::Fd(l.root.as_fd())),
             })
             .collect();
+        if idmapped.contains(&true) {
+            tracing::info!("a lower is on an idmapped mount: its ids are taken as shown");
+        }
         Ok(Stack {
+            idmapped,
             perms,
             perms_write,
             upper_root,
@@ -580,11 +594,28 @@ impl Stack {
         })
     }
 
-    /// `st`, of the object `obj` in `layer`, with the owner and mode the
-    /// layer keeps in an xattr for it, if it keeps them so.
-    pub fn show_perms(&self, layer: usize, obj: XTarget, st: &mut sys::Stat) {
+    /// `st`, of the object `obj` in `layer`, as the layer stores it, which
+    /// is what the core works with (the view maps ids for the mount): the
+    /// ids of a layer read through an idmapped mount mapped back, and the
+    /// owner and mode the layer keeps in an xattr for it, if it keeps them
+    /// so.
+    pub fn as_stored(&self, layer: usize, obj: XTarget, st: &mut sys::Stat) {
+        if self.idmapped.get(layer) == Some(&true) {
+            st.st_uid = self.view.ids.uid.disk(ShownId(st.st_uid)).0;
+            st.st_gid = self.view.ids.gid.disk(ShownId(st.st_gid)).0;
+        }
         if let Some(Some(name)) = self.perms.get(layer) {
             perms::apply(name, obj, st);
+        }
+    }
+
+    /// An xattr value read from `layer`, as the layer stores it: through
+    /// an idmapped mount the kernel has mapped the ids of an ACL already.
+    pub fn stored_xattr(&self, layer: usize, name: &OsStr, v: Vec<u8>) -> Vec<u8> {
+        if self.idmapped.get(layer) == Some(&true) {
+            self.view.ids.acl_value_to_disk(name, &v)
+        } else {
+            v
         }
     }
 

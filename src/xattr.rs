@@ -71,7 +71,8 @@ pub fn get(
         .filter(|r| !nested_mark(stack, entry, r))
         .ok_or_else(|| err(HIDDEN))?;
     let (dir, n) = object(stack, path, entry, dir)?;
-    sys::getxattr(XTarget::At(dir.as_fd(), &n), &real)
+    let v = sys::getxattr(XTarget::At(dir.as_fd(), &n), &real)?;
+    Ok(stack.stored_xattr(entry.layer, &real, v))
 }
 
 pub fn list(

@@ -770,3 +770,62 @@ fn xattr_permissions_keep_what_was_asked_through_copy_up_and_creation() {
     assert_refusal("xattr_permissions=3", &out, "xattr_permissions=3");
     assert!(!is_mounted(&e.p("m")));
 }
+
+/// containers/storage (podman 4.3, `podman run --uidmap`) hands a mount
+/// program its image layers on an idmapped mount and passes the same
+/// mapping as `uidmapping=`. The ids the kernel shows through such a
+/// lower are already the container's: ovlfuse does not map them a second
+/// time (they would all show as 65534), and what it stores in the upper
+/// is the stored form, as for any other object.
+#[test]
+fn a_lower_on_an_idmapped_mount_is_not_mapped_twice() {
+    if !env_ok(&[Need::Root, Need::Fuse, Need::Tool("unshare")]) {
+        return;
+    }
+    let d = Dirs::new();
+    fs::write(d.p("l/a"), "a").unwrap();
+    fs::create_dir(d.p("l/d")).unwrap();
+    chown(&d.p("l/d"), 1000, 1000).unwrap();
+    let acl_of = |uid: u32| {
+        let x = u32::MAX;
+        posix_acl(&[
+            (1, 6, x),
+            (2, 4, uid),
+            (4, 4, x),
+            (0x10, 4, x),
+            (0x20, 4, x),
+        ])
+    };
+    let a_acl = acl_of(1001);
+    probe_setxattr(&d.p("l/a"), "system.posix_acl_access", &a_acl, 0).unwrap();
+    fs::create_dir(d.p("li")).unwrap();
+    let idm = IdmappedBind::new(&d.p("l"), &d.p("li"), 100000, 65536);
+    assert_eq!(owner(&d.p("li/d")), (101000, 101000), "the idmapped view");
+    let o = ovlfuse_options(
+        &[d.p("li")],
+        Some((&d.p("u"), &d.p("w"))),
+        &["uidmapping=0:100000:65536", "gidmapping=0:100000:65536"],
+    );
+    let m = d.p("m");
+    let fm = FuseMount::try_mount(&o, &m, None).unwrap();
+    drop(idm); // the daemon holds the lower open, as it holds c/storage's
+    assert_eq!(owner(&m.join("a")), (100000, 100000));
+    assert_eq!(owner(&m.join("d")), (101000, 101000));
+    // The ACL's user is shown once mapped too.
+    assert_eq!(
+        probe_getxattr(&m.join("a"), "system.posix_acl_access").unwrap(),
+        acl_of(101001)
+    );
+    // A copy-up stores the stored ids (and ACL) in the upper; so does a
+    // new file of the directory's (shown) owner.
+    with_creds(101000, 101000, || fs::write(m.join("d/new"), "n")).unwrap();
+    chown(&m.join("a"), 100005, 100006).unwrap();
+    drop(fm);
+    assert_eq!(owner(&d.p("u/d")), (1000, 1000));
+    assert_eq!(owner(&d.p("u/a")), (5, 6));
+    assert_eq!(owner(&d.p("u/d/new")), (1000, 1000));
+    assert_eq!(
+        probe_getxattr(&d.p("u/a"), "system.posix_acl_access").unwrap(),
+        a_acl
+    );
+}

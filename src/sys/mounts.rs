@@ -107,3 +107,35 @@ pub fn remount(target: &Path, flags: libc::c_ulong) -> io::Result<()> {
     }
     Ok(())
 }
+
+/// Is the mount holding `fd` an idmapped one (mount_setattr's
+/// MOUNT_ATTR_IDMAP: the kernel shows its ids through a mapping)? Read
+/// from /proc/self/mountinfo by the mount id statx gives, so only for a
+/// mount in this namespace (not a detached clone); false where unknown.
+pub fn is_idmapped(fd: std::os::fd::BorrowedFd) -> bool {
+    // SAFETY: all-zero bytes are a valid `libc::statx` (integers only).
+    let mut stx: libc::statx = unsafe { std::mem::zeroed() };
+    // SAFETY: a borrowed, open fd, an empty C string (AT_EMPTY_PATH: the fd
+    // itself) and `stx`, writable, outlive the call.
+    let r = unsafe {
+        libc::statx(
+            fd.as_raw_fd(),
+            c"".as_ptr(),
+            libc::AT_EMPTY_PATH,
+            libc::STATX_MNT_ID,
+            &mut stx,
+        )
+    };
+    if r != 0 || stx.stx_mask & libc::STATX_MNT_ID == 0 {
+        return false;
+    }
+    let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
+        return false;
+    };
+    let id = stx.stx_mnt_id.to_string();
+    info.lines()
+        .map(|l| l.split(' ').collect::<Vec<_>>())
+        .find(|f| f.first() == Some(&id.as_str()))
+        .and_then(|f| f.get(5).map(|o| o.split(',').any(|x| x == "idmapped")))
+        .unwrap_or(false)
+}

@@ -1111,3 +1111,92 @@ pub fn assert_refusal(what: &str, out: &std::process::Output, needle: &str) {
         "{what}: {err:?} does not name {needle:?}"
     );
 }
+
+/// A bind mount of `src` at `dst` whose ids the kernel shows shifted up by
+/// `base` (stored 0..count as base..base+count), as containers/storage
+/// gives a mount program its image layers for `podman run --uidmap`.
+/// Unmounted on drop.
+pub struct IdmappedBind {
+    dst: PathBuf,
+}
+
+impl IdmappedBind {
+    pub fn new(src: &Path, dst: &Path, base: u32, count: u32) -> IdmappedBind {
+        // A user namespace holding the mapping, written by us (root).
+        let mut holder = Command::new("unshare")
+            .args(["--user", "sleep", "60"])
+            .spawn()
+            .expect("unshare");
+        let pid = holder.id();
+        let map = format!("0 {base} {count}\n");
+        let t0 = Instant::now();
+        while std::fs::read_link(format!("/proc/{pid}/ns/user")).ok()
+            == std::fs::read_link("/proc/self/ns/user").ok()
+        {
+            assert!(t0.elapsed() < Duration::from_secs(5), "unshare --user");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        for f in ["uid_map", "gid_map"] {
+            std::fs::write(format!("/proc/{pid}/{f}"), &map).expect(f);
+        }
+        let ns = std::fs::File::open(format!("/proc/{pid}/ns/user")).unwrap();
+        let _ = holder.kill();
+        let _ = holder.wait();
+        #[repr(C)]
+        struct MountAttr {
+            attr_set: u64,
+            attr_clr: u64,
+            propagation: u64,
+            userns_fd: u64,
+        }
+        const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+        const OPEN_TREE_CLONE: libc::c_uint = 1;
+        const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
+        let s = cpath(src);
+        let d = cpath(dst);
+        unsafe {
+            let fd = libc::syscall(
+                libc::SYS_open_tree,
+                libc::AT_FDCWD,
+                s.as_ptr(),
+                OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
+            );
+            assert!(fd >= 0, "open_tree: {}", std::io::Error::last_os_error());
+            let fd = OwnedFd::from_raw_fd(fd as RawFd);
+            let attr = MountAttr {
+                attr_set: MOUNT_ATTR_IDMAP,
+                attr_clr: 0,
+                propagation: 0,
+                userns_fd: ns.as_raw_fd() as u64,
+            };
+            let r = libc::syscall(
+                libc::SYS_mount_setattr,
+                fd.as_raw_fd(),
+                c"".as_ptr(),
+                libc::AT_EMPTY_PATH,
+                &attr as *const MountAttr,
+                std::mem::size_of::<MountAttr>(),
+            );
+            assert_eq!(r, 0, "mount_setattr: {}", std::io::Error::last_os_error());
+            let r = libc::syscall(
+                libc::SYS_move_mount,
+                fd.as_raw_fd(),
+                c"".as_ptr(),
+                libc::AT_FDCWD,
+                d.as_ptr(),
+                MOVE_MOUNT_F_EMPTY_PATH,
+            );
+            assert_eq!(r, 0, "move_mount: {}", std::io::Error::last_os_error());
+        }
+        IdmappedBind {
+            dst: dst.to_path_buf(),
+        }
+    }
+}
+
+impl Drop for IdmappedBind {
+    fn drop(&mut self) {
+        let d = cpath(&self.dst);
+        unsafe { libc::umount2(d.as_ptr(), libc::MNT_DETACH) };
+    }
+}
