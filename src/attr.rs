@@ -265,23 +265,24 @@ pub fn setattr(
     if sa.atime.is_some() || sa.mtime.is_some() {
         obj.utimens(sa.atime, sa.mtime)?;
     }
-    let shown = |st: Stat| {
+    // With its record applied, as every stat the core hands on.
+    let stored = |st: Stat| {
         let mut st = st;
         stack.as_stored(0, obj.xattrs(up.as_fd(), &name), &mut st);
         st
     };
     let st = obj.stat()?;
     if record.is_some() {
-        return Ok(shown(st));
+        return Ok(stored(st));
     }
     let m = sa.kill_privs.apply(st.st_mode);
     if m != st.st_mode {
         // Last, on the mode the steps above left (a chown may have
         // cleared the bits already).
         obj.chmod(m & 0o7777)?;
-        return Ok(shown(obj.stat()?));
+        return Ok(stored(obj.stat()?));
     }
-    Ok(shown(st))
+    Ok(stored(st))
 }
 
 /// Apply `sa` through an open upper fd: for an object with no name (an

@@ -85,9 +85,10 @@ enum Dst<'a> {
 
 /// Apply owner, mode, xattrs and (last) times of `src` (pinned, in
 /// `layer`; its xattrs at `src_x`) to the temporary object `dst`. Owner and
-/// mode are those the merged view shows (a record the layer keeps for them
-/// applied); with `xattr_permissions` they go to the upper's record, and
-/// the inode keeps the daemon as owner with the access it needs.
+/// mode are those the layer stores ([`Stack::as_stored`]: a record the
+/// layer keeps for them applied, ids seen through an idmapped mount mapped
+/// back); with `xattr_permissions` they go to the upper's record, and the
+/// inode keeps the daemon as owner with the access it needs.
 fn copy_meta(
     stack: &Stack,
     layer: usize,
@@ -96,15 +97,18 @@ fn copy_meta(
     dst: Dst,
 ) -> io::Result<()> {
     let st = &src.st;
-    let mut shown = *st;
-    stack.as_stored(layer, src_x, &mut shown);
+    let mut stored = *st;
+    stack.as_stored(layer, src_x, &mut stored);
     let record = stack.perms_write.filter(|_| perms::carries(st));
     let (owner, mode) = match record {
         Some(_) => {
             let own = if sys::is_dir(st) { 0o700 } else { 0o600 };
-            (None, shown.st_mode & 0o7777 | own)
+            (None, stored.st_mode & 0o7777 | own)
         }
-        None => (Some((shown.st_uid, shown.st_gid)), shown.st_mode & 0o7777),
+        None => (
+            Some((stored.st_uid, stored.st_gid)),
+            stored.st_mode & 0o7777,
+        ),
     };
     let dst_x = match dst {
         Dst::File(fd) => XTarget::Fd(fd),
@@ -135,7 +139,7 @@ fn copy_meta(
     }
     copy_xattrs(src_x, dst_x, |n, v| stack.stored_xattr(layer, n, v))?;
     if let Some(name) = record {
-        perms::write(name, dst_x, perms::Record::of(&shown))?;
+        perms::write(name, dst_x, perms::Record::of(&stored))?;
     }
     let (atime, mtime) = (
         timespec(st.st_atime, st.st_atime_nsec),
