@@ -343,11 +343,12 @@ impl Stack {
             });
         }
         let mut idmapped = vec![false; layers.len()];
+        let idmapped_mounts = sys::idmapped_mount_ids();
         for l in &o.lowerdirs {
             let l = l.canonicalize().map_err(|e| e.to_string())?;
             let (mut fd, st) = open_root(&l)?;
             // Asked of the mount in this namespace: a clone has no entry.
-            idmapped.push(sys::is_idmapped(fd.as_fd()));
+            idmapped.push(sys::mount_id(fd.as_fd()).is_some_and(|m| idmapped_mounts.contains(&m)));
             // Where we may (root), read lowers through a read-only, noatime
             // clone of their mount; else the O_NOATIME opens do their best.
             if let Ok(frozen) = sys::open_frozen_tree(&l)

@@ -2,7 +2,7 @@
 
 use super::{cstr, err};
 use std::io;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::Path;
 
 /// A private, detached, read-only and noatime clone of the mount holding
@@ -32,6 +32,29 @@ pub fn open_atime_tree(path: &Path, atime: u64) -> io::Result<OwnedFd> {
 /// replaced and `attr_set` set.
 fn clone_tree(path: &Path, attr_set: u64) -> io::Result<OwnedFd> {
     const MOUNT_ATTR_ATIME_MASK: u64 = 0x70;
+    let fd = open_tree_clone(path)?;
+    mount_setattr(
+        fd.as_fd(),
+        attr_set,
+        MOUNT_ATTR_ATIME_MASK | MOUNT_ATTR_NODIRATIME,
+        None,
+    )?;
+    Ok(fd)
+}
+
+/// mount_setattr(2)'s attribute that makes a mount idmapped (with the
+/// mapping of `userns` in [`mount_setattr`]).
+pub const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
+
+/// mount_setattr(2) on the (detached) mount `fd`: set `set`, clear `clr`,
+/// and with [`MOUNT_ATTR_IDMAP`] take the mapping of the user namespace
+/// `userns`.
+pub fn mount_setattr(
+    fd: std::os::fd::BorrowedFd,
+    set: u64,
+    clr: u64,
+    userns: Option<std::os::fd::BorrowedFd>,
+) -> io::Result<()> {
     #[repr(C)]
     struct MountAttr {
         attr_set: u64,
@@ -39,12 +62,11 @@ fn clone_tree(path: &Path, attr_set: u64) -> io::Result<OwnedFd> {
         propagation: u64,
         userns_fd: u64,
     }
-    let fd = open_tree_clone(path)?;
     let attr = MountAttr {
-        attr_set,
-        attr_clr: MOUNT_ATTR_ATIME_MASK | MOUNT_ATTR_NODIRATIME,
+        attr_set: set,
+        attr_clr: clr,
         propagation: 0,
-        userns_fd: 0,
+        userns_fd: userns.map_or(0, |u| u.as_raw_fd() as u64),
     };
     let empty = c"";
     // SAFETY: `fd` is open, the path is an empty C string and `attr` a `struct
@@ -62,7 +84,7 @@ fn clone_tree(path: &Path, attr_set: u64) -> io::Result<OwnedFd> {
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
-    Ok(fd)
+    Ok(())
 }
 
 /// A private, detached clone of the mount holding `path`, rooted there,
@@ -108,11 +130,9 @@ pub fn remount(target: &Path, flags: libc::c_ulong) -> io::Result<()> {
     Ok(())
 }
 
-/// Is the mount holding `fd` an idmapped one (mount_setattr's
-/// MOUNT_ATTR_IDMAP: the kernel shows its ids through a mapping)? Read
-/// from /proc/self/mountinfo by the mount id statx gives, so only for a
-/// mount in this namespace (not a detached clone); false where unknown.
-pub fn is_idmapped(fd: std::os::fd::BorrowedFd) -> bool {
+/// The id of the mount holding `fd` (statx STATX_MNT_ID), where the
+/// kernel tells it.
+pub fn mount_id(fd: std::os::fd::BorrowedFd) -> Option<u64> {
     // SAFETY: all-zero bytes are a valid `libc::statx` (integers only).
     let mut stx: libc::statx = unsafe { std::mem::zeroed() };
     // SAFETY: a borrowed, open fd, an empty C string (AT_EMPTY_PATH: the fd
@@ -126,16 +146,22 @@ pub fn is_idmapped(fd: std::os::fd::BorrowedFd) -> bool {
             &mut stx,
         )
     };
-    if r != 0 || stx.stx_mask & libc::STATX_MNT_ID == 0 {
-        return false;
-    }
+    (r == 0 && stx.stx_mask & libc::STATX_MNT_ID != 0).then_some(stx.stx_mnt_id)
+}
+
+/// The ids of this namespace's idmapped mounts (mount_setattr's
+/// MOUNT_ATTR_IDMAP: the kernel shows their ids through a mapping), from
+/// /proc/self/mountinfo, read once for all layers; empty where unknown. A
+/// detached clone is in no list.
+pub fn idmapped_mount_ids() -> Vec<u64> {
     let Ok(info) = std::fs::read_to_string("/proc/self/mountinfo") else {
-        return false;
+        return Vec::new();
     };
-    let id = stx.stx_mnt_id.to_string();
     info.lines()
-        .map(|l| l.split(' ').collect::<Vec<_>>())
-        .find(|f| f.first() == Some(&id.as_str()))
-        .and_then(|f| f.get(5).map(|o| o.split(',').any(|x| x == "idmapped")))
-        .unwrap_or(false)
+        .filter_map(|l| {
+            let f: Vec<&str> = l.split(' ').collect();
+            let idmapped = f.get(5)?.split(',').any(|x| x == "idmapped");
+            idmapped.then(|| f.first()?.parse().ok()).flatten()
+        })
+        .collect()
 }

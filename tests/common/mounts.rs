@@ -4,7 +4,7 @@
 use std::ffi::CString;
 use std::fmt::Debug;
 use std::io::Read;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -519,6 +519,16 @@ fn mount_new_api(
         return Err((e, format!("fsmount: {}", sys::errno_name(e))));
     }
     let m = unsafe { OwnedFd::from_raw_fd(mfd as RawFd) };
+    move_mount_to(&m, mnt).map_err(|e| {
+        (
+            e,
+            format!("move_mount to {}: {}", mnt.display(), sys::errno_name(e)),
+        )
+    })
+}
+
+/// Attach the detached mount `m` at `mnt` (move_mount); the errno if not.
+fn move_mount_to(m: &OwnedFd, mnt: &Path) -> Result<(), i32> {
     let target = cpath(mnt);
     let r = unsafe {
         libc::syscall(
@@ -530,14 +540,7 @@ fn mount_new_api(
             MOVE_MOUNT_F_EMPTY_PATH,
         )
     };
-    if r < 0 {
-        let e = sys::errno();
-        return Err((
-            e,
-            format!("move_mount to {}: {}", mnt.display(), sys::errno_name(e)),
-        ));
-    }
-    Ok(())
+    if r < 0 { Err(sys::errno()) } else { Ok(()) }
 }
 
 /// Deepest directory containing all of `paths`.
@@ -1142,51 +1145,16 @@ impl IdmappedBind {
         let ns = std::fs::File::open(format!("/proc/{pid}/ns/user")).unwrap();
         let _ = holder.kill();
         let _ = holder.wait();
-        #[repr(C)]
-        struct MountAttr {
-            attr_set: u64,
-            attr_clr: u64,
-            propagation: u64,
-            userns_fd: u64,
-        }
-        const MOUNT_ATTR_IDMAP: u64 = 0x0010_0000;
-        const OPEN_TREE_CLONE: libc::c_uint = 1;
-        const MOVE_MOUNT_F_EMPTY_PATH: libc::c_uint = 4;
-        let s = cpath(src);
-        let d = cpath(dst);
-        unsafe {
-            let fd = libc::syscall(
-                libc::SYS_open_tree,
-                libc::AT_FDCWD,
-                s.as_ptr(),
-                OPEN_TREE_CLONE | libc::O_CLOEXEC as libc::c_uint,
-            );
-            assert!(fd >= 0, "open_tree: {}", std::io::Error::last_os_error());
-            let fd = OwnedFd::from_raw_fd(fd as RawFd);
-            let attr = MountAttr {
-                attr_set: MOUNT_ATTR_IDMAP,
-                attr_clr: 0,
-                propagation: 0,
-                userns_fd: ns.as_raw_fd() as u64,
-            };
-            let r = libc::syscall(
-                libc::SYS_mount_setattr,
-                fd.as_raw_fd(),
-                c"".as_ptr(),
-                libc::AT_EMPTY_PATH,
-                &attr as *const MountAttr,
-                std::mem::size_of::<MountAttr>(),
-            );
-            assert_eq!(r, 0, "mount_setattr: {}", std::io::Error::last_os_error());
-            let r = libc::syscall(
-                libc::SYS_move_mount,
-                fd.as_raw_fd(),
-                c"".as_ptr(),
-                libc::AT_FDCWD,
-                d.as_ptr(),
-                MOVE_MOUNT_F_EMPTY_PATH,
-            );
-            assert_eq!(r, 0, "move_mount: {}", std::io::Error::last_os_error());
+        let fd = ovlfuse::sys::open_tree_clone(src).expect("open_tree");
+        ovlfuse::sys::mount_setattr(
+            fd.as_fd(),
+            ovlfuse::sys::MOUNT_ATTR_IDMAP,
+            0,
+            Some(ns.as_fd()),
+        )
+        .expect("mount_setattr");
+        if let Err(e) = move_mount_to(&fd, dst) {
+            panic!("move_mount to {}: {}", dst.display(), sys::errno_name(e));
         }
         IdmappedBind {
             dst: dst.to_path_buf(),
